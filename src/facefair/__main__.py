@@ -1,0 +1,5 @@
+import sys
+
+from facefair.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""``facefair`` command line: train, evaluate, predict, cache, audit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from facefair.config import add_config_flags, config_from_args
+
+
+def _train(args) -> int:
+    from facefair.train.loop import train
+    train(config_from_args(args))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from facefair.evaluate.run import evaluate_run
+    evaluate_run(args.run, split=args.split, out_dir=args.out, data=args.data, kind=args.kind,
+                 image_root=args.image_root, device=args.device, tta=args.tta)
+    return 0
+
+
+def _predict(args) -> int:
+    from facefair.predict import run_predict
+    run_predict(args.checkpoint, args.input, args.out, image_root=args.image_root, device=args.device,
+                batch_size=args.batch_size, workers=args.workers, tta=args.tta)
+    return 0
+
+
+def _cache(args) -> int:
+    from facefair.data.cache import build_cache
+    from facefair.train.data_prep import load_table
+    config = config_from_args(args)
+    table = load_table(config.data)
+    cache = build_cache(table.frame["path"].tolist(), args.size, config.data.cache_dir or ".facefair-cache",
+                        workers=config.data.workers or None)
+    table.frame.to_csv(cache.directory / "table.csv", index=False)
+    print(json.dumps({"cache": str(cache.directory), "images": len(cache.paths), "unreadable": len(cache.bad),
+                      "size": cache.size}, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facefair", description="Train, evaluate and audit fair face-attribute models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a multi-task model and write its test report",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_flags(train)
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a run's best.pt on a split or another dataset")
+    evaluate.add_argument("run", help="run folder (with best.pt, config.yaml, splits.csv)")
+    evaluate.add_argument("--split", default="test", help="train, val, test, or all (with --data)")
+    evaluate.add_argument("--data", help="evaluate on another dataset instead of the run's own")
+    evaluate.add_argument("--kind", default="auto", help="dataset kind for --data")
+    evaluate.add_argument("--image-root", help="image root for a CSV --data")
+    evaluate.add_argument("--out", help="output folder (default RUN/eval-SPLIT)")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True)
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = sub.add_parser("predict", help="predict on a folder or CSV of cropped faces")
+    predict.add_argument("checkpoint", help="best.pt of a run")
+    predict.add_argument("input", help="folder of images, CSV with an image column, or one image")
+    predict.add_argument("--out", default="predictions.csv", help="output CSV")
+    predict.add_argument("--image-root", help="folder the CSV's paths are relative to")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--workers", type=int, default=None, help="decode workers (default: one per core)")
+    predict.add_argument("--device", default="auto")
+    predict.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False)
+    predict.set_defaults(func=_predict)
+
+    cache = sub.add_parser("cache", help="decode and resize a dataset once into the image cache")
+    add_config_flags(cache, sections=("data",))
+    cache.add_argument("--size", type=int, required=True, help="image size in pixels")
+    cache.set_defaults(func=_cache)
+
+    try:
+        from facefair.audit.cli import register as register_audit
+    except ImportError:  # the audit extra is optional for training-only installs
+        register_audit = None
+    if register_audit is not None:
+        register_audit(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args) or 0
+    except (FileNotFoundError, ValueError) as error:
+        print(f"facefair {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Typed run configuration: dataclasses, filled from a YAML file and/or command-line flags.
+
+Flags are generated from the dataclass fields (``--batch-size`` for ``batch_size``), so adding
+an option is adding a field with a ``help`` in its metadata; nothing is declared twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from facefair.data.batches import AugmentConfig
+from facefair.models.multitask import ModelConfig
+
+
+def _help(text: str, **kwargs) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class DataConfig:
+    data: Optional[str] = _help("dataset: UTKFace folder, ImageFolder tree, FairFace/any label CSV", default=None)
+    kind: str = _help("auto, utkface, fairface, csv or imagefolder", default="auto")
+    image_root: Optional[str] = _help("folder the CSV's image paths are relative to", default=None)
+    extra_csvs: list[str] = _help("more label CSVs read with the same root (FairFace val)", default_factory=list)
+    race_scheme: Optional[str] = _help("race7, race5 or race4; default: the data's own", default=None)
+    splits_file: Optional[str] = _help("reuse a saved splits.csv (path,split)", default=None)
+    split_by: list[str] = _help("label columns the split is stratified on",
+                                default_factory=lambda: ["gender", "race", "age_group"])
+    val_fraction: float = _help("share of rows for validation", default=0.1)
+    test_fraction: float = _help("share of rows for the test split", default=0.2)
+    limit: Optional[int] = _help("use a seeded random subset of this many images (smoke runs)", default=None)
+    cache_dir: Optional[str] = _help("decoded-image cache folder; empty string reads JPEGs every epoch",
+                                     default=".facefair-cache")
+    workers: int = _help("decode workers (0: one per core)", default=0)
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = _help("run folder (checkpoints, report, logs)", default="runs/facefair")
+    epochs: int = _help("training epochs", default=10)
+    batch_size: int = _help("images per step", default=128)
+    lr: float = _help("peak learning rate of AdamW", default=1e-3)
+    backbone_lr_scale: float = _help("backbone lr = lr x this (pretrained backbones like < 1)", default=1.0)
+    weight_decay: float = _help("AdamW weight decay", default=0.05)
+    warmup_epochs: float = _help("linear warm-up before the cosine decay", default=1.0)
+    label_smoothing: float = _help("cross-entropy label smoothing", default=0.1)
+    task_weights: dict[str, float] = _help("loss weight per task, e.g. age=0.5", default_factory=dict)
+    class_weights: bool = _help("inverse-frequency class weights in the classification losses", default=False)
+    sampler: str = _help("none or balanced (WeightedRandomSampler over --sampler-by groups)", default="none")
+    sampler_by: list[str] = _help("columns whose joint groups the balanced sampler equalises",
+                                  default_factory=lambda: ["gender"])
+    amp: bool = _help("mixed precision on CUDA", default=True)
+    bf16: bool = _help("bfloat16 autocast on CPU", default=False)
+    compile: bool = _help("torch.compile the model", default=False)
+    channels_last: bool = _help("channels-last memory layout", default=True)
+    tta: bool = _help("average predictions over the image and its mirror at evaluation", default=True)
+    seed: int = _help("random seed (splits, init, order, augmentation)", default=0)
+    deterministic: bool = _help("deterministic kernels (slower)", default=False)
+    resume: bool = _help("continue from OUT_DIR/last.pt", default=False)
+    device: str = _help("auto, cpu, cuda or cuda:N", default="auto")
+    max_bad_steps: int = _help("abort after this many consecutive non-finite losses", default=20)
+    tensorboard: bool = _help("write TensorBoard logs under OUT_DIR/tb", default=True)
+    progress: bool = _help("progress bars", default=True)
+    results_csv: Optional[str] = _help("benchmark table every run appends to (default OUT_DIR/../benchmark_results.csv)",
+                                       default=None)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "RunConfig":
+        config = cls()
+        for section in ("data", "model", "train", "augment"):
+            values = raw.get(section) or {}
+            target = getattr(config, section)
+            known = {f.name for f in dataclasses.fields(target)}
+            unknown = set(values) - known
+            if unknown:
+                raise ValueError(f"unknown {section} options {sorted(unknown)}")
+            for key, value in values.items():
+                setattr(target, key, tuple(value) if isinstance(getattr(target, key), tuple) else value)
+        return config
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_MODEL_HELP = {
+    "backbone": "resnet18/34/50, convnext_tiny, efficientnetv2_s, vit_b_16, mobilenetv2, ... or any timm name",
+    "image_size": "input size in pixels (0: the backbone's default)",
+    "pretrained": "download timm ImageNet weights (needs internet)",
+    "weights": "local backbone checkpoint (.pth), e.g. torchvision's mobilenet_v2-b0353104.pth",
+    "age_head": "regression or coral (ordinal)",
+    "dropout": "dropout before each head",
+    "tasks": "tasks to train: gender race age_group age",
+}
+
+
+def _flag_type(annotation):
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is typing.Union and args:
+        return _flag_type(args[0])
+    return annotation
+
+
+def add_config_flags(parser: argparse.ArgumentParser, sections=("data", "model", "train")) -> None:
+    """One flag per config field; defaults are None so only flags given on the command line override YAML."""
+    parser.add_argument("--config", help="YAML file with data:/model:/train:/augment: sections")
+    for section in sections:
+        group = parser.add_argument_group(section)
+        hints = typing.get_type_hints(_SECTIONS[section])
+        for f in dataclasses.fields(_SECTIONS[section]):
+            flag = "--" + f.name.replace("_", "-")
+            kind = _flag_type(hints[f.name])
+            help_text = f.metadata.get("help") or _MODEL_HELP.get(f.name, "")
+            dest = f"{section}.{f.name}"
+            if kind is bool:
+                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            elif typing.get_origin(kind) is list:
+                group.add_argument(flag, dest=dest, nargs="*", default=None, help=help_text)
+            elif typing.get_origin(kind) is dict:
+                group.add_argument(flag, dest=dest, nargs="*", default=None, metavar="KEY=VALUE", help=help_text)
+            else:
+                group.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    raw = yaml.safe_load(Path(args.config).read_text()) if getattr(args, "config", None) else {}
+    config = RunConfig.from_dict(raw or {})
+    for dest, value in vars(args).items():
+        if "." not in dest or value is None:
+            continue
+        section, name = dest.split(".", 1)
+        if isinstance(getattr(getattr(config, section), name), dict):
+            value = {k: float(v) for k, v in (item.split("=", 1) for item in value)}
+        setattr(getattr(config, section), name, value)
+    return config

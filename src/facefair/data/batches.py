@@ -1,0 +1,139 @@
+"""Batches of uint8 face images and the tensor augmentation applied to them.
+
+Two sources give the same thing — a uint8 NHWC batch plus the positions of its rows in the
+split — so the training loop does not care whether pixels come from the decoded cache (no JPEG
+work at all) or straight from files (DataLoader workers decoding).  Augmentation then runs on
+the batch as tensors, on the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from facefair.data.images import try_decode
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def epoch_order(n: int, epoch: int, seed: int, shuffle: bool, weights: Optional[np.ndarray]) -> np.ndarray:
+    """Row order for one epoch, a pure function of (seed, epoch) so a resumed run sees exactly the
+    batches an uninterrupted one would.  ``weights`` draws with replacement (balanced sampling)."""
+    if weights is not None:
+        rng = np.random.default_rng([seed, epoch, 1])
+        return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+class ArrayBatches:
+    """Batches gathered from an in-memory or memory-mapped uint8 array (the decoded cache)."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray, batch_size: int):
+        self.images, self.rows, self.batch_size = images, np.asarray(rows), batch_size
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def iterate(self, order: np.ndarray, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, np.ndarray, list[str]]]:
+        stop = len(order) - (len(order) % self.batch_size if drop_last and len(order) >= self.batch_size else 0)
+        for start in range(0, stop, self.batch_size):
+            positions = order[start:start + self.batch_size]
+            rows = self.rows[positions]
+            # Sorted reads are sequential in the memory map; unsort afterwards to keep the order.
+            sort = np.argsort(rows, kind="stable")
+            batch = np.empty((len(rows), *self.images.shape[1:]), dtype=np.uint8)
+            batch[sort] = self.images[rows[sort]]
+            yield torch.from_numpy(batch), positions, []
+
+
+class _FileDataset(Dataset):
+    def __init__(self, paths: Sequence[str], size: int):
+        self.paths, self.size = list(paths), size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, position: int):
+        array, error = try_decode(self.paths[position], self.size)
+        return position, array, error
+
+
+def _collate(items):
+    good = [(p, a) for p, a, _ in items if a is not None]
+    errors = [e for _, a, e in items if a is None]
+    if not good:
+        return torch.empty(0, dtype=torch.uint8), np.empty(0, dtype=np.int64), errors
+    positions = np.array([p for p, _ in good], dtype=np.int64)
+    return torch.from_numpy(np.stack([a for _, a in good])), positions, errors
+
+
+class FileBatches:
+    """Batches decoded from image files by DataLoader workers; unreadable files are dropped from
+    the batch and returned by name so the caller can count and report them."""
+
+    def __init__(self, paths: Sequence[str], size: int, batch_size: int, workers: int, pin_memory: bool = False):
+        self.dataset = _FileDataset(paths, size)
+        self.batch_size, self.workers, self.pin_memory = batch_size, workers, pin_memory
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def iterate(self, order: np.ndarray, drop_last: bool = False):
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=order.tolist(), num_workers=self.workers,
+                            collate_fn=_collate, pin_memory=self.pin_memory, drop_last=drop_last,
+                            persistent_workers=False, prefetch_factor=4 if self.workers else None)
+        yield from loader
+
+
+@dataclass
+class AugmentConfig:
+    scale: tuple[float, float] = (0.85, 1.05)   # zoom range (<1 zooms in)
+    shift: float = 0.06                          # max translation, fraction of the image
+    rotate_degrees: float = 10.0
+    flip: bool = True
+    brightness: float = 0.2
+    contrast: float = 0.2
+
+
+def to_float(batch: torch.Tensor, device: torch.device, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW in channels_last layout (a free permute of NHWC)."""
+    x = batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
+
+
+def augment(batch: torch.Tensor, device: torch.device, generator: torch.Generator, config: AugmentConfig) -> torch.Tensor:
+    """Random zoom/shift/rotation/flip (one affine warp) and brightness/contrast, batched on ``device``.
+    Parameters are drawn on the CPU from ``generator`` so runs are reproducible on any device."""
+    n = batch.shape[0]
+    x = batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+
+    def uniform(low, high):
+        return torch.rand(n, generator=generator) * (high - low) + low
+
+    scale = uniform(*config.scale)
+    angle = uniform(-config.rotate_degrees, config.rotate_degrees) * math.pi / 180
+    shift_x, shift_y = uniform(-config.shift, config.shift) * 2, uniform(-config.shift, config.shift) * 2
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if config.flip else torch.ones(n)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, shift_x], 1), torch.stack([sin * flip, cos, shift_y], 1)], 1)
+    grid = F.affine_grid(theta.to(device), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    brightness = uniform(1 - config.brightness, 1 + config.brightness).to(device).view(n, 1, 1, 1)
+    contrast = uniform(1 - config.contrast, 1 + config.contrast).to(device).view(n, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean) * brightness
+    x = x.clamp_(0, 1)
+    mean_t = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,94 @@
+"""Running a model over batches and turning its outputs into the predictions table.
+
+The predictions table is the contract every later step reads (metrics, the fairness audit,
+comparisons); third-party models can write the same CSV:
+``path``, the true attributes ``race``/``gender``/``age_group``, and per task ``T_true``,
+``T_pred`` and ``T_prob_<class>`` (classification) or ``age_true``/``age_pred`` (years).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facefair.data.batches import to_float
+from facefair.tasks import TaskSpec
+
+ATTRIBUTES = ("race", "gender", "age_group")
+
+
+def autocast_context(device: torch.device, amp: bool, bf16: bool):
+    if device.type == "cuda" and amp:
+        return torch.autocast("cuda", dtype=torch.float16)
+    if device.type == "cpu" and bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.no_grad()
+def predict_batches(model, batches, n_rows: int, device: torch.device, *, tta: bool = True, amp: bool = True,
+                    bf16: bool = False, progress=None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Probabilities (classification) or years (age) for every row; rows whose image could not be
+    read stay NaN and their errors are returned."""
+    model.eval()
+    outputs: dict[str, np.ndarray] = {}
+    errors: list[str] = []
+    for images, positions, batch_errors in batches.iterate(np.arange(n_rows)):
+        errors.extend(batch_errors)
+        if len(positions) == 0:
+            continue
+        x = to_float(images, device)
+        with autocast_context(device, amp, bf16):
+            predicted = model.predict(model(x))
+            if tta:  # mirrored faces are equally plausible faces; averaging removes left/right noise
+                mirrored = model.predict(model(torch.flip(x, dims=[3])))
+                predicted = {k: (v + mirrored[k]) / 2 for k, v in predicted.items()}
+        for name, value in predicted.items():
+            value = value.float().cpu().numpy()
+            if name not in outputs:
+                outputs[name] = np.full((n_rows, *value.shape[1:]), np.nan, dtype=np.float32)
+            outputs[name][positions] = value
+        if progress is not None:
+            progress.update(len(positions))
+    return outputs, errors
+
+
+def predictions_frame(frame: pd.DataFrame, tasks: Sequence[TaskSpec], outputs: dict[str, np.ndarray],
+                      extra_columns: Sequence[str] = ("split", "dataset")) -> pd.DataFrame:
+    columns = {"path": frame["path"].to_numpy()}
+    for attribute in ATTRIBUTES:
+        if attribute in frame:
+            columns[attribute] = frame[attribute].to_numpy()
+    for column in extra_columns:
+        if column in frame:
+            columns[column] = frame[column].to_numpy()
+    for task in tasks:
+        out = outputs[task.name]
+        if task.kind == "regression":
+            columns[f"{task.name}_true"] = frame[task.column].to_numpy(dtype=float)
+            columns[f"{task.name}_pred"] = out
+            continue
+        columns[f"{task.name}_true"] = frame[task.column].to_numpy()
+        readable = ~np.isnan(out).any(axis=1)
+        pred = np.full(len(out), None, dtype=object)
+        pred[readable] = np.asarray(task.classes, dtype=object)[out[readable].argmax(axis=1)]
+        columns[f"{task.name}_pred"] = pred
+        for i, name in enumerate(task.classes):
+            columns[f"{task.name}_prob_{name}"] = out[:, i]
+    return pd.DataFrame(columns)
+
+
+def probability_columns(frame: pd.DataFrame, task: str) -> list[str]:
+    return [c for c in frame.columns if c.startswith(f"{task}_prob_")]
+
+
+def tasks_in(frame: pd.DataFrame) -> list[str]:
+    return [c[: -len("_pred")] for c in frame.columns if c.endswith("_pred")]
+
+
+def classes_of(frame: pd.DataFrame, task: str) -> Optional[list[str]]:
+    cols = probability_columns(frame, task)
+    return [c[len(f"{task}_prob_"):] for c in cols] or None

@@ -1,0 +1,81 @@
+"""Writing an evaluation: predictions.csv, report.json, confusion matrices, the gender-by-race
+table, and one appended row of benchmark_results.csv."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from facefair.evaluate.inference import predict_batches, predictions_frame
+from facefair.evaluate.metrics import (all_task_metrics, gender_rates_by_race, selection_score,
+                                       write_confusion_matrices)
+from facefair.train.checkpoint import write_text_atomic
+
+
+def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool):
+    """(predictions table, metrics, unreadable-image errors) for one split."""
+    outputs, errors = predict_batches(model, split.batches, len(split.frame), device, tta=tta, amp=amp, bf16=bf16)
+    predictions = predictions_frame(split.frame, model.tasks, outputs)
+    return predictions, all_task_metrics(predictions), errors
+
+
+def headline(metrics: dict[str, dict]) -> dict[str, float]:
+    """The few numbers people quote: accuracy/macro-F1 per classification task, MAE/CS@5 for age."""
+    flat = {}
+    for task, values in metrics.items():
+        for key in ("accuracy", "macro_f1", "roc_auc", "mae", "cs5"):
+            if key in values:
+                flat[f"{task}_{key}"] = round(values[key], 5)
+    return flat
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_evaluation(out_dir: Path, predictions: pd.DataFrame, metrics: dict, extra: Optional[dict] = None) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out_dir / "predictions.csv", index=False)
+    write_confusion_matrices(metrics, out_dir)
+    fairness = gender_rates_by_race(predictions)
+    if fairness is not None:
+        fairness.to_csv(out_dir / "gender_fpr_fnr_by_race.csv", index=False)
+    report = {"metrics": metrics, "headline": headline(metrics), "selection_score": selection_score(metrics),
+              "gender_fpr_fnr_by_race": fairness.to_dict(orient="records") if fairness is not None else None,
+              **(extra or {})}
+    write_text_atomic(out_dir / "report.json", json.dumps(_json_safe(report), indent=1))
+    return report
+
+
+def append_benchmark_row(csv_path: Path, row: dict) -> None:
+    """One row per run; new columns (another task, another option) widen the table instead of
+    breaking it."""
+    row = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), **row}
+    new = pd.DataFrame([{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in row.items()}])
+    if csv_path.exists():
+        old = pd.read_csv(csv_path)
+        new = pd.concat([old, new], ignore_index=True)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
+    new.to_csv(tmp, index=False)
+    tmp.replace(csv_path)
+
+
+def print_headline(title: str, metrics: dict) -> None:
+    parts = [f"{k}={v:.4f}" for k, v in headline(metrics).items() if not k.endswith("roc_auc")]
+    print(f"{title}: " + "  ".join(parts), flush=True)

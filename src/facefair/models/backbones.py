@@ -1,0 +1,99 @@
+"""Backbone registry: short names users type -> timm models, plus local weight loading.
+
+Hub weights (``pretrained=True``) work for users online; offline, ``weights=PATH`` loads a local
+checkpoint.  Checkpoints written by another library for the same architecture (torchvision's
+ImageNet MobileNetV2 or ResNets) name their tensors differently; they are matched by name where
+names agree and otherwise by order with every shape checked, so a wrong file fails loudly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import timm
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    timm_name: str
+    default_size: int
+
+
+BACKBONES: dict[str, BackboneInfo] = {
+    "resnet18": BackboneInfo("resnet18", 224),
+    "resnet34": BackboneInfo("resnet34", 224),
+    "resnet50": BackboneInfo("resnet50", 224),
+    "convnext_tiny": BackboneInfo("convnext_tiny", 224),
+    "efficientnetv2_s": BackboneInfo("tf_efficientnetv2_s", 384),
+    "efficientnet_b0": BackboneInfo("efficientnet_b0", 224),
+    "vit_b_16": BackboneInfo("vit_base_patch16_224", 224),
+    "mobilenetv2": BackboneInfo("mobilenetv2_100", 224),
+    "mobilenetv2_100": BackboneInfo("mobilenetv2_100", 224),
+    "mobilenetv3_large": BackboneInfo("mobilenetv3_large_100", 224),
+}
+
+
+def resolve_backbone(name: str) -> BackboneInfo:
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if name in timm.list_models():
+        return BackboneInfo(name, 224)  # any other timm model works too
+    raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)} or any timm model name")
+
+
+def create_backbone(name: str, *, pretrained: bool = False, weights: Optional[str | Path] = None,
+                    image_size: Optional[int] = None, features_only: bool = False) -> nn.Module:
+    """A timm backbone with no classifier (``num_features`` pooled outputs), or its stage feature maps."""
+    info = resolve_backbone(name)
+    kwargs: dict = {"pretrained": pretrained and weights is None}
+    if features_only:
+        kwargs["features_only"] = True
+    else:
+        kwargs["num_classes"] = 0
+    if image_size and "vit" in info.timm_name:
+        kwargs["img_size"] = image_size
+    model = timm.create_model(info.timm_name, **kwargs)
+    if weights is not None:
+        load_backbone_weights(model, weights)
+    return model
+
+
+def _unwrap_state_dict(checkpoint) -> dict[str, torch.Tensor]:
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(checkpoint, dict) and key in checkpoint and isinstance(checkpoint[key], dict):
+            checkpoint = checkpoint[key]
+    return {k.removeprefix("module."): v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+
+
+_CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.", "heads.", "last_linear.")
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> dict[str, int]:
+    """Load a local checkpoint into ``model``; returns how many tensors matched by name / by order."""
+    source = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    source = {k: v for k, v in source.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
+    target = model.state_dict()
+    if set(source) <= set(target) and all(source[k].shape == target[k].shape for k in source):
+        missing = [k for k in target if k not in source and not k.endswith("num_batches_tracked")]
+        if missing:
+            raise ValueError(f"{path}: {len(missing)} backbone tensors absent, e.g. {missing[:3]}")
+        model.load_state_dict(source, strict=False)
+        return {"by_name": len(source), "by_order": 0}
+    # Different naming: same architecture means the same tensors in the same order.
+    src_items = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    tgt_keys = [k for k in target if not k.endswith("num_batches_tracked")]
+    if len(src_items) != len(tgt_keys):
+        raise ValueError(f"{path}: {len(src_items)} tensors for a backbone with {len(tgt_keys)}; "
+                         "is it a checkpoint of this architecture?")
+    mapped = {}
+    for (src_key, tensor), tgt_key in zip(src_items, tgt_keys):
+        if tensor.shape != target[tgt_key].shape:
+            raise ValueError(f"{path}: {src_key} {tuple(tensor.shape)} does not fit {tgt_key} "
+                             f"{tuple(target[tgt_key].shape)}; is it a checkpoint of this architecture?")
+        mapped[tgt_key] = tensor
+    model.load_state_dict(mapped, strict=False)
+    return {"by_name": 0, "by_order": len(mapped)}

@@ -1,0 +1,62 @@
+"""Task heads on the shared backbone features."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+AGE_OFFSET, AGE_SCALE = 33.0, 20.0  # rough centre and spread of face-dataset ages; eases the start
+
+
+class ClassificationHead(nn.Module):
+    def __init__(self, in_features: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_classes))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+    def predict(self, output: torch.Tensor) -> torch.Tensor:
+        return output.softmax(dim=-1)
+
+
+class RegressionHead(nn.Module):
+    """Exact age in years."""
+
+    def __init__(self, in_features: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features).squeeze(-1) * AGE_SCALE + AGE_OFFSET
+
+    def predict(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # L1 is the metric we report (MAE); scaled so it weighs like a cross-entropy.
+        return nn.functional.l1_loss(output, target) / 10
+
+
+class CoralHead(nn.Module):
+    """Rank-consistent ordinal regression (CORAL, Cao et al. 2020): one shared weight vector and
+    ``max_age`` ordered biases; P(age > k) = sigmoid(w.x + b_k), and the predicted age is the sum
+    of those probabilities."""
+
+    def __init__(self, in_features: int, dropout: float, max_age: int = 100):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.weight = nn.Linear(in_features, 1, bias=False)
+        self.bias = nn.Parameter(torch.linspace(2.0, -4.0, max_age))
+        self.max_age = max_age
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.weight(self.dropout(features)) + self.bias
+
+    def predict(self, output: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(output.float()).sum(dim=-1)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        thresholds = torch.arange(self.max_age, device=target.device).float()
+        levels = (target.unsqueeze(-1) > thresholds).float()
+        return nn.functional.binary_cross_entropy_with_logits(output.float(), levels, reduction="none").sum(-1).mean() / 10

@@ -1,0 +1,72 @@
+"""One shared backbone, one head per task."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from facefair.models.backbones import create_backbone, resolve_backbone
+from facefair.models.heads import ClassificationHead, CoralHead, RegressionHead
+from facefair.tasks import TaskSpec
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "mobilenetv2"
+    image_size: int = 0             # 0: the backbone's default
+    pretrained: bool = False        # timm hub weights (needs internet)
+    weights: Optional[str] = None   # local backbone checkpoint
+    age_head: str = "regression"    # or "coral"
+    dropout: float = 0.2
+    tasks: list[str] = field(default_factory=lambda: ["gender", "race", "age_group", "age"])
+
+    def resolved_size(self) -> int:
+        return self.image_size or resolve_backbone(self.backbone).default_size
+
+
+class MultiTaskModel(nn.Module):
+    def __init__(self, config: ModelConfig, tasks: Sequence[TaskSpec], *, load_weights: bool = True):
+        super().__init__()
+        self.config, self.tasks = config, list(tasks)
+        self.backbone = create_backbone(config.backbone, pretrained=config.pretrained and load_weights,
+                                        weights=config.weights if load_weights else None,
+                                        image_size=config.resolved_size())
+        width = self.backbone.num_features
+        heads = {}
+        for task in self.tasks:
+            if task.kind == "classification":
+                heads[task.name] = ClassificationHead(width, task.num_classes, config.dropout)
+            elif config.age_head == "coral":
+                heads[task.name] = CoralHead(width, config.dropout)
+            else:
+                heads[task.name] = RegressionHead(width, config.dropout)
+        self.heads = nn.ModuleDict(heads)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(images)
+        return {name: head(features) for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def predict(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Probabilities for classification tasks, years for age."""
+        return {name: self.heads[name].predict(out.float()) for name, out in outputs.items()}
+
+    def describe(self) -> dict:
+        return {"model": asdict(self.config), "tasks": [t.to_dict() for t in self.tasks]}
+
+
+def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> MultiTaskModel:
+    """Rebuild a trained model from ``best.pt``/``last.pt`` alone (no hub or weight file needed)."""
+    checkpoint = torch.load(checkpoint_path, map_location=map_location, weights_only=False)
+    config = ModelConfig(**checkpoint["model"])
+    tasks = [TaskSpec.from_dict(t) for t in checkpoint["tasks"]]
+    model = MultiTaskModel(config, tasks, load_weights=False)
+    model.load_state_dict(checkpoint["model_state"])
+    return model.eval()

@@ -1,0 +1,294 @@
+"""The training run: data -> model -> epochs with validation -> best.pt -> test report.
+
+Everything that decides the result (split, data order, augmentation, init) derives from the seed
+and the epoch number, and last.pt holds every piece of state, so ``--resume`` after a kill ends
+where an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from facefair.config import RunConfig
+from facefair.data.batches import augment, epoch_order
+from facefair.evaluate.metrics import selection_score
+from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
+                                      write_evaluation)
+from facefair.evaluate.inference import autocast_context
+from facefair.models.multitask import MultiTaskModel
+from facefair.train.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from facefair.train.data_prep import PreparedData, SplitData, prepare_data
+from facefair.train.losses import MultiTaskLoss, inverse_frequency_weights
+from facefair.train.sampling import balanced_weights
+
+log = logging.getLogger("facefair")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def _param_groups(model: MultiTaskModel, lr: float, backbone_scale: float, weight_decay: float) -> list[dict]:
+    """Backbone and heads at their own rates; no decay on biases and norm weights (1-d tensors)."""
+    groups = []
+    for part, scale in ((model.backbone, backbone_scale), (model.heads, 1.0)):
+        decay = [p for p in part.parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in part.parameters() if p.requires_grad and p.ndim <= 1]
+        groups.append({"params": decay, "lr": lr * scale, "weight_decay": weight_decay})
+        groups.append({"params": no_decay, "lr": lr * scale, "weight_decay": 0.0})
+    return groups
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+class Trainer:
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.out_dir = Path(config.train.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.device = select_device(config.train.device)
+        seed_everything(config.train.seed, config.train.deterministic)
+        if self.device.type == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+        self.data: PreparedData = prepare_data(
+            config.data, config.model.tasks, config.model.resolved_size(), config.train.batch_size,
+            seed=config.train.seed, out_dir=self.out_dir, pin_memory=self.device.type == "cuda")
+        self.tasks = self.data.tasks
+        self.model = MultiTaskModel(config.model, self.tasks).to(self.device)
+        if config.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if config.train.compile else self.model
+        train = self.data.splits["train"]
+        self.loss_fn = MultiTaskLoss(self.tasks, self.model.heads, task_weights=config.train.task_weights,
+                                     class_weights=self._class_weights(train) if config.train.class_weights else None,
+                                     label_smoothing=config.train.label_smoothing).to(self.device)
+        self.sample_weights = (balanced_weights(train.frame, config.train.sampler_by)
+                               if config.train.sampler == "balanced" else None)
+        if config.train.sampler not in ("none", "balanced"):
+            raise ValueError(f"unknown sampler {config.train.sampler!r}: none or balanced")
+        t = config.train
+        self.steps_per_epoch = max(1, len(train.frame) // t.batch_size)
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, t.lr, t.backbone_lr_scale, t.weight_decay))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(
+            int(t.warmup_epochs * self.steps_per_epoch), t.epochs * self.steps_per_epoch))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and t.amp)
+        self.start_epoch, self.best_score, self.history = 0, -math.inf, []
+        self.skipped_images = list(self.data.skipped_images)
+        self.bad_steps_total = 0
+        self.writer = None
+        if t.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.out_dir / "tb"))
+
+    def _class_weights(self, train: SplitData) -> dict[str, torch.Tensor]:
+        return {t.name: inverse_frequency_weights(train.targets[t.name], t.num_classes)
+                for t in self.tasks if t.kind == "classification"}
+
+    # ------------------------------------------------------------------ state
+    def state(self, epoch: int) -> dict:
+        return {"epoch": epoch, "model_state": self.model.state_dict(), **self.model.describe(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "best_score": self.best_score, "history": self.history,
+                "skipped_images": self.skipped_images, "config": self.config.to_dict(),
+                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}
+
+    def resume(self) -> None:
+        path = self.out_dir / "last.pt"
+        if not path.exists():
+            log.warning("--resume: no %s yet; starting from scratch", path)
+            return
+        state = load_checkpoint(path, self.device)
+        self.model.load_state_dict(state["model_state"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.best_score, self.history = state["best_score"], state["history"]
+        self.skipped_images = state.get("skipped_images", self.skipped_images)
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        self.start_epoch = state["epoch"] + 1
+        print(f"resumed from {path} after epoch {state['epoch'] + 1}", flush=True)
+
+    # ------------------------------------------------------------------ epochs
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        t = self.config.train
+        train = self.data.splits["train"]
+        self.model.train()
+        order = epoch_order(len(train.frame), epoch, t.seed, shuffle=True, weights=self.sample_weights)
+        generator = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
+        targets = {k: torch.from_numpy(v) for k, v in train.targets.items()}
+        sums: dict[str, float] = {}
+        steps, seen, consecutive_bad = 0, 0, 0
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not t.progress,
+                   dynamic_ncols=True, leave=False)
+        drop_last = len(train.frame) >= t.batch_size
+        for images, positions, errors in train.batches.iterate(order, drop_last=drop_last):
+            self._note_skipped(errors)
+            if len(positions) == 0:
+                continue
+            x = augment(images, self.device, generator, self.config.augment)
+            batch_targets = {k: v[positions].to(self.device, non_blocking=True) for k, v in targets.items()}
+            with autocast_context(self.device, t.amp, t.bf16):
+                outputs = self.forward(x)
+            loss, parts = self.loss_fn(outputs, batch_targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                consecutive_bad += 1
+                self.bad_steps_total += 1
+                log.warning("non-finite loss at epoch %d step %d (batch starts with %s); step skipped",
+                            epoch + 1, steps + 1, train.frame["path"].iloc[positions[0]])
+                if consecutive_bad >= t.max_bad_steps:
+                    raise TrainingDiverged(f"{consecutive_bad} non-finite losses in a row at epoch {epoch + 1}; "
+                                           f"lower --lr or check the data. last.pt/best.pt are from the last good epoch.")
+                self.scheduler.step()
+                continue
+            consecutive_bad = 0
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            steps += 1
+            seen += len(positions)
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()}, refresh=False)
+            bar.update()
+        bar.close()
+        means = {f"train_{k}": v / max(1, steps) for k, v in sums.items()}
+        means["train_images"] = seen
+        return means
+
+    def _note_skipped(self, errors: list[str]) -> None:
+        for error in errors:
+            if error not in self.skipped_images:
+                log.warning("skipped image %s", error)
+                self.skipped_images.append(error)
+
+    def fit(self) -> dict:
+        t = self.config.train
+        if t.resume:
+            self.resume()
+        started = time.perf_counter()
+        write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        for epoch in range(self.start_epoch, t.epochs):
+            epoch_start = time.perf_counter()
+            train_stats = self.train_epoch(epoch)
+            train_seconds = time.perf_counter() - epoch_start
+            _, val_metrics, errors = evaluate_split(self.model, self.data.splits["val"], self.device,
+                                                    tta=False, amp=t.amp, bf16=t.bf16)
+            self._note_skipped(errors)
+            score = selection_score(val_metrics)
+            record = {"epoch": epoch + 1, **train_stats, "train_img_per_s": train_stats["train_images"] / train_seconds,
+                      **{f"val_{k}": v for k, v in headline(val_metrics).items()}, "val_score": score,
+                      "lr": self.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - epoch_start}
+            self.history.append(record)
+            self._log_scalars(record, epoch + 1)
+            improved = score > self.best_score
+            if improved:
+                self.best_score = score
+            state = self.state(epoch)
+            save_atomic(state, self.out_dir / "last.pt")
+            if improved:
+                save_atomic({k: state[k] for k in ("epoch", "model_state", "model", "tasks", "config", "best_score")},
+                            self.out_dir / "best.pt")
+            print(f"epoch {epoch + 1}/{t.epochs}  loss={train_stats.get('train_loss', float('nan')):.4f}  "
+                  f"{train_stats['train_images'] / train_seconds:.0f} img/s  val_score={score:.4f}"
+                  f"{'  (best)' if improved else ''}", flush=True)
+            print_headline("  val", val_metrics)
+        return self.finish(time.perf_counter() - started)
+
+    def _log_scalars(self, record: dict, step: int) -> None:
+        if self.writer is None:
+            return
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key != "epoch":
+                self.writer.add_scalar(key.replace("_", "/", 1), value, step)
+        self.writer.flush()
+
+    def finish(self, wall_seconds: float) -> dict:
+        """Test-split evaluation of best.pt, the report, and the benchmark row."""
+        t = self.config.train
+        best = load_checkpoint(self.out_dir / "best.pt", self.device)
+        self.model.load_state_dict(best["model_state"])
+        predictions, metrics, errors = evaluate_split(self.model, self.data.splits["test"], self.device,
+                                                      tta=t.tta, amp=t.amp, bf16=t.bf16)
+        self._note_skipped(errors)
+        extra = {
+            "run": {"out_dir": str(self.out_dir), "best_epoch": best["epoch"] + 1, "epochs": t.epochs,
+                    "wall_seconds_this_session": round(wall_seconds, 1), "device": str(self.device),
+                    "split_sizes": {k: len(v.frame) for k, v in self.data.splits.items()},
+                    "race_scheme": self.data.race_scheme, "cache": self.data.cache_dir,
+                    "non_finite_steps": self.bad_steps_total},
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "data_problems": {"count": len(self.data.problems), "items": [str(p) for p in self.data.problems]},
+            "skipped_images": {"count": len(self.skipped_images), "items": self.skipped_images},
+        }
+        report = write_evaluation(self.out_dir, predictions, metrics, extra)
+        print_headline("test", metrics)
+        results_csv = Path(t.results_csv) if t.results_csv else self.out_dir.parent / "benchmark_results.csv"
+        m = self.config.model
+        append_benchmark_row(results_csv, {
+            "run": str(self.out_dir), "backbone": m.backbone, "image_size": m.resolved_size(),
+            "tasks": "+".join(x.name for x in self.tasks), "seed": t.seed, "epochs": t.epochs,
+            "batch_size": t.batch_size, "lr": t.lr, "weight_decay": t.weight_decay, "label_smoothing": t.label_smoothing,
+            "class_weights": t.class_weights, "sampler": t.sampler, "age_head": m.age_head,
+            "data": self.config.data.data, "n_train": len(self.data.splits["train"].frame),
+            "best_epoch": best["epoch"] + 1, **headline(metrics), "wall_seconds": round(wall_seconds, 1),
+            "device": str(self.device)})
+        if self.writer is not None:
+            self.writer.close()
+        return report
+
+
+def train(config: RunConfig) -> dict:
+    return Trainer(config).fit()
+
+
+def replace(config: RunConfig, **sections) -> RunConfig:
+    """A copy of ``config`` with some fields of some sections changed: replace(c, train={'epochs': 2})."""
+    return dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **values)
+                                          for name, values in sections.items()})
+
+
