@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -43,6 +44,19 @@ def _cache(args) -> int:
     return 0
 
 
+#: Commands that live in their own packages; each module has ``register(subparsers)``.
+_COMMAND_MODULES = (
+    "facefair.audit.cli",
+    "facefair.align.cli",
+    "facefair.baselines.cli",
+    "facefair.explain.cli",
+    "facefair.describe.cli",
+    "facefair.serve.cli",
+    "facefair.export.cli",
+    "facefair.mitigate.cli",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facefair", description="Train, evaluate and audit fair face-attribute models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -80,12 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--size", type=int, required=True, help="image size in pixels")
     cache.set_defaults(func=_cache)
 
-    try:
-        from facefair.audit.cli import register as register_audit
-    except ImportError:  # the audit extra is optional for training-only installs
-        register_audit = None
-    if register_audit is not None:
-        register_audit(sub)
+    for module_name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            # A command whose optional dependencies are not installed is left out, not fatal.
+            if error.name and error.name.startswith("facefair"):
+                continue
+            raise
+        module.register(sub)
     return parser
 
 

