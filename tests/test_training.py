@@ -100,7 +100,7 @@ def test_non_finite_loss_stops_cleanly_and_keeps_finished_work(utk_sample, tmp_p
 
     def poisoned(epoch):
         if epoch == 1:
-            monkeypatch.setattr(trainer.loss_fn, "forward", lambda o, t: (torch.tensor(float("nan")), {}))
+            monkeypatch.setattr(trainer.loss_fn, "forward", lambda *args: (torch.tensor(float("nan")), {}))
         return real_epoch(epoch)
 
     trainer.train_epoch = poisoned

@@ -56,6 +56,10 @@ class TrainConfig:
     sampler: str = _help("none or balanced (WeightedRandomSampler over --sampler-by groups)", default="none")
     sampler_by: list[str] = _help("columns whose joint groups the balanced sampler equalises",
                                   default_factory=lambda: ["gender"])
+    method: str = _help("standard, or a bias-mitigation method (see docs/mitigate.md)", default="standard")
+    group_by: list[str] = _help("sensitive attributes whose joint groups mitigation methods act on",
+                                default_factory=lambda: ["race", "gender"])
+    method_options: dict[str, float] = _help("method-specific knobs, e.g. adversary_weight=0.3", default_factory=dict)
     amp: bool = _help("mixed precision on CUDA", default=True)
     bf16: bool = _help("bfloat16 autocast on CPU", default=False)
     compile: bool = _help("torch.compile the model", default=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -33,9 +35,9 @@ class RegressionHead(nn.Module):
     def predict(self, output: torch.Tensor) -> torch.Tensor:
         return output
 
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
         # L1 is the metric we report (MAE); scaled so it weighs like a cross-entropy.
-        return nn.functional.l1_loss(output, target) / 10
+        return _weighted_mean((output - target).abs(), weight) / 10
 
 
 class CoralHead(nn.Module):
@@ -56,7 +58,14 @@ class CoralHead(nn.Module):
     def predict(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output.float()).sum(dim=-1)
 
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
         thresholds = torch.arange(self.max_age, device=target.device).float()
         levels = (target.unsqueeze(-1) > thresholds).float()
-        return nn.functional.binary_cross_entropy_with_logits(output.float(), levels, reduction="none").sum(-1).mean() / 10
+        per_row = nn.functional.binary_cross_entropy_with_logits(output.float(), levels, reduction="none").sum(-1)
+        return _weighted_mean(per_row, weight) / 10
+
+
+def _weighted_mean(values: torch.Tensor, weight: Optional[torch.Tensor]) -> torch.Tensor:
+    if weight is None:
+        return values.mean()
+    return (values * weight).sum() / weight.sum().clamp_min(1e-12)

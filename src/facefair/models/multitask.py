@@ -59,7 +59,7 @@ class MultiTaskModel(nn.Module):
         return {name: self.heads[name].predict(out.float()) for name, out in outputs.items()}
 
     def describe(self) -> dict:
-        return {"model": asdict(self.config), "tasks": [t.to_dict() for t in self.tasks]}
+        return {"architecture": "multitask", "model": asdict(self.config), "tasks": [t.to_dict() for t in self.tasks]}
 
 
 def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> MultiTaskModel:
@@ -67,6 +67,11 @@ def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "
     checkpoint = torch.load(checkpoint_path, map_location=map_location, weights_only=False)
     config = ModelConfig(**checkpoint["model"])
     tasks = [TaskSpec.from_dict(t) for t in checkpoint["tasks"]]
-    model = MultiTaskModel(config, tasks, load_weights=False)
+    architecture = checkpoint.get("architecture", "multitask")
+    if architecture == "multitask":
+        model = MultiTaskModel(config, tasks, load_weights=False)
+    else:  # a mitigation method's own model (FineFACE experts, ...)
+        from facefair.mitigate import build_architecture
+        model = build_architecture(architecture, config, tasks, checkpoint)
     model.load_state_dict(checkpoint["model_state"])
     return model.eval()

@@ -26,11 +26,10 @@ from facefair.data.batches import augment, epoch_order
 from facefair.evaluate.metrics import selection_score
 from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
                                       write_evaluation)
-from facefair.evaluate.inference import autocast_context
-from facefair.models.multitask import MultiTaskModel
 from facefair.train.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from facefair.train.data_prep import PreparedData, SplitData, prepare_data
 from facefair.train.losses import MultiTaskLoss, inverse_frequency_weights
+from facefair.train.methods import create_method
 from facefair.train.sampling import balanced_weights
 
 log = logging.getLogger("facefair")
@@ -91,7 +90,8 @@ class Trainer:
             config.data, config.model.tasks, config.model.resolved_size(), config.train.batch_size,
             seed=config.train.seed, out_dir=self.out_dir, pin_memory=self.device.type == "cuda")
         self.tasks = self.data.tasks
-        self.model = MultiTaskModel(config.model, self.tasks).to(self.device)
+        self.method = create_method(config)
+        self.model = self.method.build_model(config.model, self.tasks).to(self.device)
         if config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if config.train.compile else self.model
@@ -112,6 +112,7 @@ class Trainer:
         self.start_epoch, self.best_score, self.history = 0, -math.inf, []
         self.skipped_images = list(self.data.skipped_images)
         self.bad_steps_total = 0
+        self.method.setup(self)
         self.writer = None
         if t.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -166,11 +167,8 @@ class Trainer:
                 continue
             x = augment(images, self.device, generator, self.config.augment)
             batch_targets = {k: v[positions].to(self.device, non_blocking=True) for k, v in targets.items()}
-            with autocast_context(self.device, t.amp, t.bf16):
-                outputs = self.forward(x)
-            loss, parts = self.loss_fn(outputs, batch_targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            loss, parts, stepped = self.method.train_step(self, x, batch_targets, positions)
+            if not stepped:
                 consecutive_bad += 1
                 self.bad_steps_total += 1
                 log.warning("non-finite loss at epoch %d step %d (batch starts with %s); step skipped",
@@ -181,11 +179,6 @@ class Trainer:
                 self.scheduler.step()
                 continue
             consecutive_bad = 0
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
             self.scheduler.step()
             steps += 1
             seen += len(positions)
@@ -198,6 +191,20 @@ class Trainer:
         means = {f"train_{k}": v / max(1, steps) for k, v in sums.items()}
         means["train_images"] = seen
         return means
+
+    def optimizer_step(self, loss: torch.Tensor) -> bool:
+        """Backward and AdamW step (gradient scaling on CUDA, clipping); a non-finite loss is not
+        stepped on, so one bad batch cannot poison the weights.  Methods with several steps per
+        batch call this once per step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return False
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return True
 
     def _note_skipped(self, errors: list[str]) -> None:
         for error in errors:
@@ -230,7 +237,7 @@ class Trainer:
             state = self.state(epoch)
             save_atomic(state, self.out_dir / "last.pt")
             if improved:
-                save_atomic({k: state[k] for k in ("epoch", "model_state", "model", "tasks", "config", "best_score")},
+                save_atomic({**self.model.describe(), **{k: state[k] for k in ("epoch", "model_state", "config", "best_score")}},
                             self.out_dir / "best.pt")
             print(f"epoch {epoch + 1}/{t.epochs}  loss={train_stats.get('train_loss', float('nan')):.4f}  "
                   f"{train_stats['train_images'] / train_seconds:.0f} img/s  val_score={score:.4f}"
@@ -273,7 +280,7 @@ class Trainer:
             "run": str(self.out_dir), "backbone": m.backbone, "image_size": m.resolved_size(),
             "tasks": "+".join(x.name for x in self.tasks), "seed": t.seed, "epochs": t.epochs,
             "batch_size": t.batch_size, "lr": t.lr, "weight_decay": t.weight_decay, "label_smoothing": t.label_smoothing,
-            "class_weights": t.class_weights, "sampler": t.sampler, "age_head": m.age_head,
+            "class_weights": t.class_weights, "sampler": t.sampler, "method": t.method, "age_head": m.age_head,
             "data": self.config.data.data, "n_train": len(self.data.splits["train"].frame),
             "best_epoch": best["epoch"] + 1, **headline(metrics), "wall_seconds": round(wall_seconds, 1),
             "device": str(self.device)})

@@ -32,11 +32,13 @@ class MultiTaskLoss(nn.Module):
             raise ValueError(f"task weights for unknown tasks {sorted(unknown)}")
         self.cross_entropy = nn.ModuleDict({
             t.name: nn.CrossEntropyLoss(weight=(class_weights or {}).get(t.name), ignore_index=IGNORE_INDEX,
-                                        label_smoothing=label_smoothing)
+                                        label_smoothing=label_smoothing, reduction="none")
             for t in tasks if t.kind == "classification"})
 
-    def forward(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]):
-        """Total loss and the per-task values; a task no row of the batch labels adds nothing."""
+    def forward(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                sample_weight: Optional[torch.Tensor] = None):
+        """Total loss and the per-task values; a task no row of the batch labels adds nothing.
+        ``sample_weight`` (per row) reweights rows, e.g. inversely to their demographic group's size."""
         total = outputs[self.tasks[0].name].new_zeros((), dtype=torch.float32)
         parts: dict[str, float] = {}
         for task in self.tasks:
@@ -45,12 +47,23 @@ class MultiTaskLoss(nn.Module):
                 mask = target != IGNORE_INDEX
                 if not mask.any():
                     continue
-                loss = self.cross_entropy[task.name](output[mask].float(), target[mask])
+                per_row = self.cross_entropy[task.name](output[mask].float(), target[mask])
+                loss = self._reduce(per_row, target[mask], task.name, sample_weight, mask)
             else:
                 mask = ~torch.isnan(target)
                 if not mask.any():
                     continue
-                loss = self.heads[task.name].loss(output[mask].float(), target[mask])
+                loss = self.heads[task.name].loss(output[mask].float(), target[mask],
+                                                  None if sample_weight is None else sample_weight[mask])
             total = total + self.task_weights[task.name] * loss
             parts[task.name] = float(loss.detach())
         return total, parts
+
+    def _reduce(self, per_row: torch.Tensor, target: torch.Tensor, task: str, sample_weight, mask) -> torch.Tensor:
+        """Mean as CrossEntropyLoss(reduction='mean') defines it: divided by the summed weights."""
+        weight = self.cross_entropy[task].weight
+        denominator = weight[target] if weight is not None else torch.ones_like(per_row)
+        if sample_weight is not None:
+            per_row = per_row * sample_weight[mask]
+            denominator = denominator * sample_weight[mask]
+        return per_row.sum() / denominator.sum().clamp_min(1e-12)

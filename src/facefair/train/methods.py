@@ -1,0 +1,69 @@
+"""Training methods: how a model is built and how one batch is trained.
+
+The standard method is plain multi-task training.  Bias-mitigation methods (``facefair.mitigate``)
+subclass :class:`TrainingMethod` and register under a name, like timm's model registry: they may
+swap the model (FineFACE experts), add a loss (an adversary), reweight rows, or take several
+optimiser steps per batch — the loop, checkpoints, evaluation and reports stay the same.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from facefair.evaluate.inference import autocast_context
+from facefair.models.multitask import ModelConfig, MultiTaskModel
+from facefair.tasks import TaskSpec
+
+if TYPE_CHECKING:
+    from facefair.config import RunConfig
+    from facefair.train.loop import Trainer
+
+METHODS: dict[str, Callable[["RunConfig"], "TrainingMethod"]] = {}
+
+
+def register_method(name: str):
+    def add(cls):
+        METHODS[name] = cls
+        cls.name = name
+        return cls
+    return add
+
+
+class TrainingMethod:
+    name = "standard"
+
+    def __init__(self, config: "RunConfig"):
+        self.config = config
+
+    def build_model(self, model_config: ModelConfig, tasks: Sequence[TaskSpec]) -> nn.Module:
+        return MultiTaskModel(model_config, tasks)
+
+    def setup(self, trainer: "Trainer") -> None:
+        """Called once the data, model, loss and optimiser exist (e.g. to precompute row weights)."""
+
+    def sample_weight(self, trainer: "Trainer", positions) -> Optional[torch.Tensor]:
+        return None
+
+    def train_step(self, trainer: "Trainer", x: torch.Tensor, targets: dict[str, torch.Tensor],
+                   positions) -> tuple[torch.Tensor, dict[str, float], bool]:
+        """One batch: (loss, per-task losses, whether the optimiser step was taken)."""
+        t = trainer.config.train
+        with autocast_context(trainer.device, t.amp, t.bf16):
+            outputs = trainer.forward(x)
+        loss, parts = trainer.loss_fn(outputs, targets, self.sample_weight(trainer, positions))
+        return loss, parts, trainer.optimizer_step(loss)
+
+
+register_method("standard")(TrainingMethod)
+
+
+def create_method(config: "RunConfig") -> TrainingMethod:
+    name = config.train.method
+    if name not in METHODS:
+        import facefair.mitigate  # noqa: F401  (registers the mitigation methods)
+    if name not in METHODS:
+        raise ValueError(f"unknown training method {name!r}; known: {', '.join(sorted(METHODS))}")
+    return METHODS[name](config)
