@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a multi-task model and write its test report",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           description="Train a multi-task model and write its test report. Options come from "
+                                       "--config YAML and/or flags; flags win.")
     add_config_flags(train)
     train.set_defaults(func=_train)
 

@@ -127,19 +127,23 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=("data", "model",
     for section in sections:
         group = parser.add_argument_group(section)
         hints = typing.get_type_hints(_SECTIONS[section])
+        defaults = _SECTIONS[section]()
         for f in dataclasses.fields(_SECTIONS[section]):
             flag = "--" + f.name.replace("_", "-")
             kind = _flag_type(hints[f.name])
+            default = getattr(defaults, f.name)
             help_text = f.metadata.get("help") or _MODEL_HELP.get(f.name, "")
-            dest = f"{section}.{f.name}"
+            if default not in (None, "", [], {}):
+                help_text += f" (default: {' '.join(map(str, default)) if isinstance(default, list) else default})"
+            common = {"dest": f"{section}.{f.name}", "default": None, "help": help_text}
             if kind is bool:
-                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
             elif typing.get_origin(kind) is list:
-                group.add_argument(flag, dest=dest, nargs="*", default=None, help=help_text)
+                group.add_argument(flag, nargs="*", metavar=f.name.upper(), **common)
             elif typing.get_origin(kind) is dict:
-                group.add_argument(flag, dest=dest, nargs="*", default=None, metavar="KEY=VALUE", help=help_text)
+                group.add_argument(flag, nargs="*", metavar="KEY=VALUE", **common)
             else:
-                group.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+                group.add_argument(flag, type=kind, metavar=f.name.upper(), **common)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

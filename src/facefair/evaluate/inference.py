@@ -30,13 +30,14 @@ def autocast_context(device: torch.device, amp: bool, bf16: bool):
 
 @torch.no_grad()
 def predict_batches(model, batches, n_rows: int, device: torch.device, *, tta: bool = True, amp: bool = True,
-                    bf16: bool = False, progress=None) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Probabilities (classification) or years (age) for every row; rows whose image could not be
-    read stay NaN and their errors are returned."""
+                    bf16: bool = False, progress=None, rows: Optional[np.ndarray] = None
+                    ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Probabilities (classification) or years (age) for every row (or just ``rows``); rows whose
+    image could not be read, or that were not asked for, stay NaN; read errors are returned."""
     model.eval()
     outputs: dict[str, np.ndarray] = {}
     errors: list[str] = []
-    for images, positions, batch_errors in batches.iterate(np.arange(n_rows)):
+    for images, positions, batch_errors in batches.iterate(np.arange(n_rows) if rows is None else rows):
         errors.extend(batch_errors)
         if len(positions) == 0:
             continue

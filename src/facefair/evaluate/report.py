@@ -19,9 +19,16 @@ from facefair.evaluate.metrics import (all_task_metrics, gender_rates_by_race, s
 from facefair.train.checkpoint import write_text_atomic
 
 
-def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool):
-    """(predictions table, metrics, unreadable-image errors) for one split."""
-    outputs, errors = predict_batches(model, split.batches, len(split.frame), device, tta=tta, amp=amp, bf16=bf16)
+def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None):
+    """(predictions table, metrics, unreadable-image errors) for one split; under DDP each rank
+    predicts its share of the rows and all ranks get the merged result."""
+    rows = np.arange(len(split.frame))
+    if distributed is not None and distributed.enabled:
+        rows = rows[distributed.rank::distributed.world_size]
+    outputs, errors = predict_batches(model, split.batches, len(split.frame), device, tta=tta, amp=amp, bf16=bf16,
+                                      rows=rows)
+    if distributed is not None and distributed.enabled:
+        outputs, errors = distributed.merge_rows(outputs), distributed.gather_list(errors)
     predictions = predictions_frame(split.frame, model.tasks, outputs)
     return predictions, all_task_metrics(predictions), errors
 

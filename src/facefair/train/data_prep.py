@@ -56,7 +56,8 @@ def subsample(frame: pd.DataFrame, limit: Optional[int], seed: int) -> pd.DataFr
 
 
 def prepare_data(config: DataConfig, task_names: list[str], image_size: int, batch_size: int, *, seed: int,
-                 out_dir: Optional[Path] = None, splits_wanted=SPLITS, pin_memory: bool = False) -> PreparedData:
+                 out_dir: Optional[Path] = None, splits_wanted=SPLITS, pin_memory: bool = False,
+                 progress: bool = True, write: bool = True) -> PreparedData:
     table = load_table(config)
     for problem in table.problems[:5]:
         log.warning("data: %s", problem)
@@ -70,7 +71,7 @@ def prepare_data(config: DataConfig, task_names: list[str], image_size: int, bat
     frame = assign_splits(frame, splits_file=splits_file, by=config.split_by, val_fraction=config.val_fraction,
                           test_fraction=config.test_fraction, seed=seed)
     check_splits(frame)
-    if out_dir is not None:
+    if out_dir is not None and write:
         save_splits(frame, out_dir / "splits.csv")
 
     names = usable_tasks(frame, task_names)
@@ -81,7 +82,7 @@ def prepare_data(config: DataConfig, task_names: list[str], image_size: int, bat
         raise ValueError(f"none of the tasks {task_names} has labels in {config.data}")
     tasks = make_tasks(names, table.race_scheme)
 
-    frame, skipped, cache_dir, make_batches = attach_images(frame, config, image_size, batch_size, pin_memory)
+    frame, skipped, cache_dir, make_batches = attach_images(frame, config, image_size, batch_size, pin_memory, progress)
     splits = {}
     for name in splits_wanted:
         part = frame[frame["split"] == name].reset_index(drop=True)
@@ -92,7 +93,8 @@ def prepare_data(config: DataConfig, task_names: list[str], image_size: int, bat
     return PreparedData(splits, tasks, table.race_scheme, table.problems, skipped, cache_dir)
 
 
-def attach_images(frame: pd.DataFrame, config: DataConfig, image_size: int, batch_size: int, pin_memory: bool = False):
+def attach_images(frame: pd.DataFrame, config: DataConfig, image_size: int, batch_size: int, pin_memory: bool = False,
+                  progress: bool = True):
     """Decode through the cache when one is configured (dropping and naming unreadable images),
     and return a factory that gives any subset of ``frame`` its batches."""
     workers = config.workers or (os.cpu_count() or 1)
@@ -100,7 +102,7 @@ def attach_images(frame: pd.DataFrame, config: DataConfig, image_size: int, batc
         def from_files(part: pd.DataFrame) -> Batches:
             return FileBatches(part["path"].tolist(), image_size, batch_size, workers=workers, pin_memory=pin_memory)
         return frame, [], None, from_files
-    cache = build_cache(frame["path"].tolist(), image_size, config.cache_dir, workers=workers)
+    cache = build_cache(frame["path"].tolist(), image_size, config.cache_dir, workers=workers, progress=progress)
     index = cache.indices(frame["path"])
     skipped = [cache.bad[path] for path in frame.loc[index < 0, "path"]]
     for error in skipped:

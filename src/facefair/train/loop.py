@@ -29,7 +29,8 @@ from facefair.evaluate.report import (append_benchmark_row, evaluate_split, head
 from facefair.train.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from facefair.train.data_prep import PreparedData, SplitData, prepare_data
 from facefair.train.losses import MultiTaskLoss, inverse_frequency_weights
-from facefair.train.methods import create_method
+from facefair.train.distributed import Distributed
+from facefair.train.methods import TrainingMethod, create_method
 from facefair.train.sampling import balanced_weights
 
 log = logging.getLogger("facefair")
@@ -81,20 +82,36 @@ class Trainer:
     def __init__(self, config: RunConfig):
         self.config = config
         self.out_dir = Path(config.train.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.device = select_device(config.train.device)
+        self.dist = Distributed.from_env(config.train.device)
+        self.device = self.dist.device(config.train.device)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(config.train.seed, config.train.deterministic)
         if self.device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
-        self.data: PreparedData = prepare_data(
-            config.data, config.model.tasks, config.model.resolved_size(), config.train.batch_size,
-            seed=config.train.seed, out_dir=self.out_dir, pin_memory=self.device.type == "cuda")
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.dist.world_size))
+        self.batch_size = self.dist.per_rank_batch(config.train.batch_size)
+        # Rank 0 builds the cache and writes splits.csv first; the others then read both.
+        for turn in ("main", "others"):
+            if (turn == "main") == self.dist.is_main:
+                self.data: PreparedData = prepare_data(
+                    config.data, config.model.tasks, config.model.resolved_size(), self.batch_size,
+                    seed=config.train.seed, out_dir=self.out_dir, pin_memory=self.device.type == "cuda",
+                    progress=config.train.progress and self.dist.is_main, write=self.dist.is_main)
+            self.dist.barrier()
         self.tasks = self.data.tasks
         self.method = create_method(config)
+        if self.dist.enabled and type(self.method).train_step is not TrainingMethod.train_step:
+            raise ValueError(f"method {self.method.name!r} takes its own optimiser steps; train it in one process")
         self.model = self.method.build_model(config.model, self.tasks).to(self.device)
         if config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if config.train.compile else self.model
+        self.forward = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            self.forward = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if config.train.compile:
+            self.forward = torch.compile(self.forward)
         train = self.data.splits["train"]
         self.loss_fn = MultiTaskLoss(self.tasks, self.model.heads, task_weights=config.train.task_weights,
                                      class_weights=self._class_weights(train) if config.train.class_weights else None,
@@ -114,7 +131,7 @@ class Trainer:
         self.bad_steps_total = 0
         self.method.setup(self)
         self.writer = None
-        if t.tensorboard:
+        if t.tensorboard and self.dist.is_main:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.out_dir / "tb"))
 
@@ -153,14 +170,15 @@ class Trainer:
         t = self.config.train
         train = self.data.splits["train"]
         self.model.train()
-        order = epoch_order(len(train.frame), epoch, t.seed, shuffle=True, weights=self.sample_weights)
-        generator = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
+        order = self.dist.shard(epoch_order(len(train.frame), epoch, t.seed, shuffle=True, weights=self.sample_weights),
+                                self.batch_size)
+        generator = torch.Generator().manual_seed(t.seed * 100_003 + epoch + 7_919 * self.dist.rank)
         targets = {k: torch.from_numpy(v) for k, v in train.targets.items()}
         sums: dict[str, float] = {}
         steps, seen, consecutive_bad = 0, 0, 0
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not t.progress,
-                   dynamic_ncols=True, leave=False)
-        drop_last = len(train.frame) >= t.batch_size
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{t.epochs}",
+                   disable=not (t.progress and self.dist.is_main), dynamic_ncols=True, leave=False)
+        drop_last = len(order) >= self.batch_size
         for images, positions, errors in train.batches.iterate(order, drop_last=drop_last):
             self._note_skipped(errors)
             if len(positions) == 0:
@@ -188,8 +206,10 @@ class Trainer:
             bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()}, refresh=False)
             bar.update()
         bar.close()
-        means = {f"train_{k}": v / max(1, steps) for k, v in sums.items()}
-        means["train_images"] = seen
+        totals = self.dist.sum({**sums, "_steps": steps, "_seen": seen})
+        steps, seen = totals.pop("_steps"), totals.pop("_seen")
+        means = {f"train_{k}": v / max(1, steps) for k, v in totals.items()}
+        means["train_images"] = int(seen)
         return means
 
     def optimizer_step(self, loss: torch.Tensor) -> bool:
@@ -197,7 +217,7 @@ class Trainer:
         stepped on, so one bad batch cannot poison the weights.  Methods with several steps per
         batch call this once per step."""
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        if not self.dist.all_finite(loss):
             return False
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -217,13 +237,14 @@ class Trainer:
         if t.resume:
             self.resume()
         started = time.perf_counter()
-        write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        if self.dist.is_main:
+            write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
         for epoch in range(self.start_epoch, t.epochs):
             epoch_start = time.perf_counter()
             train_stats = self.train_epoch(epoch)
             train_seconds = time.perf_counter() - epoch_start
             _, val_metrics, errors = evaluate_split(self.model, self.data.splits["val"], self.device,
-                                                    tta=False, amp=t.amp, bf16=t.bf16)
+                                                    tta=False, amp=t.amp, bf16=t.bf16, distributed=self.dist)
             self._note_skipped(errors)
             score = selection_score(val_metrics)
             record = {"epoch": epoch + 1, **train_stats, "train_img_per_s": train_stats["train_images"] / train_seconds,
@@ -234,16 +255,24 @@ class Trainer:
             improved = score > self.best_score
             if improved:
                 self.best_score = score
-            state = self.state(epoch)
-            save_atomic(state, self.out_dir / "last.pt")
-            if improved:
-                save_atomic({**self.model.describe(), **{k: state[k] for k in ("epoch", "model_state", "config", "best_score")}},
-                            self.out_dir / "best.pt")
+            if self.dist.is_main:
+                state = self.state(epoch)
+                save_atomic(state, self.out_dir / "last.pt")
+                if improved:
+                    save_atomic({**self.model.describe(),
+                                 **{k: state[k] for k in ("epoch", "model_state", "config", "best_score")}},
+                                self.out_dir / "best.pt")
+            self.dist.barrier()
+            if not self.dist.is_main:
+                continue
             print(f"epoch {epoch + 1}/{t.epochs}  loss={train_stats.get('train_loss', float('nan')):.4f}  "
                   f"{train_stats['train_images'] / train_seconds:.0f} img/s  val_score={score:.4f}"
                   f"{'  (best)' if improved else ''}", flush=True)
             print_headline("  val", val_metrics)
-        return self.finish(time.perf_counter() - started)
+        try:
+            return self.finish(time.perf_counter() - started)
+        finally:
+            self.dist.close()
 
     def _log_scalars(self, record: dict, step: int) -> None:
         if self.writer is None:
@@ -259,14 +288,16 @@ class Trainer:
         best = load_checkpoint(self.out_dir / "best.pt", self.device)
         self.model.load_state_dict(best["model_state"])
         predictions, metrics, errors = evaluate_split(self.model, self.data.splits["test"], self.device,
-                                                      tta=t.tta, amp=t.amp, bf16=t.bf16)
+                                                      tta=t.tta, amp=t.amp, bf16=t.bf16, distributed=self.dist)
         self._note_skipped(errors)
+        if not self.dist.is_main:
+            return {"metrics": metrics, "headline": headline(metrics)}
         extra = {
             "run": {"out_dir": str(self.out_dir), "best_epoch": best["epoch"] + 1, "epochs": t.epochs,
                     "wall_seconds_this_session": round(wall_seconds, 1), "device": str(self.device),
                     "split_sizes": {k: len(v.frame) for k, v in self.data.splits.items()},
                     "race_scheme": self.data.race_scheme, "cache": self.data.cache_dir,
-                    "non_finite_steps": self.bad_steps_total},
+                    "non_finite_steps": self.bad_steps_total, "processes": self.dist.world_size},
             "config": self.config.to_dict(),
             "history": self.history,
             "data_problems": {"count": len(self.data.problems), "items": [str(p) for p in self.data.problems]},
