@@ -22,7 +22,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from facefair.config import RunConfig
-from facefair.data.batches import augment, epoch_order
+from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD, augment, epoch_order
 from facefair.evaluate.metrics import selection_score
 from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
                                       write_evaluation)
@@ -184,6 +184,8 @@ class Trainer:
             if len(positions) == 0:
                 continue
             x = augment(images, self.device, generator, self.config.augment)
+            if steps == 0 and self.writer is not None:
+                self._log_batch_images(x, epoch + 1)
             batch_targets = {k: v[positions].to(self.device, non_blocking=True) for k, v in targets.items()}
             loss, parts, stepped = self.method.train_step(self, x, batch_targets, positions)
             if not stepped:
@@ -273,6 +275,12 @@ class Trainer:
             return self.finish(time.perf_counter() - started)
         finally:
             self.dist.close()
+
+    def _log_batch_images(self, x: torch.Tensor, step: int, count: int = 16) -> None:
+        """What the network is shown after augmentation: the first check when accuracy disappoints."""
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        self.writer.add_images("train/augmented_batch", (x[:count].float() * std + mean).clamp(0, 1).cpu(), step)
 
     def _log_scalars(self, record: dict, step: int) -> None:
         if self.writer is None:
