@@ -7,14 +7,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from facefair.data.batches import FileBatches
 from facefair.data.readers import IMAGE_EXTENSIONS, detect_columns
-from facefair.evaluate.inference import predict_batches
+from facefair.evaluate.inference import prediction_columns, predict_batches
 from facefair.models.multitask import MultiTaskModel, load_model
 
 
@@ -42,18 +41,7 @@ def predict_paths(model: MultiTaskModel, paths: list[str], *, device: torch.devi
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
     outputs, errors = predict_batches(model, batches, len(paths), device, tta=tta, progress=bar)
     bar.close()
-    columns: dict = {"path": paths}
-    for task in model.tasks:
-        out = outputs.get(task.name, np.full((len(paths),), np.nan))
-        if task.kind == "regression":
-            columns[f"{task.name}_pred"] = np.round(out, 2)
-            continue
-        readable = ~np.isnan(out).any(axis=1)
-        pred = np.full(len(paths), None, dtype=object)
-        pred[readable] = np.asarray(task.classes, dtype=object)[out[readable].argmax(axis=1)]
-        columns[f"{task.name}_pred"] = pred
-        for i, name in enumerate(task.classes):
-            columns[f"{task.name}_prob_{name}"] = np.round(out[:, i], 5)
+    columns = {"path": paths, **prediction_columns(model.tasks, outputs)}
     frame = pd.DataFrame(columns)
     by_path = {e.split(": ", 1)[0]: e.split(": ", 1)[-1] for e in errors}
     frame["error"] = frame["path"].map(by_path)

@@ -35,7 +35,8 @@ def predict_batches(model, batches, n_rows: int, device: torch.device, *, tta: b
     """Probabilities (classification) or years (age) for every row (or just ``rows``); rows whose
     image could not be read, or that were not asked for, stay NaN; read errors are returned."""
     model.eval()
-    outputs: dict[str, np.ndarray] = {}
+    outputs = {t.name: np.full((n_rows, t.num_classes) if t.kind == "classification" else (n_rows,), np.nan,
+                               dtype=np.float32) for t in model.tasks}
     errors: list[str] = []
     for images, positions, batch_errors in batches.iterate(np.arange(n_rows) if rows is None else rows):
         errors.extend(batch_errors)
@@ -48,13 +49,28 @@ def predict_batches(model, batches, n_rows: int, device: torch.device, *, tta: b
                 mirrored = model.predict(model(torch.flip(x, dims=[3])))
                 predicted = {k: (v + mirrored[k]) / 2 for k, v in predicted.items()}
         for name, value in predicted.items():
-            value = value.float().cpu().numpy()
-            if name not in outputs:
-                outputs[name] = np.full((n_rows, *value.shape[1:]), np.nan, dtype=np.float32)
-            outputs[name][positions] = value
+            outputs[name][positions] = value.float().cpu().numpy()
         if progress is not None:
             progress.update(len(positions))
     return outputs, errors
+
+
+def prediction_columns(tasks: Sequence[TaskSpec], outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``T_pred`` and ``T_prob_<class>`` per classification task, ``age_pred`` in years; rows
+    without outputs (unreadable images) get no prediction."""
+    columns: dict[str, np.ndarray] = {}
+    for task in tasks:
+        out = outputs[task.name]
+        if task.kind == "regression":
+            columns[f"{task.name}_pred"] = out
+            continue
+        readable = ~np.isnan(out).any(axis=1)
+        pred = np.full(len(out), None, dtype=object)
+        pred[readable] = np.asarray(task.classes, dtype=object)[out[readable].argmax(axis=1)]
+        columns[f"{task.name}_pred"] = pred
+        for i, name in enumerate(task.classes):
+            columns[f"{task.name}_prob_{name}"] = out[:, i]
+    return columns
 
 
 def predictions_frame(frame: pd.DataFrame, tasks: Sequence[TaskSpec], outputs: dict[str, np.ndarray],
@@ -67,19 +83,17 @@ def predictions_frame(frame: pd.DataFrame, tasks: Sequence[TaskSpec], outputs: d
         if column in frame:
             columns[column] = frame[column].to_numpy()
     for task in tasks:
-        out = outputs[task.name]
-        if task.kind == "regression":
-            columns[f"{task.name}_true"] = frame[task.column].to_numpy(dtype=float)
-            columns[f"{task.name}_pred"] = out
-            continue
-        columns[f"{task.name}_true"] = frame[task.column].to_numpy()
-        readable = ~np.isnan(out).any(axis=1)
-        pred = np.full(len(out), None, dtype=object)
-        pred[readable] = np.asarray(task.classes, dtype=object)[out[readable].argmax(axis=1)]
-        columns[f"{task.name}_pred"] = pred
-        for i, name in enumerate(task.classes):
-            columns[f"{task.name}_prob_{name}"] = out[:, i]
-    return pd.DataFrame(columns)
+        truth = frame[task.column]
+        columns[f"{task.name}_true"] = truth.to_numpy(dtype=float) if task.kind == "regression" else truth.to_numpy()
+    predicted = prediction_columns(tasks, outputs)
+    # Keep each task's truth, prediction and probabilities side by side.
+    ordered = {}
+    for key, value in columns.items():
+        ordered[key] = value
+        if key.endswith("_true"):
+            task = key[: -len("_true")]
+            ordered.update({k: v for k, v in predicted.items() if k == f"{task}_pred" or k.startswith(f"{task}_prob_")})
+    return pd.DataFrame(ordered)
 
 
 def probability_columns(frame: pd.DataFrame, task: str) -> list[str]:

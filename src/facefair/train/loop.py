@@ -58,15 +58,18 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def _param_groups(model: MultiTaskModel, lr: float, backbone_scale: float, weight_decay: float) -> list[dict]:
-    """Backbone and heads at their own rates; no decay on biases and norm weights (1-d tensors)."""
-    groups = []
-    for part, scale in ((model.backbone, backbone_scale), (model.heads, 1.0)):
-        decay = [p for p in part.parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for p in part.parameters() if p.requires_grad and p.ndim <= 1]
-        groups.append({"params": decay, "lr": lr * scale, "weight_decay": weight_decay})
-        groups.append({"params": no_decay, "lr": lr * scale, "weight_decay": 0.0})
-    return groups
+def _param_groups(model: torch.nn.Module, lr: float, backbone_scale: float, weight_decay: float) -> list[dict]:
+    """Every trainable parameter: the backbone's at ``lr * backbone_scale``, the rest (heads, and
+    whatever a mitigation method adds) at ``lr``; no decay on biases and norm weights (1-d)."""
+    backbone = getattr(model, "backbone", None)
+    backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    groups: dict[tuple[bool, bool], list] = {}
+    for param in model.parameters():
+        if param.requires_grad:
+            groups.setdefault((id(param) in backbone_ids, param.ndim > 1), []).append(param)
+    return [{"params": params, "lr": lr * (backbone_scale if in_backbone else 1.0),
+             "weight_decay": weight_decay if decays else 0.0}
+            for (in_backbone, decays), params in sorted(groups.items())]
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
