@@ -1,0 +1,153 @@
+"""The FastAPI app: ``POST /predict``, ``GET /`` (the web page), ``GET /health``.
+
+Everything the app needs (model, detector, limits) lives in the closure of :func:`create_app`
+and on ``app.state``; there is no module state, so tests can build several apps side by side."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+import torch
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from facefair.models.multitask import MultiTaskModel, load_model
+from facefair.serve.config import ServeConfig
+from facefair.serve.predictor import Predictor, make_detector
+from facefair.serve.uploads import UploadError, describe_bytes, read_upload
+
+#: Room for the multipart envelope (boundaries, part headers) around a file of ``max_bytes``.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+class BodyLimit:
+    """Answers 413 as soon as a request body passes ``limit`` bytes while it streams in, so an
+    oversized upload is never spooled to disk; a declared Content-Length is checked before reading.
+
+    Raising from ``receive`` would not work: FastAPI turns any error while parsing a form into a
+    400.  Instead the 413 is sent here, the app is told the client went away, and whatever the app
+    answers after that is dropped."""
+
+    def __init__(self, app, limit: int, message: str):
+        self.app, self.limit, self.message = app, limit, message
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _send_413(send, self.message)
+        received, started, refused = 0, False, False
+
+        async def limited_receive():
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit and not started:
+                    refused = True
+                    await _send_413(send, self.message)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+
+async def _send_413(send, message: str) -> None:
+    body = json.dumps({"detail": message}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def create_app(checkpoint: str | Path | MultiTaskModel, *, config: Optional[ServeConfig] = None,
+               detector=None, **settings) -> FastAPI:
+    """The app serving ``checkpoint`` (a ``best.pt`` path, or a loaded model).
+
+    Settings are :class:`ServeConfig` fields (``detect='none'``, ``max_bytes``, ``max_side``,
+    ``max_pixels``, ``device``, ``tta``, ``demo_image`` ...), or pass a whole ``config``.
+    ``detector``: an object with ``detect(rgb_uint8) -> [facefair.align.detectors.Face]`` to use
+    instead of building ``config.detect`` (tests, custom detectors)."""
+    if config is None:
+        name = "<model>" if isinstance(checkpoint, MultiTaskModel) else str(checkpoint)
+        config = ServeConfig(checkpoint=name, **settings)
+    elif settings:
+        raise TypeError("give either config or keyword settings, not both")
+    if config.demo_image is not None and not Path(config.demo_image).is_file():
+        raise FileNotFoundError(f"demo image {config.demo_image} not found")
+    device = _device(config.device)
+    model = checkpoint if isinstance(checkpoint, MultiTaskModel) else load_model(checkpoint, device)
+    model = model.to(device).eval()
+    if detector is None and config.detect != "none":
+        detector = make_detector(config.detect, str(device))
+    predictor = Predictor(model, config, detector)
+    static = resources.files("facefair.serve") / "static"
+    page = (static / "index.html").read_text(encoding="utf-8")
+
+    app = FastAPI(title="facefair", version="1", description="Face attribute predictions (gender, race, age).")
+    app.state.config, app.state.predictor = config, predictor
+    app.mount("/static", StaticFiles(packages=[("facefair.serve", "static")]), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": predictor.describe(), "limits": config.limits(),
+                "demo": config.demo_image is not None}
+
+    @app.get("/demo.jpg", include_in_schema=False)
+    def demo() -> FileResponse:
+        if config.demo_image is None:
+            raise HTTPException(404, "no demo image configured (facefair serve --demo-image PATH)")
+        return FileResponse(config.demo_image)
+
+    @app.post("/predict")
+    async def predict(file: Optional[UploadFile] = File(None, description="the photo or face crop")) -> dict:
+        # Optional in the signature so a missing file gets our message rather than pydantic's.
+        if file is None:
+            raise HTTPException(422, "no image: send it as multipart/form-data field 'file'")
+        started = time.perf_counter()
+        data = await file.read(config.max_bytes + 1)  # one byte over is enough to know it is too big
+        # Decoding and the model are CPU-bound: keep them off the event loop.
+        try:
+            upload = await run_in_threadpool(read_upload, data, config, draft_size=predictor.draft_size)
+        except UploadError as error:
+            raise HTTPException(error.status, error.message) from None
+        decoded = time.perf_counter()
+        faces = await run_in_threadpool(predictor.faces, upload)
+        done = time.perf_counter()
+        return {"faces": faces,
+                "image": {"width": upload.width, "height": upload.height, "format": upload.format,
+                          "filename": file.filename},
+                "detect": predictor.describe()["detect"],
+                "timing_ms": {"decode": round((decoded - started) * 1000, 1),
+                              "model": round((done - decoded) * 1000, 1),
+                              "total": round((done - started) * 1000, 1)}}
+
+    app.add_middleware(BodyLimit, limit=config.max_bytes + MULTIPART_OVERHEAD,
+                       message=f"upload is larger than the limit of {describe_bytes(config.max_bytes)}")
+    return app

@@ -1,0 +1,38 @@
+"""Settings of one served model (no globals: the app factory holds one of these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+#: ``none``: every upload is one already-cropped face; the rest are :mod:`facefair.align` backends.
+DETECT_CHOICES = ("none", "auto", "dlib-hog", "dlib", "mtcnn")
+
+
+@dataclass
+class ServeConfig:
+    checkpoint: str
+    detect: str = "none"
+    device: str = "cpu"
+    # Limits.  Bytes bound the upload itself; sides/pixels bound the decoded size, which a small
+    # PNG can inflate enormously (a "decompression bomb"), so both are checked before decoding.
+    max_bytes: int = 15 * 2**20
+    max_side: int = 8000
+    max_pixels: int = 50_000_000
+    max_faces: int = 32            # bounds model work per request on crowded photos
+    # Detection runs on a copy whose longer side is at most this; chips are cut from the full image.
+    detect_side: int = 1280
+    padding: float = 0.25          # chip padding around dlib's landmark template (FairFace: 0.25)
+    tta: bool = False              # average with the mirrored face, as ``facefair predict --tta``
+    demo_image: Optional[str] = None  # served at /demo.jpg; the page loads it with ?demo=1
+
+    def __post_init__(self) -> None:
+        if self.detect not in DETECT_CHOICES:
+            raise ValueError(f"unknown detect {self.detect!r}: {', '.join(DETECT_CHOICES)}")
+        for name in ("max_bytes", "max_side", "max_pixels", "max_faces", "detect_side"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def limits(self) -> dict:
+        return {"max_bytes": self.max_bytes, "max_side": self.max_side, "max_pixels": self.max_pixels,
+                "max_faces": self.max_faces}
