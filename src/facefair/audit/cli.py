@@ -1,0 +1,97 @@
+"""``facefair audit``: the command line over ``audit_predictions`` and ``compare_runs``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+from facefair.audit.config import ATTRIBUTES, AuditConfig
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Fairness audit of a predictions table (from `facefair evaluate`, or any model that writes the
+same CSV): per-group accuracy, macro-F1, FPR/FNR, selection rate, ROC-AUC, ECE and age MAE for every
+task and sensitive attribute (and their intersections), the gaps between groups, bootstrap
+confidence intervals, calibration curves and confusion matrices. Writes audit.json, group_metrics.csv,
+gaps.csv, calibration.csv, confusion_matrices.csv and a self-contained audit.html.
+With --compare, audits several runs with the same settings and writes compare.csv and compare.html."""
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("audit", help="fairness audit of a predictions CSV (or compare several runs)",
+                                   description=DESCRIPTION)
+    parser.add_argument("predictions", nargs="?",
+                        help="predictions CSV, or a run folder holding predictions.csv")
+    parser.add_argument("--out", help="output folder (default: RUN/audit next to predictions.csv, "
+                                      "NAME-audit next to another CSV, ./audit-compare with --compare)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--ci-level", type=float, default=0.95, help="confidence level of the intervals")
+    parser.add_argument("--min-group-size", type=int, default=30,
+                        help="groups with fewer labelled rows are flagged 'too small to judge' and left out of gaps")
+    parser.add_argument("--attributes", nargs="+", default=list(ATTRIBUTES), metavar="ATTR",
+                        help="sensitive attribute columns to group by (default: race gender age_group)")
+    parser.add_argument("--intersections", nargs="*", default=["race:gender"], metavar="A:B",
+                        help="intersections to audit, e.g. race:gender race:age_group (none: give the flag alone)")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK",
+                        help="tasks to audit (default: every task with predictions)")
+    parser.add_argument("--bins", type=int, default=10, help="calibration bins")
+    parser.add_argument("--compare", nargs="+", metavar="RUN",
+                        help="compare several runs (predictions CSVs or run folders) side by side")
+    parser.add_argument("--names", nargs="+", metavar="NAME", help="display names of the --compare runs")
+    parser.set_defaults(func=run_audit_command)
+    return parser
+
+
+def parse_intersections(items) -> tuple[tuple[str, ...], ...]:
+    out = []
+    for item in items or ():
+        parts = tuple(p.strip() for p in item.replace(",", ":").split(":") if p.strip())
+        if len(parts) < 2:
+            raise ValueError(f"--intersections expects A:B (e.g. race:gender), got {item!r}")
+        out.append(parts)
+    return tuple(out)
+
+
+def config_from_args(args) -> AuditConfig:
+    return AuditConfig(attributes=tuple(args.attributes), intersections=parse_intersections(args.intersections),
+                       tasks=tuple(args.tasks) if args.tasks else None, n_boot=args.n_boot, seed=args.seed,
+                       ci_level=args.ci_level, min_group_size=args.min_group_size, n_bins=args.bins)
+
+
+def default_out(predictions: str) -> Path:
+    path = Path(predictions)
+    if path.is_dir():
+        return path / "audit"
+    return path.parent / ("audit" if path.name == "predictions.csv" else f"{path.stem}-audit")
+
+
+def run_audit_command(args) -> int:
+    from facefair.audit.compare import compare_runs, write_comparison
+    from facefair.audit.core import audit_predictions
+    from facefair.audit.groups import load_predictions
+    from facefair.audit.output import write_audit
+
+    config = config_from_args(args)
+    if args.compare:
+        runs = ([args.predictions] if args.predictions else []) + list(args.compare)
+        out = Path(args.out) if args.out else Path("audit-compare")
+        table = compare_runs(runs, config, names=args.names)
+        paths = write_comparison(table, out, config)
+        _report({"out": str(out), "runs": len(runs), "files": sorted(p.name for p in paths.values())})
+        return 0
+    if not args.predictions:
+        raise ValueError("give a predictions CSV or run folder, or --compare RUN [RUN ...]")
+    frame, source = load_predictions(args.predictions)
+    result = audit_predictions(frame, config, source)
+    out = Path(args.out) if args.out else default_out(args.predictions)
+    paths = write_audit(result, out)
+    _report({"out": str(out), "files": sorted(p.name for p in paths.values()), "summary": result.summary})
+    return 0
+
+
+def _report(payload: dict, stream: Optional[object] = None) -> None:
+    print(json.dumps(payload, indent=1, ensure_ascii=False), file=stream)

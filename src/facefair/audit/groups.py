@@ -1,0 +1,237 @@
+"""Reading a predictions table into tasks and sensitive groups.
+
+The table may come from ``facefair evaluate`` or from any third-party model, so spellings are
+normalised (``female`` -> ``Female``), missing pieces are tolerated and every thing left out is
+reported as a note rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from facefair import labels as L
+from facefair.audit.config import ATTRIBUTES
+
+CLASSIFICATION_TASKS = ("gender", "race", "age_group")
+REGRESSION_TASKS = ("age",)
+TASK_ORDER = ("gender", "race", "age_group", "age")
+
+_NORMALIZERS: dict[str, Callable[[object], Optional[str]]] = {
+    "gender": L.normalize_gender, "race": L.normalize_race, "age_group": L.normalize_age_group,
+}
+
+# One canonical order per vocabulary so tables and plots always list groups the same way.
+_CANONICAL: dict[str, tuple[str, ...]] = {
+    "gender": L.GENDERS,
+    "age_group": L.AGE_GROUPS,
+    "race": tuple(dict.fromkeys(L.RACE_SCHEMES["race7"] + L.RACE_SCHEMES["race5"])),
+}
+
+SEPARATOR = ":"  # joins attribute names ("race:gender") and group values ("Black:Female")
+
+
+@dataclass
+class TaskData:
+    name: str
+    kind: str  # "classification" or "regression"
+    classes: tuple[str, ...]
+    y_true: np.ndarray  # object (labels) or float (years), one per table row
+    y_pred: np.ndarray
+    valid: np.ndarray  # bool: labelled and predicted
+    proba: Optional[np.ndarray] = None  # (rows, len(prob_classes)), NaN rows where absent
+    prob_classes: tuple[str, ...] = ()
+    positive_class: Optional[str] = None
+
+    @property
+    def n(self) -> int:
+        return int(self.valid.sum())
+
+    def indices(self, values: np.ndarray) -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        return np.array([lookup.get(v, -1) for v in values], dtype=np.int64)
+
+    def confidence(self) -> Optional[np.ndarray]:
+        """Probability the model gave to the label it predicted (NaN where it gave none)."""
+        if self.proba is None:
+            return None
+        lookup = {c: i for i, c in enumerate(self.prob_classes)}
+        column = np.array([lookup.get(v, -1) for v in self.y_pred], dtype=np.int64)
+        out = np.full(len(column), np.nan)
+        known = column >= 0
+        out[known] = self.proba[np.flatnonzero(known), column[known]]
+        return out
+
+
+def load_predictions(path: str | Path) -> tuple[pd.DataFrame, str]:
+    """A predictions CSV, or a run folder holding ``predictions.csv``."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "predictions.csv"
+        if not candidate.is_file():
+            found = sorted(str(p.relative_to(path)) for p in path.glob("*/predictions.csv"))
+            hint = f"; found {', '.join(found)}" if found else ""
+            raise FileNotFoundError(f"{path} has no predictions.csv{hint}")
+        path = candidate
+    if not path.is_file():
+        raise FileNotFoundError(f"no predictions CSV at {path}")
+    # Everything as text first: a column of "0-2"/"3-9" or of gender codes must not become numbers.
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    return frame, str(path)
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or \
+        (isinstance(value, str) and value.strip().lower() in {"", "nan", "none", "null", "na", "n/a"})
+
+
+def normalize_labels(values: pd.Series, vocabulary: Optional[str]) -> np.ndarray:
+    """Canonical labels (object array, None where missing); unknown spellings are kept as written."""
+    normalizer = _NORMALIZERS.get(vocabulary or "")
+    mapping: dict[object, Optional[str]] = {}
+    for value in pd.unique(values):
+        if _is_missing(value):
+            mapping[value] = None
+            continue
+        text = str(value).strip()
+        canonical = normalizer(text) if normalizer else None
+        mapping[value] = canonical if canonical is not None else text
+    return np.array([mapping[v] for v in values], dtype=object)
+
+
+def _rank(vocabulary: Optional[str], values: Sequence[str]) -> dict[str, int]:
+    known = _CANONICAL.get(vocabulary or "", ())
+    if vocabulary == "race":
+        # The smallest scheme that holds every value keeps its own order (UTK's Asian before Indian).
+        for scheme in ("race4", "race5", "race7"):
+            if set(values) <= set(L.RACE_SCHEMES[scheme]):
+                known = L.RACE_SCHEMES[scheme]
+                break
+    return {v: i for i, v in enumerate(known)}
+
+
+def canonical_order(vocabulary: Optional[str], values: Sequence[str]) -> list[str]:
+    rank = _rank(vocabulary, values)
+    return sorted(set(values), key=lambda v: (rank.get(v, len(rank)), v))
+
+
+def _numeric(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+
+
+def detect_tasks(frame: pd.DataFrame, wanted: Optional[Sequence[str]], positive_classes: dict[str, str],
+                 notes: list[str]) -> list[TaskData]:
+    names = [c[: -len("_pred")] for c in frame.columns if c.endswith("_pred")]
+    names = sorted(set(names), key=lambda n: (TASK_ORDER.index(n) if n in TASK_ORDER else len(TASK_ORDER), n))
+    if wanted is not None:
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            notes.append(f"Tasks asked for but without predictions in the table: {', '.join(missing)}.")
+        names = [n for n in names if n in wanted]
+    tasks = []
+    for name in names:
+        if f"{name}_true" not in frame:
+            notes.append(f"Task {name!r} has predictions but no {name}_true column, so it cannot be audited.")
+            continue
+        task = _read_task(frame, name, positive_classes)
+        if task.n == 0:
+            notes.append(f"Task {name!r} has no row with both a true label and a prediction; left out.")
+            continue
+        unpredicted = int((_present(task.y_true) & ~_present(task.y_pred)).sum())
+        if unpredicted:
+            notes.append(f"Task {name!r}: {unpredicted} labelled rows have no prediction (e.g. unreadable images) "
+                         "and are left out.")
+        if task.kind == "classification" and task.proba is None:
+            notes.append(f"Task {name!r} has no {name}_prob_<class> columns: calibration (ECE) and ROC-AUC "
+                         "are skipped for it.")
+        tasks.append(task)
+    return tasks
+
+
+def _present(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "f":
+        return ~np.isnan(values)
+    return np.array([v is not None for v in values], dtype=bool)
+
+
+def _read_task(frame: pd.DataFrame, name: str, positive_classes: dict[str, str]) -> TaskData:
+    prob_columns = [c for c in frame.columns if c.startswith(f"{name}_prob_")]
+    regression = name in REGRESSION_TASKS or (
+        name not in CLASSIFICATION_TASKS and not prob_columns
+        and not np.isnan(_numeric(frame[f"{name}_pred"].dropna())).any())
+    if regression:
+        y_true, y_pred = _numeric(frame[f"{name}_true"]), _numeric(frame[f"{name}_pred"])
+        return TaskData(name, "regression", (), y_true, y_pred, ~np.isnan(y_true) & ~np.isnan(y_pred))
+    vocabulary = name if name in _NORMALIZERS else None
+    y_true = normalize_labels(frame[f"{name}_true"], vocabulary)
+    y_pred = normalize_labels(frame[f"{name}_pred"], vocabulary)
+    valid = _present(y_true) & _present(y_pred)
+    proba, prob_classes = None, ()
+    if prob_columns:
+        raw = [c[len(f"{name}_prob_"):] for c in prob_columns]
+        prob_classes = tuple(normalize_labels(pd.Series(raw), vocabulary))
+        proba = np.column_stack([_numeric(frame[c]) for c in prob_columns])
+    seen = [v for v in np.concatenate([y_true[valid], y_pred[valid]])]
+    classes = tuple(prob_classes) + tuple(c for c in canonical_order(vocabulary, seen) if c not in prob_classes)
+    if not prob_classes:
+        classes = tuple(canonical_order(vocabulary, seen))
+    positive = None
+    if len(classes) == 2:
+        wanted = positive_classes.get(name)
+        positive = wanted if wanted in classes else classes[1]
+    return TaskData(name, "classification", classes, y_true, y_pred, valid, proba, prob_classes, positive)
+
+
+def attribute_values(frame: pd.DataFrame, attributes: Sequence[str], intersections: Sequence[Sequence[str]],
+                     notes: list[str]) -> dict[str, np.ndarray]:
+    """Per audited attribute (single or intersection) the group of every row, None where unknown."""
+    single: dict[str, np.ndarray] = {}
+    for name in dict.fromkeys(list(attributes) + [a for parts in intersections for a in parts]):
+        if name in frame:
+            values = normalize_labels(frame[name], name if name in _NORMALIZERS else None)
+        elif name == "age_group" and "age_true" in frame:
+            # Third-party tables often have exact ages only; FairFace's groups follow from them.
+            values = np.array([L.age_to_group(y) for y in _numeric(frame["age_true"])], dtype=object)
+            notes.append("No age_group column: age groups were derived from age_true.")
+        else:
+            notes.append(f"Attribute {name!r} is not in the table; it is left out of the audit.")
+            continue
+        if not _present(values).any():
+            notes.append(f"Attribute {name!r} is empty in every row; it is left out of the audit.")
+            continue
+        single[name] = values
+    out: dict[str, np.ndarray] = {a: single[a] for a in attributes if a in single}
+    for parts in intersections:
+        if not all(p in single for p in parts):
+            continue
+        columns = [single[p] for p in parts]
+        out[SEPARATOR.join(parts)] = np.array(
+            [None if any(v is None for v in row) else SEPARATOR.join(row) for row in zip(*columns)], dtype=object)
+    for name, values in out.items():
+        unknown = int((~_present(values)).sum())
+        if unknown:
+            notes.append(f"Attribute {name!r} is unknown for {unknown} of {len(values)} rows; those rows count in "
+                         "overall figures only.")
+    return out
+
+
+def group_order(attribute: str, groups: Sequence[str]) -> list[str]:
+    parts = attribute.split(SEPARATOR)
+    if len(parts) == 1:
+        return canonical_order(attribute, groups)
+    split = [g.split(SEPARATOR) for g in groups]
+    ranks = [_rank(p, [values[i] for values in split]) for i, p in enumerate(parts)]
+
+    def key(group: str):
+        values = group.split(SEPARATOR)
+        return tuple((r.get(v, len(r)), v) for r, v in zip(ranks, values))
+    return sorted(set(groups), key=key)
+
+
+__all__ = ["ATTRIBUTES", "TaskData", "load_predictions", "detect_tasks", "attribute_values", "group_order",
+           "normalize_labels", "SEPARATOR"]

@@ -1,0 +1,212 @@
+"""Point estimates per group, through fairlearn's ``MetricFrame`` and scikit-learn's metrics.
+
+Multi-class tasks are never binarised behind the user's back: every rate is computed one class
+against the rest, reported per class (``*_ovr`` with a ``class``) and as the macro average over
+the classes where the rate is defined.  A rate whose denominator is empty in a group (FNR of a
+class with no true members there) is NaN here; fairlearn's rate functions return 0 in that
+case, which would read as "perfect" and inflate gaps, so they are only called when defined.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+import sklearn.metrics as skm
+from fairlearn.metrics import MetricFrame, false_negative_rate, false_positive_rate, selection_rate
+
+from facefair.audit.calibration import expected_calibration_error
+from facefair.audit.groups import TaskData
+
+#: Joins a per-class metric's name and its class inside the metric keys ("fpr_ovr|Black").
+KEY_SEP = "|"
+
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "roc_auc": True, "fpr": False, "fnr": False,
+                    "ece": False, "mae": False}
+
+
+def split_key(key: str) -> tuple[str, Optional[str]]:
+    name, _, cls = key.partition(KEY_SEP)
+    return name, (cls or None)
+
+
+def _one_vs_rest(rate: Callable, cls: str, needs_positives: bool) -> Callable:
+    def metric(y_true, y_pred) -> float:
+        truth = (np.asarray(y_true) == cls).astype(int)
+        denominator = (truth == 1).sum() if needs_positives else (truth == 0).sum()
+        if denominator == 0:
+            return float("nan")
+        return float(rate(truth, (np.asarray(y_pred) == cls).astype(int), pos_label=1))
+    return metric
+
+
+def _macro_auc(proba: np.ndarray, column_of: dict[str, int], classes: tuple[str, ...], positive: Optional[str]):
+    """ROC-AUC one-vs-rest, macro over classes that have both members and non-members in the group."""
+    scored = [positive] if positive is not None else [c for c in classes if c in column_of]
+
+    def metric(y_true, y_pred, rows) -> float:
+        values = []
+        for cls in scored:
+            truth = np.asarray(y_true) == cls
+            if 0 < truth.sum() < len(truth):
+                values.append(skm.roc_auc_score(truth, proba[np.asarray(rows), column_of[cls]]))
+        return float(np.mean(values)) if values else float("nan")
+    return metric
+
+
+def _ece(confidence: np.ndarray, n_bins: int):
+    def metric(y_true, y_pred, rows) -> float:
+        rows = np.asarray(rows)
+        return expected_calibration_error(confidence[rows], np.asarray(y_true) == np.asarray(y_pred), n_bins)
+    return metric
+
+
+def _macro_f1(y_true, y_pred) -> float:
+    """Macro-F1 over the classes that occur in the group's true labels.  sklearn's default (classes
+    true or predicted) would give a group of only men an F1 of 0 for "Female" whenever one man is
+    misread, halving the score; errors into absent classes already cost the true class's recall."""
+    return float(skm.f1_score(y_true, y_pred, labels=np.unique(np.asarray(y_true)), average="macro",
+                              zero_division=0))
+
+
+def _ovr_counts(classes: tuple[str, ...]):
+    """Per class one-vs-rest [[TN, FP], [FN, TP]] (sklearn multilabel_confusion_matrix)."""
+    def metric(y_true, y_pred) -> np.ndarray:
+        return skm.multilabel_confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=list(classes))
+    return metric
+
+
+def classification_metric_frame(task: TaskData, rows: np.ndarray, groups: np.ndarray, n_bins: int,
+                                scored_rows: Optional[np.ndarray] = None) -> MetricFrame:
+    """MetricFrame over ``rows`` (indices into the table) with one column per metric.
+
+    ``scored_rows`` (bool over the table) marks rows with usable probabilities; ROC-AUC and ECE
+    need them and are computed only when every audited row has them.
+    """
+    metrics: dict[str, Callable] = {
+        "accuracy": skm.accuracy_score,
+        "macro_f1": _macro_f1,
+    }
+    if task.positive_class is not None:
+        pos = task.positive_class
+        metrics[f"fpr_ovr{KEY_SEP}{pos}"] = _one_vs_rest(false_positive_rate, pos, needs_positives=False)
+        metrics[f"fnr_ovr{KEY_SEP}{pos}"] = _one_vs_rest(false_negative_rate, pos, needs_positives=True)
+        metrics[f"selection_rate_ovr{KEY_SEP}{pos}"] = partial(selection_rate, pos_label=pos)
+    else:
+        # fairlearn's rate functions are binary-only; for K classes one sklearn call per group gives
+        # all K one-vs-rest matrices (instead of 3K fairlearn calls), turned into rates below.
+        metrics["ovr_counts"] = _ovr_counts(task.classes)
+    sample_params = {}
+    if task.proba is not None and scored_rows is not None and scored_rows[rows].all():
+        column_of = {c: i for i, c in enumerate(task.prob_classes)}
+        metrics["roc_auc"] = _macro_auc(task.proba, column_of, task.classes, task.positive_class)
+        metrics["ece"] = _ece(task.confidence(), n_bins)
+        # MetricFrame splits only 1-D per-row parameters, so the metrics get row numbers and look
+        # the probabilities up themselves.
+        sample_params = {"roc_auc": {"rows": rows}, "ece": {"rows": rows}}
+    return MetricFrame(metrics=metrics, y_true=task.y_true[rows], y_pred=task.y_pred[rows],
+                       sensitive_features=pd.Series(groups, name="group"), sample_params=sample_params or None)
+
+
+def ovr_rates(counts: np.ndarray, classes: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """One-vs-rest FPR, FNR and selection rate from stacked (groups, K, 2, 2) counts; NaN where the
+    denominator is empty (a class absent from the group has no FNR)."""
+    counts = np.asarray(counts, dtype=float)
+    tn, fp, fn, tp = counts[..., 0, 0], counts[..., 0, 1], counts[..., 1, 0], counts[..., 1, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fpr = np.where(fp + tn > 0, fp / (fp + tn), np.nan)
+        fnr = np.where(fn + tp > 0, fn / (fn + tp), np.nan)
+        selection = (tp + fp) / (tn + fp + fn + tp)
+    out = {}
+    for i, cls in enumerate(classes):
+        out[f"fpr_ovr{KEY_SEP}{cls}"] = fpr[..., i]
+        out[f"fnr_ovr{KEY_SEP}{cls}"] = fnr[..., i]
+        out[f"selection_rate_ovr{KEY_SEP}{cls}"] = selection[..., i]
+    return out
+
+
+def by_group_values(frame: MetricFrame, order: list[str], task: TaskData) -> dict[str, np.ndarray]:
+    """The MetricFrame's ``by_group`` as metric key -> (1, groups) float arrays, in ``order``."""
+    by_group = frame.by_group.reindex(order)
+    values = {k: by_group[k].to_numpy(dtype=float)[None, :] for k in by_group.columns if k != "ovr_counts"}
+    if "ovr_counts" in by_group.columns:
+        values.update({k: v[None, :] for k, v in ovr_rates(np.stack(list(by_group["ovr_counts"])),
+                                                            task.classes).items()})
+    return derive_aggregates(values, task)
+
+
+def regression_metric_frame(task: TaskData, rows: np.ndarray, groups: np.ndarray) -> MetricFrame:
+    metrics = {"mae": skm.mean_absolute_error,
+               "mean_error": lambda y_true, y_pred: float(np.mean(np.asarray(y_pred) - np.asarray(y_true)))}
+    return MetricFrame(metrics=metrics, y_true=task.y_true[rows], y_pred=task.y_pred[rows],
+                       sensitive_features=pd.Series(groups, name="group"))
+
+
+def mask_thin_rates(values: dict[str, np.ndarray], task: TaskData, positives: np.ndarray,
+                    min_support: int) -> dict[str, np.ndarray]:
+    """One-vs-rest rates whose denominator holds fewer than ``min_support`` rows of the group are
+    as unjudgeable as a small group: NaN, so they enter no average and no gap.  Without this a
+    class with five members in a group (70+ faces of one race, say) swings a multi-class
+    equalized-odds gap to 1.0.  ``positives`` is (groups, classes) true-label counts."""
+    out = dict(values)
+    negatives = positives.sum(axis=1, keepdims=True) - positives
+    for i, cls in enumerate(task.classes):
+        for rate, support in (("fnr_ovr", positives[:, i]), ("fpr_ovr", negatives[:, i])):
+            key = f"{rate}{KEY_SEP}{cls}"
+            if key in out:
+                out[key] = np.where(support < min_support, np.nan, out[key])
+    return out
+
+
+def derive_aggregates(values: dict[str, np.ndarray], task: TaskData) -> dict[str, np.ndarray]:
+    """Add the task-level ``fpr``/``fnr`` (and ``selection_rate`` for binary tasks).
+
+    Binary: the rates of the positive class (gender: Female, so FPR = males predicted female).
+    Multi-class: the macro average of the one-vs-rest rates over classes where they are defined.
+    Works on arrays of any shape (point estimates and bootstrap replicates alike).
+    """
+    out = dict(values)
+    if task.kind != "classification":
+        return out
+    if task.positive_class is not None:
+        pos = task.positive_class
+        out["fpr"] = values[f"fpr_ovr{KEY_SEP}{pos}"]
+        out["fnr"] = values[f"fnr_ovr{KEY_SEP}{pos}"]
+        out["selection_rate"] = values[f"selection_rate_ovr{KEY_SEP}{pos}"]
+        return out
+    for rate in ("fpr", "fnr"):
+        stacked = np.stack([values[f"{rate}_ovr{KEY_SEP}{c}"] for c in task.classes])
+        with np.errstate(invalid="ignore"), _quiet():
+            out[rate] = np.nanmean(stacked, axis=0)
+    return out
+
+
+def reported_keys(task: TaskData, keys) -> list[str]:
+    """Metric keys written to the tables, in reading order (binary tasks skip the mirror-image
+    per-class rates: Male's FPR is Female's FNR)."""
+    keys = list(keys)
+    if task.kind == "regression":
+        return [k for k in ("mae", "mean_error") if k in keys]
+    order = ["accuracy", "macro_f1", "fpr", "fnr"]
+    if task.positive_class is not None:
+        order += ["selection_rate"]
+    order += [k for k in ("roc_auc", "ece") if k in keys]
+    if task.positive_class is None:
+        for prefix in ("fpr_ovr", "fnr_ovr", "selection_rate_ovr"):
+            order += [f"{prefix}{KEY_SEP}{c}" for c in task.classes]
+    return [k for k in order if k in keys]
+
+
+class _quiet:
+    """Silence numpy's 'mean of empty slice' (an all-NaN column is a legitimate NaN here)."""
+
+    def __enter__(self):
+        import warnings
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)

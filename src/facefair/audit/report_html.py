@@ -1,0 +1,212 @@
+"""The self-contained HTML report (figures inlined as base64 PNG; no script, no external file)."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Optional
+
+from facefair.audit import plots
+from facefair.audit.config import OVERALL, AuditResult
+from facefair.audit.groups import SEPARATOR
+from facefair.audit.summary import attribute_label, group_label, task_label
+
+CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
+color:#222;line-height:1.45;padding:0 16px}
+h1{margin-bottom:4px}h2{border-bottom:2px solid #3b6ea5;padding-bottom:3px;margin-top:36px}
+h3{margin-top:24px;color:#333}
+.meta{color:#555;font-size:13px}
+.summary{background:#f3f6fa;border-left:4px solid #3b6ea5;padding:10px 16px;font-size:15px}
+table{border-collapse:collapse;font-size:12.5px;margin:8px 0 14px;display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #d6d9de;padding:3px 8px;text-align:right;vertical-align:top}
+th{background:#eef1f5}td.l,th.l{text-align:left}
+tr.flagged td{color:#8a8a8a;background:#fafafa}
+.ci{color:#777;font-size:11px;white-space:nowrap}
+.badge{display:inline-block;background:#f4e3c1;color:#7a5600;border-radius:3px;padding:0 5px;font-size:10.5px;
+margin-left:4px}
+img{max-width:100%;display:block;margin:6px 0 12px}
+.row{display:flex;flex-wrap:wrap;gap:4px 18px;align-items:flex-start}.row img{max-width:49%}
+.notes li{font-size:13px;color:#444}
+dl{font-size:13px}dt{font-weight:600;margin-top:6px}dd{margin-left:18px;color:#444}
+nav a{margin-right:14px}
+details summary{cursor:pointer;color:#3b6ea5;margin:6px 0}
+"""
+
+GAP_ORDER = ["worst_group_accuracy", "accuracy_difference", "degree_of_bias", "accuracy_max_min_ratio",
+             "skewed_error_ratio", "macro_f1_difference", "fpr_difference", "fnr_difference",
+             "equalized_odds_difference", "demographic_parity_difference", "roc_auc_difference", "ece_difference",
+             "worst_group_mae", "mae_difference", "mae_max_min_ratio", "mean_error_difference"]
+COLUMNS = ["accuracy", "macro_f1", "fpr", "fnr", "selection_rate", "roc_auc", "ece", "mae", "mean_error"]
+YEARS = {"mae", "mean_error", "worst_group_mae", "mae_difference", "mean_error_difference"}
+RATIOS = {"accuracy_max_min_ratio", "skewed_error_ratio", "mae_max_min_ratio"}
+
+
+def fmt(value: float, metric: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if math.isinf(value):
+        return "∞"
+    if metric in YEARS or metric in RATIOS:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def cell(value: float, low: float, high: float, metric: str) -> str:
+    ci = "" if any(isinstance(v, float) and math.isnan(v) for v in (low, high)) else \
+        f"<br><span class='ci'>{fmt(low, metric)}–{fmt(high, metric)}</span>"
+    return f"{fmt(value, metric)}{ci}"
+
+
+def _table(header: list[str], rows: list[str], left: int = 1) -> str:
+    head = "".join(f"<th class='l'>{h}</th>" if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _gap_table(result: AuditResult, task: str) -> str:
+    gaps = result.gaps[(result.gaps.task == task) & result.gaps["class"].isna()]
+    attributes = [a for a in result.attributes if (gaps.attribute == a).any()]
+    if not attributes:
+        return "<p>No gap: no sensitive attribute is available for this task.</p>"
+    rows = []
+    for metric in [m for m in GAP_ORDER if (gaps.metric == m).any()]:
+        cells = []
+        for attribute in attributes:
+            hit = gaps[(gaps.metric == metric) & (gaps.attribute == attribute)]
+            cells.append("<td>–</td>" if hit.empty else
+                         f"<td>{cell(hit.value.iloc[0], hit.ci_low.iloc[0], hit.ci_high.iloc[0], metric)}</td>")
+        tip = escape(result.definitions.get(metric, ""), quote=True)
+        rows.append(f"<tr><td class='l' title='{tip}'>{escape(metric)}</td>{''.join(cells)}</tr>")
+    first = gaps.drop_duplicates("attribute").set_index("attribute")
+    compared = "".join(f"<td>{int(first.n_groups.get(a, 0))}</td>" for a in attributes)
+    rows.append(f"<tr><td class='l'><i>groups compared</i></td>{compared}</tr>")
+    def left_out(attribute: str) -> str:
+        groups = [g for g in (first.excluded_groups.get(attribute) or "").split(", ") if g]
+        return ", ".join(group_label(g) for g in groups) or "–"
+    excluded = "".join(f"<td class='l'>{escape(left_out(a))}</td>" for a in attributes)
+    rows.append(f"<tr><td class='l'><i>too small, left out</i></td>{excluded}</tr>")
+    return _table(["gap"] + [escape(attribute_label(a)) for a in attributes], rows)
+
+
+def _group_table(result: AuditResult, task: str, attribute: str) -> str:
+    gm = result.group_metrics
+    part = gm[(gm.task == task) & (gm.attribute == attribute) & gm["class"].isna()]
+    metrics = [m for m in COLUMNS if (part.metric == m).any()]
+    rows = []
+    for group in dict.fromkeys(part.group):
+        g = part[part.group == group].set_index("metric")
+        flagged = bool(g.flagged.iloc[0])
+        badge = "<span class='badge'>too small to judge</span>" if flagged else ""
+        cells = "".join(f"<td>{cell(g.value[m], g.ci_low[m], g.ci_high[m], m)}</td>" for m in metrics)
+        rows.append(f"<tr class='{'flagged' if flagged else ''}'><td class='l'>{escape(group_label(group))}{badge}"
+                    f"</td><td>{int(g.n.iloc[0])}</td>{cells}</tr>")
+    return _table(["group", "n"] + [escape(plots.METRIC_LABELS.get(m, m)) for m in metrics], rows)
+
+
+def _per_class_table(result: AuditResult, task: str, attribute: str) -> str:
+    gm = result.group_metrics
+    part = gm[(gm.task == task) & (gm.attribute == attribute) & gm["class"].notna()]
+    if part.empty:
+        return ""
+    metrics = list(dict.fromkeys(part.metric))
+    rows = []
+    for (group, cls), g in part.groupby(["group", "class"], sort=False):
+        g = g.set_index("metric")
+        cells = "".join(f"<td>{cell(g.value[m], g.ci_low[m], g.ci_high[m], m)}</td>" for m in metrics)
+        rows.append(f"<tr class='{'flagged' if bool(g.flagged.iloc[0]) else ''}'><td class='l'>"
+                    f"{escape(group_label(group))}</td><td class='l'>{escape(str(cls))}</td>{cells}</tr>")
+    where = "overall" if attribute == OVERALL else f"by {attribute_label(attribute)}"
+    return (f"<details><summary>One-vs-rest rates per class, {escape(where)}</summary>"
+            + _table(["group", "class"] + metrics, rows, left=2) + "</details>")
+
+
+def _img(uri: Optional[str], alt: str) -> str:
+    return f"<img src='{uri}' alt='{escape(alt, quote=True)}'>" if uri else ""
+
+
+def _task_section(result: AuditResult, info) -> str:
+    gm = result.group_metrics
+    name = info.name
+    attributes = [a for a in result.attributes if ((gm.task == name) & (gm.attribute == a)).any()]
+    parts = [f"<h2 id='task-{escape(name)}'>{escape(task_label(name).capitalize())}</h2>"]
+    headline = "accuracy" if info.kind == "classification" else "mae"
+    overall = gm[(gm.task == name) & (gm.attribute == OVERALL) & (gm.metric == headline)]
+    desc = f"{info.n} labelled rows"
+    if info.kind == "classification":
+        desc += f"; classes: {escape(', '.join(info.classes))}"
+        if info.positive_class:
+            desc += f"; positive class for FPR/FNR/selection rate: <b>{escape(info.positive_class)}</b>"
+        if not info.has_probabilities:
+            desc += "; <b>no probabilities in the table: calibration (ECE) and ROC-AUC are skipped</b>"
+    if len(overall):
+        o = overall.iloc[0]
+        desc += (f". Overall {plots.METRIC_LABELS[headline]}: <b>{fmt(o.value, headline)}</b> "
+                 f"<span class='ci'>({fmt(o.ci_low, headline)}–{fmt(o.ci_high, headline)})</span>")
+    parts.append(f"<p>{desc}.</p>")
+    parts.append("<h3>Gaps between groups</h3>" + _gap_table(result, name))
+    parts.append("<h3>Per-group results</h3>")
+    figures = [["accuracy"], ["fpr", "fnr"]] if info.kind == "classification" else [["mae"]]
+    for metrics in figures:
+        images = [_img(plots.group_bars(gm, name, metrics, a, result.config.min_group_size),
+                       f"{name} {' and '.join(metrics)} by {a}") for a in attributes]
+        parts.append(f"<div class='row'>{''.join(images)}</div>")
+    for attribute in [OVERALL] + attributes:
+        title = "Overall" if attribute == OVERALL else f"By {attribute_label(attribute)}"
+        parts.append(f"<h4>{escape(title)}</h4>" + _group_table(result, name, attribute)
+                     + _per_class_table(result, name, attribute))
+    if info.kind == "classification":
+        parts.append("<h3>Confusion matrices per group</h3><p class='meta'>Rows: true class; columns: predicted; "
+                     "shade: share of the true class; * marks groups too small to judge.</p>")
+        # Grouped by its own label a task's matrices have one row each; the overall matrix says more.
+        shown = [OVERALL] + [a for a in attributes if SEPARATOR not in a and a != name]
+        for attribute in shown:
+            flagged = gm[(gm.task == name) & (gm.attribute == attribute)].drop_duplicates("group") \
+                .set_index("group").flagged.to_dict()
+            heading = "Overall" if attribute == OVERALL else f"By {attribute_label(attribute)}"
+            parts.append(f"<h4>{escape(heading)}</h4>")
+            parts.append(_img(plots.confusion_grid(result.confusion, name, attribute, info.classes, flagged),
+                              f"{name} confusion matrices by {attribute}"))
+        parts.append("<h3>Calibration</h3>")
+        if info.has_probabilities:
+            parts.append("<p class='meta'>Reliability curves of the predicted label (10 equal-width bins); the "
+                         "dotted diagonal is perfect calibration. Per-group ECE is in the tables above.</p>")
+            parts.append(_img(plots.reliability_panels(result.calibration, name, [OVERALL] + attributes),
+                              f"{name} reliability curves"))
+        else:
+            parts.append("<p>Skipped: the table has no predicted probabilities for this task.</p>")
+    return "\n".join(parts)
+
+
+def render_html(result: AuditResult) -> str:
+    config = result.config
+    tasks = ", ".join(t.name for t in result.tasks)
+    nav = "".join(f"<a href='#task-{escape(t.name)}'>{escape(task_label(t.name))}</a>" for t in result.tasks)
+    notes = "".join(f"<li>{escape(n)}</li>" for n in result.notes) or "<li>None.</li>"
+    definitions = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in result.definitions.items())
+    body = "\n".join(_task_section(result, info) for info in result.tasks)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>facefair fairness audit</title><style>{CSS}</style></head>
+<body>
+<h1>Fairness audit</h1>
+<p class="meta">Source: {escape(result.source)} &middot; {result.n_rows} rows &middot; tasks: {escape(tasks)}
+&middot; attributes: {escape(', '.join(attribute_label(a) for a in result.attributes) or 'none')}<br>
+{config.ci_level:.0%} bootstrap intervals from {config.n_boot} resamples (seed {config.seed}) &middot; groups with
+fewer than {config.min_group_size} labelled rows are marked <span class="badge">too small to judge</span> and left
+out of every gap.</p>
+<h2>Summary</h2>
+<p class="summary">{escape(result.summary)}</p>
+<nav>{nav}</nav>
+<h3>Notes</h3><ul class="notes">{notes}</ul>
+{body}
+<h2>Definitions</h2>
+<dl>{definitions}</dl>
+</body></html>
+"""
+
+
+def write_html(result: AuditResult, path) -> None:
+    from pathlib import Path
+    Path(path).write_text(render_html(result), encoding="utf-8")
+
+
+__all__ = ["render_html", "write_html", "fmt", "cell", "CSS"]
