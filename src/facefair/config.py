@@ -59,7 +59,8 @@ class TrainConfig:
     method: str = _help("standard, or a bias-mitigation method (see docs/mitigate.md)", default="standard")
     group_by: list[str] = _help("sensitive attributes whose joint groups mitigation methods act on",
                                 default_factory=lambda: ["race", "gender"])
-    method_options: dict[str, float] = _help("method-specific knobs, e.g. adversary_weight=0.3", default_factory=dict)
+    method_options: dict[str, float | str] = _help("method-specific knobs, e.g. adversary_weight=0.3",
+                                                   default_factory=dict)
     amp: bool = _help("mixed precision on CUDA", default=True)
     bf16: bool = _help("bfloat16 autocast on CPU", default=False)
     compile: bool = _help("torch.compile the model", default=False)
@@ -146,6 +147,13 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=("data", "model",
                 group.add_argument(flag, type=kind, metavar=f.name.upper(), **common)
 
 
+def _number_or_text(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     raw = yaml.safe_load(Path(args.config).read_text()) if getattr(args, "config", None) else {}
     config = RunConfig.from_dict(raw or {})
@@ -154,6 +162,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             continue
         section, name = dest.split(".", 1)
         if isinstance(getattr(getattr(config, section), name), dict):
-            value = {k: float(v) for k, v in (item.split("=", 1) for item in value)}
+            value = {k: _number_or_text(v) for k, v in (item.split("=", 1) for item in value)}
         setattr(getattr(config, section), name, value)
     return config

@@ -1,0 +1,90 @@
+"""``facefair mitigate``: list the mitigation methods, post-process predictions with group thresholds.
+
+    facefair mitigate methods
+    facefair mitigate thresholds RUN --task gender --attribute race --constraint equalized_odds
+    facefair mitigate apply-thresholds RUN/thresholded/thresholds.json other/predictions.csv --out post.csv
+
+Training methods are chosen at ``facefair train --method NAME`` (docs/mitigate.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _methods(args) -> int:
+    from facefair.mitigate import METHOD_SUMMARIES
+    from facefair.train.methods import METHODS
+    for name in sorted(METHODS):
+        needs, text = METHOD_SUMMARIES.get(name, (None, ""))
+        labels = {True: "needs group labels", False: "no group labels", None: ""}[needs]
+        print(f"{name:12s} {labels:18s} {text}")
+    print("also: --sampler balanced --sampler-by ATTR... (needs group labels), --class-weights, "
+          "and `facefair mitigate thresholds` (post-processing, needs group labels)")
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"{'':24s} {'before':>8s} {'after':>8s}")
+    for key in ("accuracy", "worst_group_accuracy", "equalized_odds_difference", "demographic_parity_difference"):
+        print(f"{key:24s} {summary['before'][key]:8.4f} {summary['after'][key]:8.4f}")
+
+
+def _thresholds(args) -> int:
+    from facefair.mitigate.thresholds import threshold_run
+    summary = threshold_run(args.run, task=args.task, attribute=args.attribute, constraint=args.constraint,
+                            objective=args.objective, attribute_column=args.attribute_column,
+                            predictions=args.predictions, out_dir=args.out, seed=args.seed, device=args.device)
+    _print_summary(summary)
+    print(f"written {Path(summary['out']) / 'predictions.csv'} (fitted on {summary['fitted_on']})")
+    return 0
+
+
+def _apply(args) -> int:
+    import pandas as pd
+    from facefair.mitigate.thresholds import GroupThresholds, apply_group_thresholds
+    thresholds = GroupThresholds.from_json(Path(args.thresholds).read_text())
+    if args.attribute_column:
+        thresholds.attribute = args.attribute_column
+    frame = pd.read_csv(args.predictions)
+    apply_group_thresholds(frame, thresholds, seed=args.seed).to_csv(args.out, index=False)
+    print(json.dumps({"written": args.out, "rows": len(frame), "groups": sorted(thresholds.rules)}))
+    return 0
+
+
+def register(subparsers) -> None:
+    from facefair.mitigate.thresholds import CONSTRAINTS, OBJECTIVES
+    parser = subparsers.add_parser("mitigate", help="bias mitigation: list methods, group thresholds",
+                                   description="Bias mitigation. Training methods are chosen with "
+                                               "`facefair train --method NAME` (see `facefair mitigate methods`).")
+    sub = parser.add_subparsers(dest="mitigate_command", required=True)
+
+    methods = sub.add_parser("methods", help="list the training methods and what they need")
+    methods.set_defaults(func=_methods)
+
+    fit = sub.add_parser("thresholds", help="fit group thresholds on RUN's val predictions, apply to its test ones",
+                         description="Fit fairlearn ThresholdOptimizer group thresholds for a binary task on "
+                                     "RUN/eval-val/predictions.csv (evaluated first if missing) and apply them to "
+                                     "RUN/predictions.csv; writes RUN/thresholded/{predictions.csv,thresholds.json}.")
+    fit.add_argument("run", help="finished training run folder")
+    fit.add_argument("--task", default="gender", help="binary task to post-process (default gender)")
+    fit.add_argument("--attribute", default="race", help="sensitive attribute whose groups get thresholds")
+    fit.add_argument("--attribute-column", help="column holding the attribute (default: --attribute; e.g. race_pred "
+                                                "to use predicted race where true race is unknown)")
+    fit.add_argument("--constraint", default="equalized_odds", choices=CONSTRAINTS)
+    fit.add_argument("--objective", default="accuracy_score", choices=OBJECTIVES)
+    fit.add_argument("--predictions", help="predictions CSV to post-process (default RUN/predictions.csv)")
+    fit.add_argument("--out", help="output folder (default RUN/thresholded)")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the randomised decisions")
+    fit.add_argument("--device", default="auto", help="device for the val evaluation if it is missing")
+    fit.set_defaults(func=_thresholds)
+
+    apply = sub.add_parser("apply-thresholds", help="apply saved thresholds.json to any predictions CSV")
+    apply.add_argument("thresholds", help="thresholds.json written by `facefair mitigate thresholds`")
+    apply.add_argument("predictions", help="predictions CSV (from training, evaluate or predict)")
+    apply.add_argument("--out", required=True, help="output CSV")
+    apply.add_argument("--attribute-column",
+                       help="column with each row's group (e.g. race_pred for `facefair predict` output)")
+    apply.add_argument("--seed", type=int, default=0)
+    apply.set_defaults(func=_apply)
