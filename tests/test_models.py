@@ -41,3 +41,11 @@ def test_coral_head_predicts_years():
     out = model(torch.randn(3, 3, 32, 32))
     years = model.predict(out)["age"]
     assert out["age"].shape == (3, 100) and ((years >= 0) & (years <= 100)).all()
+
+
+def test_local_weights_load_into_stage_features(mobilenet_weights):
+    """features_only models lack the last 1x1 conv; the stages still get the file's weights."""
+    full = create_backbone("mobilenetv2", weights=mobilenet_weights).state_dict()
+    stages = create_backbone("mobilenetv2", weights=mobilenet_weights, features_only=True).state_dict()
+    assert len(stages) < len(full)
+    assert all(torch.equal(stages[k], full[k]) for k in stages)

@@ -35,7 +35,7 @@ from torch import nn
 
 from facefair.evaluate.inference import autocast_context
 from facefair.mitigate import method_options
-from facefair.models.backbones import create_backbone, load_backbone_weights
+from facefair.models.backbones import create_backbone
 from facefair.models.heads import ClassificationHead, CoralHead, RegressionHead
 from facefair.models.multitask import ModelConfig
 from facefair.tasks import TaskSpec
@@ -50,31 +50,8 @@ STEPS_PER_BATCH = 5
 
 # ---------------------------------------------------------------------------- backbone
 def stage_backbone(name: str, *, pretrained: bool = False, weights=None) -> nn.Module:
-    """A timm ``features_only`` backbone (its stage feature maps), with local weights when given.
-
-    Weight files hold the whole classifier-free network; a features-only model lacks its last
-    layers (MobileNetV2's 1x1 conv_head), so when the file does not load directly it is loaded
-    into the full model and the stage layers are copied over (by name, else in order with
-    every shape checked)."""
-    backbone = create_backbone(name, pretrained=pretrained, weights=None, features_only=True)
-    if weights is None:
-        return backbone
-    try:
-        load_backbone_weights(backbone, weights)
-        return backbone
-    except ValueError:
-        full = create_backbone(name, weights=weights)  # fails loudly for a wrong file
-    source, target = full.state_dict(), backbone.state_dict()
-    if set(target) <= set(source):
-        mapped = {k: source[k] for k in target}
-    else:
-        tgt = [k for k in target if not k.endswith("num_batches_tracked")]
-        src = [k for k in source if not k.endswith("num_batches_tracked")][:len(tgt)]
-        if len(src) < len(tgt) or any(source[s].shape != target[t].shape for s, t in zip(src, tgt)):
-            raise ValueError(f"{weights}: cannot map the backbone's tensors onto {name}'s stage features")
-        mapped = {t: source[s] for s, t in zip(src, tgt)}
-    backbone.load_state_dict(mapped, strict=False)
-    return backbone
+    """A timm ``features_only`` backbone (its stage feature maps), with local weights when given."""
+    return create_backbone(name, pretrained=pretrained, weights=weights, features_only=True)
 
 
 # ---------------------------------------------------------------------------- heads

@@ -58,8 +58,28 @@ def create_backbone(name: str, *, pretrained: bool = False, weights: Optional[st
         kwargs["img_size"] = image_size
     model = timm.create_model(info.timm_name, **kwargs)
     if weights is not None:
-        load_backbone_weights(model, weights)
+        if features_only:
+            _load_into_stages(model, name, weights, image_size)
+        else:
+            load_backbone_weights(model, weights)
     return model
+
+
+def _load_into_stages(stages: nn.Module, name: str, weights: str | Path, image_size: Optional[int]) -> None:
+    """Weight files hold the whole classifier-free network; a features-only model lacks its last
+    layers (MobileNetV2's 1x1 conv_head), so the file goes into the full model (which checks it)
+    and the stage layers are copied over: by name, else in order with every shape checked."""
+    source = create_backbone(name, weights=weights, image_size=image_size).state_dict()
+    target = stages.state_dict()
+    if set(target) <= set(source):
+        mapped = {k: source[k] for k in target}
+    else:
+        tgt = [k for k in target if not k.endswith("num_batches_tracked")]
+        src = [k for k in source if not k.endswith("num_batches_tracked")][:len(tgt)]
+        if len(src) < len(tgt) or any(source[a].shape != target[b].shape for a, b in zip(src, tgt)):
+            raise ValueError(f"{weights}: cannot map the backbone's tensors onto {name}'s stage features")
+        mapped = {b: source[a] for a, b in zip(src, tgt)}
+    stages.load_state_dict(mapped, strict=False)
 
 
 #: Weight files that registry packages ship, addressable as ``local:NAME`` so configs need no

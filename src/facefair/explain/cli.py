@@ -1,0 +1,167 @@
+"""``facefair explain``: Grad-CAM and LIME grids for one image or a sample of a run's test
+faces, plus galleries of the most confident errors per group, in one self-contained HTML page.
+
+    facefair explain runs/utkface-cpu --sample 8 --out runs/utkface-cpu/explain
+    facefair explain runs/utkface-cpu/best.pt --image face.jpg --methods gradcam lime
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+METHODS = ("gradcam", "lime")
+
+
+@dataclass
+class ExplainConfig:
+    source: str                               # a run folder (best.pt + predictions.csv) or a checkpoint
+    out: Optional[str] = None                 # default: RUN/explain
+    images: Sequence[str] = ()                # explain these files instead of a sample
+    predictions: Optional[str] = None         # sample from / gallery of this predictions CSV
+    sample: int = 6
+    per_group: int = 4                        # gallery: errors shown per group
+    group_attribute: str = "race"
+    methods: Sequence[str] = METHODS
+    tasks: Sequence[str] = ()                 # default: all of the model's tasks
+    lime_samples: int = 200
+    gallery: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    layer: Optional[str] = None               # Grad-CAM layer name (default: found automatically)
+
+
+def _resolve(config: ExplainConfig) -> tuple[Path, Optional[Path], Path]:
+    source = Path(config.source)
+    if source.is_dir():
+        checkpoint = source / "best.pt"
+        predictions = Path(config.predictions) if config.predictions else source / "predictions.csv"
+        out = Path(config.out) if config.out else source / "explain"
+    else:
+        checkpoint = source
+        predictions = Path(config.predictions) if config.predictions else None
+        out = Path(config.out) if config.out else source.parent / "explain"
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{checkpoint} not found: give a run folder or a checkpoint file")
+    if predictions is not None and not predictions.exists():
+        predictions = None
+    return checkpoint, predictions, out
+
+
+def _sample_rows(predictions: pd.DataFrame, n: int, group: str, seed: int) -> pd.DataFrame:
+    """Up to ``n`` rows spread over the groups of ``group`` (round robin over a seeded shuffle),
+    so a small sample is not all of the majority group."""
+    shuffled = predictions.sample(frac=1.0, random_state=seed)
+    if group not in shuffled or shuffled[group].isna().all():
+        return shuffled.head(n)
+    rank = shuffled.groupby(group, sort=True).cumcount()
+    return shuffled.assign(_rank=rank).sort_values(["_rank", group], kind="stable").head(n).drop(columns="_rank")
+
+
+def run_explain(config: ExplainConfig) -> dict:
+    import torch
+
+    from facefair.data.images import decode
+    from facefair.describe import html as H
+    from facefair.explain.gallery import confident_errors_gallery
+    from facefair.models.multitask import load_model
+
+    unknown = [m for m in config.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}: {', '.join(METHODS)}")
+    checkpoint, predictions_path, out = _resolve(config)
+    device = torch.device(config.device)
+    model = load_model(checkpoint, device).to(device)
+    size = model.config.resolved_size()
+    tasks = list(config.tasks) or [t.name for t in model.tasks]
+    predictions = pd.read_csv(predictions_path) if predictions_path is not None else None
+
+    if config.images:
+        rows = pd.DataFrame({"path": [str(p) for p in config.images]})
+    elif predictions is not None:
+        rows = _sample_rows(predictions, config.sample, config.group_attribute, config.seed)
+    else:
+        raise ValueError("nothing to explain: give --image files, or a run folder with predictions.csv")
+    paths = rows["path"].tolist()
+    model_input = np.stack([decode(p, size) for p in paths])  # what the model sees, as it saw it
+    truths = {t: rows[f"{t}_true"].tolist() for t in tasks if f"{t}_true" in rows}
+    captions = [Path(p).name[:28] + (f"\n{rows.iloc[i].get('race', '')} {rows.iloc[i].get('gender', '')}"
+                                     if "race" in rows else "") for i, p in enumerate(paths)]
+    out.mkdir(parents=True, exist_ok=True)
+    sections, written = [], {}
+
+    if "gradcam" in config.methods:
+        from facefair.explain.gradcam import gradcam, plot_gradcam_grid
+        cams = gradcam(model, model_input, tasks=tasks, layer=config.layer, device=device)
+        written["gradcam_png"] = str(plot_gradcam_grid(model_input, cams, out / "gradcam.png", truths=truths,
+                                                       captions=captions))
+        sections.append(H.Section("Grad-CAM per task head").text(
+            f"Layer {cams.layer} (feature map {cams.info['feature_map'][0]}x{cams.info['feature_map'][1]} at "
+            f"{size}px input), explaining the predicted class (age: the predicted years)."
+        ).raw(_img(out / "gradcam.png", "Grad-CAM grid")))
+    if "lime" in config.methods:
+        from facefair.explain.lime_explain import LimeConfig, explain_images, plot_lime_grid
+        lime_tasks = [t.name for t in model.tasks if t.kind == "classification" and t.name in tasks]
+        if lime_tasks:
+            results = explain_images(model, model_input, lime_tasks, LimeConfig(num_samples=config.lime_samples,
+                                                                         seed=config.seed), device)
+            written["lime_png"] = str(plot_lime_grid(results, out / "lime.png", truths=truths, captions=captions))
+            sections.append(H.Section("LIME superpixels").text(
+                f"{config.lime_samples} perturbed copies per image and task; the local linear fit's R^2 ranged "
+                f"{min(r.score for row in results for r in row.values()):.2f}-"
+                f"{max(r.score for row in results for r in row.values()):.2f}."
+            ).raw(_img(out / "lime.png", "LIME grid")))
+    if config.gallery and predictions is not None and config.group_attribute in predictions:
+        gallery = H.Section(f"Most confident errors per {config.group_attribute}")
+        for task in tasks:
+            if f"{task}_pred" in predictions:
+                gallery.raw(confident_errors_gallery(predictions, task, per_group=config.per_group,
+                                                     group_attribute=config.group_attribute,
+                                                     png_path=out / f"gallery_{task}.png"))
+                written[f"gallery_{task}_png"] = str(out / f"gallery_{task}.png")
+        sections.append(gallery)
+    written["html"] = str(H.write_page(out / "explain.html", f"Explanations: {checkpoint}", sections,
+                                       f"{len(paths)} faces; model input {size}px."))
+    (out / "explained_images.csv").write_text(rows.to_csv(index=False))
+    return written
+
+
+def _img(path: Path, alt: str) -> str:
+    import base64
+    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode("ascii")}">'
+
+
+def _explain(args) -> int:
+    written = run_explain(ExplainConfig(
+        source=args.source, out=args.out, images=args.image or (), predictions=args.predictions, sample=args.sample,
+        per_group=args.per_group, group_attribute=args.group_attribute, methods=args.methods, tasks=args.tasks or (),
+        lime_samples=args.lime_samples, gallery=args.gallery, seed=args.seed, device=args.device, layer=args.layer))
+    print(json.dumps(written, indent=1), flush=True)
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "explain", help="Grad-CAM / LIME explanations and confident-error galleries (PNG + HTML)",
+        description="Explain a trained model: Grad-CAM per task head and LIME superpixels for one image or a "
+                    "sample of a run's test faces, and the most confident errors per group.")
+    parser.add_argument("source", help="run folder (best.pt, predictions.csv) or a checkpoint file")
+    parser.add_argument("--image", nargs="+", help="explain these image files instead of a sample")
+    parser.add_argument("--predictions", help="predictions CSV to sample from / build galleries of")
+    parser.add_argument("--sample", type=int, default=6, help="test faces to explain (spread over groups)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--tasks", nargs="+", help="task heads to explain (default: all)")
+    parser.add_argument("--lime-samples", type=int, default=200, help="LIME perturbations per image and task")
+    parser.add_argument("--per-group", type=int, default=4, help="gallery: errors shown per group")
+    parser.add_argument("--group-attribute", default="race", help="gallery and sampling groups")
+    parser.add_argument("--no-gallery", dest="gallery", action="store_false")
+    parser.add_argument("--layer", help="Grad-CAM layer name (default: the last feature map)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", help="output folder (default RUN/explain)")
+    parser.set_defaults(func=_explain)
