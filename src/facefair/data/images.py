@@ -34,3 +34,14 @@ def try_decode(path: str | Path, size: int) -> tuple[Optional[np.ndarray], Optio
         return decode(path, size), None
     except BadImage as error:
         return None, str(error)
+
+
+def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, h, w, 3) -> (N, size, size, 3), bilinear and antialiased when shrinking."""
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    import torch
+    import torch.nn.functional as F
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facefair.data.batches import to_float
+from facefair.data.images import resize_batch
 
 
 def find_target_layer(model: nn.Module, size: int, device: torch.device = torch.device("cpu")
@@ -125,15 +126,6 @@ def _normalise(maps: np.ndarray) -> np.ndarray:
     return np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0).astype(np.float32)
 
 
-def upsample_images(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (N, h, w, 3) -> (N, size, size, 3) for display: small model inputs are hard to see."""
-    if images.shape[1] == size:
-        return images
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
-
-
 def plot_gradcam_grid(images: np.ndarray, result: CamResult, out_png: str | Path, *,
                       truths: Optional[dict[str, Sequence[str]]] = None, captions: Optional[Sequence[str]] = None,
                       display_size: int = 160, alpha: float = 0.5) -> Path:
@@ -143,7 +135,7 @@ def plot_gradcam_grid(images: np.ndarray, result: CamResult, out_png: str | Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = upsample_images(images, display_size)
+    shown = resize_batch(images, display_size)
     n, cols = len(images), 1 + len(result.tasks)
     fig, axes = plt.subplots(n, cols, figsize=(2.1 * cols, 2.3 * n), squeeze=False)
     for i in range(n):

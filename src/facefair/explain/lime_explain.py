@@ -19,9 +19,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from facefair.data.batches import to_float
+from facefair.data.images import resize_batch
 
 
 @dataclass
@@ -45,15 +45,6 @@ class LimeResult:
     top_segments: list[int]     # the most supportive superpixels, strongest first
     score: float                # R^2 of LIME's local linear fit
     image: np.ndarray           # (S, S, 3) uint8, the face that was explained (model input, blown up)
-
-
-def _resize(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of uint8 (N, h, w, 3) images (antialiased when shrinking)."""
-    if images.shape[1] == size:
-        return images
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
@@ -108,7 +99,7 @@ def explain_image(model, image: np.ndarray, task: str, config: LimeConfig = Lime
     model = model.eval().to(device)
     size = model.config.resolved_size()
     factor = max(1, -(-config.display_size // size))  # ceil: at least display_size pixels
-    face = upscale(_resize(image[None], size)[0], factor)
+    face = upscale(resize_batch(image[None], size)[0], factor)
     predict = classifier_fn(model, task, factor, device)
 
     def segment(img: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from torch import nn
 from facefair.evaluate.inference import autocast_context
 from facefair.mitigate import method_options
 from facefair.models.backbones import create_backbone
-from facefair.models.heads import ClassificationHead, CoralHead, RegressionHead
+from facefair.models.heads import CoralHead, build_heads
 from facefair.models.multitask import ModelConfig
 from facefair.tasks import TaskSpec
 from facefair.train.methods import TrainingMethod, register_method
@@ -64,18 +64,6 @@ def _embedding(in_features: int, hidden: int) -> nn.Sequential:
                          nn.ELU(inplace=True))
 
 
-def _task_heads(hidden: int, tasks: Sequence[TaskSpec], config: ModelConfig) -> nn.ModuleDict:
-    heads = {}
-    for task in tasks:
-        if task.kind == "classification":
-            heads[task.name] = ClassificationHead(hidden, task.num_classes, config.dropout)
-        elif config.age_head == "coral":
-            heads[task.name] = CoralHead(hidden, config.dropout)
-        else:
-            heads[task.name] = RegressionHead(hidden, config.dropout)
-    return nn.ModuleDict(heads)
-
-
 def _last_linear(head: nn.Module) -> torch.Tensor:
     return head.weight.weight if isinstance(head, CoralHead) else head.net[1].weight
 
@@ -91,7 +79,7 @@ class Expert(nn.Module):
         super().__init__()
         self.block = nn.Sequential(*_conv_bn_relu(in_channels, width // 2, 1), *_conv_bn_relu(width // 2, width, 3))
         self.embed = _embedding(width, width // 2)
-        self.heads = _task_heads(width // 2, tasks, config)
+        self.heads = build_heads(width // 2, tasks, config.dropout, config.age_head)
 
     def classify(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         embedded = self.embed(pooled)
@@ -176,7 +164,7 @@ class FineFaceModel(nn.Module):
         self.expert_width, self.crop_threshold, self.crop_padding = int(expert_width), crop_threshold, crop_padding
         self.experts = nn.ModuleList(Expert(c, self.expert_width, self.tasks, config) for c in channels[-3:])
         self.concat_embed = _embedding(3 * self.expert_width, self.expert_width // 2)
-        self.heads = _task_heads(self.expert_width // 2, self.tasks, config)  # the concat head
+        self.heads = build_heads(self.expert_width // 2, self.tasks, config.dropout, config.age_head)  # the concat head
         names = [t.name for t in self.tasks]
         if cam_task is None:
             cam_task = "gender" if "gender" in names else next(

@@ -69,3 +69,16 @@ def _weighted_mean(values: torch.Tensor, weight: Optional[torch.Tensor]) -> torc
     if weight is None:
         return values.mean()
     return (values * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def build_heads(in_features: int, tasks, dropout: float, age_head: str = "regression") -> nn.ModuleDict:
+    """One head per task: classification heads, and for exact age a regression or CORAL head."""
+    heads = {}
+    for task in tasks:
+        if task.kind == "classification":
+            heads[task.name] = ClassificationHead(in_features, task.num_classes, dropout)
+        elif age_head == "coral":
+            heads[task.name] = CoralHead(in_features, dropout)
+        else:
+            heads[task.name] = RegressionHead(in_features, dropout)
+    return nn.ModuleDict(heads)

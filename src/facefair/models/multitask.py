@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from facefair.models.backbones import create_backbone, resolve_backbone
-from facefair.models.heads import ClassificationHead, CoralHead, RegressionHead
+from facefair.models.heads import build_heads
 from facefair.tasks import TaskSpec
 
 
@@ -35,16 +35,7 @@ class MultiTaskModel(nn.Module):
         self.backbone = create_backbone(config.backbone, pretrained=config.pretrained and load_weights,
                                         weights=config.weights if load_weights else None,
                                         image_size=config.resolved_size())
-        width = self.backbone.num_features
-        heads = {}
-        for task in self.tasks:
-            if task.kind == "classification":
-                heads[task.name] = ClassificationHead(width, task.num_classes, config.dropout)
-            elif config.age_head == "coral":
-                heads[task.name] = CoralHead(width, config.dropout)
-            else:
-                heads[task.name] = RegressionHead(width, config.dropout)
-        self.heads = nn.ModuleDict(heads)
+        self.heads = build_heads(self.backbone.num_features, self.tasks, config.dropout, config.age_head)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)
