@@ -65,7 +65,7 @@ def run_config(args, name: str, splits_file: str | None) -> RunConfig:
         data=DataConfig(data=args.data, limit=args.limit, splits_file=splits_file, cache_dir=args.cache_dir),
         model=ModelConfig(backbone=args.backbone, image_size=args.size, weights=args.weights or None, tasks=args.tasks),
         train=TrainConfig(out_dir=str(out / name), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          seed=args.seed, progress=False, tensorboard=False, device=args.device,
+                          seed=args.seed, progress=False, tensorboard=False, device=args.device, bf16=args.bf16,
                           results_csv=str(out / "benchmark_results.csv"), **overrides))
 
 
@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--min-group-size", type=int, default=30)
     parser.add_argument("--cache-dir", default=".facefair-cache")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU (same for every method)")
     parser.add_argument("--reuse", action="store_true", help="reuse finished runs in --out-dir instead of training")
     args = parser.parse_args()
 

@@ -114,15 +114,17 @@ def main() -> None:
 
         cached = trainer_for(args.cache_dir)
         device = cached.device
-        bare = bare_step_rate(cached.model, cached, args.batch_size, args.size, steps=8)
+        bare = bare_step_rate(cached.model, cached, args.batch_size, args.size, steps=24)
         from_cache = loop_rate(cached)
         files = trainer_for("")
         from_files = loop_rate(files)
         paths = cached.data.splits["train"].frame["path"].tolist()[: args.predict_images]
         model = cached.model.eval()
-        start = time.perf_counter()
-        predict_paths(model, paths, device=device, batch_size=args.batch_size, progress=False)
-        batched = len(paths) / (time.perf_counter() - start)
+        rates = {}
+        for precision, bf16 in (("fp32", False), ("bf16", True)):
+            start = time.perf_counter()
+            predict_paths(model, paths, device=device, batch_size=args.batch_size, bf16=bf16, progress=False)
+            rates[precision] = len(paths) / (time.perf_counter() - start)
         single = fairface_style_rate(model, paths[: max(50, len(paths) // 5)], args.size, device)
 
     result = {
@@ -132,14 +134,16 @@ def main() -> None:
         "train_img_per_s": {"a_bare_step": round(bare, 1), "b_loop_from_cache": round(from_cache, 1),
                             "c_loop_from_jpeg": round(from_files, 1)},
         "ratios": {"b_over_a": round(from_cache / bare, 3), "c_over_a": round(from_files / bare, 3)},
-        "predict_img_per_s": {"batched_facefair": round(batched, 1), "batch1_fairface_style": round(single, 1)},
-        "predict_speedup": round(batched / single, 2),
+        "predict_img_per_s": {"batched_fp32": round(rates["fp32"], 1), "batched_bf16": round(rates["bf16"], 1),
+                              "batch1_fairface_style_fp32": round(single, 1)},
+        "predict_speedup": {"fp32": round(rates["fp32"] / single, 2), "bf16": round(rates["bf16"] / single, 2)},
     }
     print(f"train  (a) bare step      {bare:8.1f} img/s")
     print(f"train  (b) loop, cache    {from_cache:8.1f} img/s   (b)/(a) = {from_cache / bare:.3f}")
     print(f"train  (c) loop, JPEG     {from_files:8.1f} img/s   (c)/(a) = {from_files / bare:.3f}")
-    print(f"predict batched           {batched:8.1f} img/s")
-    print(f"predict batch-1 (FairFace){single:8.1f} img/s   speed-up = {batched / single:.2f}x")
+    print(f"predict batch-1 (FairFace){single:8.1f} img/s   (fp32, one image per forward)")
+    for precision, rate in rates.items():
+        print(f"predict batched, {precision}    {rate:8.1f} img/s   speed-up = {rate / single:.2f}x")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"written {args.out}")

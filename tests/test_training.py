@@ -139,3 +139,19 @@ def test_cli_train_evaluate_predict(utk_sample, tmp_path, capsys):
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
     assert "dataset not found" in capsys.readouterr().err
+
+
+def test_evaluate_on_another_dataset_maps_labels_into_the_models_scheme(tiny_run, utk_sample, tmp_path):
+    """A UTK-trained (race5) model evaluated on a FairFace-style CSV (race7 names, age groups only)."""
+    files = sorted(utk_sample.iterdir())[:12]
+    race7 = ["White", "Black", "East Asian", "Indian", "Latino_Hispanic", "Southeast Asian"] * 2
+    pd.DataFrame({"file": [f.name for f in files], "age": ["20-29"] * 12,
+                  "gender": ["Male", "Female"] * 6, "race": race7}).to_csv(tmp_path / "ff.csv", index=False)
+    assert main(["evaluate", str(tiny_run), "--data", str(tmp_path / "ff.csv"), "--image-root", str(utk_sample),
+                 "--kind", "fairface", "--out", str(tmp_path / "eval"), "--no-tta"]) == 0
+    predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    assert len(predictions) == 12
+    assert set(predictions["race_true"]) == {"White", "Black", "Asian", "Indian", "Others"}  # race7 -> race5
+    assert predictions["age_true"].isna().all() and (predictions["age_group_true"] == "20-29").all()
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["split"] == "all" and report["metrics"]["age"] == {"n": 0}

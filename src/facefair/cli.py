@@ -33,7 +33,7 @@ def _predict(args) -> int:
         return 0
     from facefair.predict import run_predict
     run_predict(args.checkpoint, args.input, args.out, image_root=args.image_root, device=args.device,
-                batch_size=args.batch_size, workers=args.workers, tta=args.tta)
+                batch_size=args.batch_size, workers=args.workers, tta=args.tta, bf16=args.bf16)
     return 0
 
 
@@ -91,9 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", default="predictions.csv", help="output CSV")
     predict.add_argument("--image-root", help="folder the CSV's paths are relative to")
     predict.add_argument("--batch-size", type=int, default=64)
-    predict.add_argument("--workers", type=int, default=None, help="decode workers (default: one per core)")
+    predict.add_argument("--workers", type=int, default=None,
+                         help="decode workers (default: one per core with a GPU, none on a CPU)")
     predict.add_argument("--device", default="auto")
     predict.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False)
+    predict.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
+                         help="bfloat16 autocast on the CPU: about 2x faster where the CPU has AVX512-BF16/AMX")
     predict.add_argument("--min-face", type=int, default=0, help="with --detect: skip faces smaller than this (px)")
     predict.add_argument("--max-side", type=int, default=800,
                          help="with --detect: photos are shrunk to this longer side before detection")

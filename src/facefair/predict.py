@@ -32,14 +32,19 @@ def list_images(source: str | Path, image_root: Optional[str | Path] = None) -> 
 
 
 def predict_paths(model: MultiTaskModel, paths: list[str], *, device: torch.device, batch_size: int = 64,
-                  workers: Optional[int] = None, tta: bool = False, progress: bool = True) -> pd.DataFrame:
+                  workers: Optional[int] = None, tta: bool = False, bf16: bool = False,
+                  progress: bool = True) -> pd.DataFrame:
     """One row per image: ``T_pred`` and ``T_prob_<class>`` per classification task, ``age_pred`` in
     years; images that cannot be read get an ``error`` and no prediction."""
     size = model.config.resolved_size()
-    workers = os.cpu_count() if workers is None else workers
+    if workers is None:
+        # On a CPU torch already keeps every core busy, and decode workers only compete with it
+        # (measured: 413 img/s with none vs 379 with two on 2 cores); a GPU leaves the cores free.
+        workers = (os.cpu_count() or 1) if device.type == "cuda" else 0
     batches = FileBatches(paths, size, batch_size, workers=workers, pin_memory=device.type == "cuda")
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
-    outputs, errors = predict_batches(model, batches, len(paths), device, tta=tta, progress=bar)
+    model = model.to(memory_format=torch.channels_last)  # batches arrive channels-last
+    outputs, errors = predict_batches(model, batches, len(paths), device, tta=tta, bf16=bf16, progress=bar)
     bar.close()
     columns = {"path": paths, **prediction_columns(model.tasks, outputs)}
     frame = pd.DataFrame(columns)
@@ -49,7 +54,8 @@ def predict_paths(model: MultiTaskModel, paths: list[str], *, device: torch.devi
 
 
 def run_predict(checkpoint: str, source: str, out_csv: str, *, image_root: Optional[str] = None, device: str = "auto",
-                batch_size: int = 64, workers: Optional[int] = None, tta: bool = False) -> pd.DataFrame:
+                batch_size: int = 64, workers: Optional[int] = None, tta: bool = False,
+                bf16: bool = False) -> pd.DataFrame:
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                 ("cpu" if device == "auto" else device))
     model = load_model(checkpoint, torch_device).to(torch_device)
@@ -57,7 +63,8 @@ def run_predict(checkpoint: str, source: str, out_csv: str, *, image_root: Optio
     if not paths:
         raise ValueError(f"no images found in {source}")
     started = time.perf_counter()
-    frame = predict_paths(model, paths, device=torch_device, batch_size=batch_size, workers=workers, tta=tta)
+    frame = predict_paths(model, paths, device=torch_device, batch_size=batch_size, workers=workers, tta=tta,
+                          bf16=bf16)
     seconds = time.perf_counter() - started
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_csv, index=False)

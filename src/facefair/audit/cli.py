@@ -39,6 +39,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--tasks", nargs="+", metavar="TASK",
                         help="tasks to audit (default: every task with predictions)")
     parser.add_argument("--bins", type=int, default=10, help="calibration bins")
+    parser.add_argument("--gallery", type=int, default=4, metavar="N",
+                        help="most confident errors shown per race and task (0: none; needs the images)")
     parser.add_argument("--compare", nargs="+", metavar="RUN",
                         help="compare several runs (predictions CSVs or run folders) side by side")
     parser.add_argument("--names", nargs="+", metavar="NAME", help="display names of the --compare runs")
@@ -88,9 +90,22 @@ def run_audit_command(args) -> int:
     frame, source = load_predictions(args.predictions)
     result = audit_predictions(frame, config, source)
     out = Path(args.out) if args.out else default_out(args.predictions)
-    paths = write_audit(result, out)
+    paths = write_audit(result, out, error_galleries(frame, result, args.gallery))
     _report({"out": str(out), "files": sorted(p.name for p in paths.values()), "summary": result.summary})
     return 0
+
+
+def error_galleries(frame, result, per_group: int) -> dict[str, str]:
+    """The most confident errors per race for each classification task, as HTML, when the
+    images are on this machine (a third party's CSV may name files we do not have)."""
+    if per_group <= 0 or "path" not in frame or not frame["path"].head(20).map(lambda p: Path(str(p)).exists()).all():
+        return {}
+    from facefair.explain.gallery import confident_errors_gallery
+    attribute = "race" if "race" in frame else None
+    if attribute is None:
+        return {}
+    return {info.name: confident_errors_gallery(frame, info.name, per_group=per_group, group_attribute=attribute)
+            for info in result.tasks if info.kind == "classification"}
 
 
 def _report(payload: dict, stream: Optional[object] = None) -> None:

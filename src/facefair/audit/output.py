@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,8 @@ def result_to_dict(result: AuditResult) -> dict:
     })
 
 
-def write_audit(result: AuditResult, out_dir: str | Path) -> dict[str, Path]:
+def write_audit(result: AuditResult, out_dir: str | Path, task_extras: Optional[dict[str, str]] = None
+                ) -> dict[str, Path]:
     """Write every output of an audit into ``out_dir``; returns name -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,5 +78,5 @@ def write_audit(result: AuditResult, out_dir: str | Path) -> dict[str, Path]:
     result.gaps.to_csv(paths["gaps.csv"], index=False)
     result.calibration.to_csv(paths["calibration.csv"], index=False)
     result.confusion.to_csv(paths["confusion_matrices.csv"], index=False)
-    paths["audit.html"].write_text(render_html(result), encoding="utf-8")
+    paths["audit.html"].write_text(render_html(result, task_extras), encoding="utf-8")
     return paths

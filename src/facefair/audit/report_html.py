@@ -124,7 +124,7 @@ def _img(uri: Optional[str], alt: str) -> str:
     return f"<img src='{uri}' alt='{escape(alt, quote=True)}'>" if uri else ""
 
 
-def _task_section(result: AuditResult, info) -> str:
+def _task_section(result: AuditResult, info, extra: str = "") -> str:
     gm = result.group_metrics
     name = info.name
     attributes = [a for a in result.attributes if ((gm.task == name) & (gm.attribute == a)).any()]
@@ -174,16 +174,20 @@ def _task_section(result: AuditResult, info) -> str:
                               f"{name} reliability curves"))
         else:
             parts.append("<p>Skipped: the table has no predicted probabilities for this task.</p>")
+    if extra:
+        parts.append(extra)
     return "\n".join(parts)
 
 
-def render_html(result: AuditResult) -> str:
+def render_html(result: AuditResult, task_extras: Optional[dict[str, str]] = None) -> str:
+    """The report; ``task_extras`` adds an HTML fragment at the end of a task's section (the
+    gallery of confident errors, when the images are at hand)."""
     config = result.config
     tasks = ", ".join(t.name for t in result.tasks)
     nav = "".join(f"<a href='#task-{escape(t.name)}'>{escape(task_label(t.name))}</a>" for t in result.tasks)
     notes = "".join(f"<li>{escape(n)}</li>" for n in result.notes) or "<li>None.</li>"
     definitions = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in result.definitions.items())
-    body = "\n".join(_task_section(result, info) for info in result.tasks)
+    body = "\n".join(_task_section(result, info, (task_extras or {}).get(info.name, "")) for info in result.tasks)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>facefair fairness audit</title><style>{CSS}</style></head>
 <body>
