@@ -269,3 +269,18 @@ def test_thresholds_cli_writes_post_processed_predictions(tmp_path, capsys):
     assert pd.read_csv(tmp_path / "again.csv")["gender_pred"].equals(post["gender_pred"])
     assert main(["mitigate", "methods"]) == 0
     assert "fineface" in capsys.readouterr().out
+
+
+def test_predict_applies_group_thresholds_at_predict_time(tiny_run, utk_sample, tmp_path):
+    """Thresholds fitted on a real run's validation split, applied by `facefair predict --thresholds`,
+    with each face's group taken from the model's own race prediction."""
+    assert main(["mitigate", "thresholds", str(tiny_run), "--task", "gender", "--attribute", "race"]) == 0
+    faces = sorted(utk_sample.iterdir())[:20]
+    listing = tmp_path / "faces.csv"
+    pd.DataFrame({"file": [str(f) for f in faces]}).to_csv(listing, index=False)
+    out = tmp_path / "post.csv"
+    assert main(["predict", str(tiny_run / "best.pt"), str(listing), "--out", str(out),
+                 "--thresholds", str(tiny_run / "thresholded" / "thresholds.json")]) == 0
+    post = pd.read_csv(out)
+    assert {"gender_pred", "gender_pred_raw", "race_pred"} <= set(post.columns) and len(post) == 20
+    assert post["gender_pred"].isin(["Male", "Female"]).all()

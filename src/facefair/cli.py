@@ -33,7 +33,8 @@ def _predict(args) -> int:
         return 0
     from facefair.predict import run_predict
     run_predict(args.checkpoint, args.input, args.out, image_root=args.image_root, device=args.device,
-                batch_size=args.batch_size, workers=args.workers, tta=args.tta, bf16=args.bf16)
+                batch_size=args.batch_size, workers=args.workers, tta=args.tta, bf16=args.bf16,
+                thresholds=args.thresholds, group_column=args.group_column)
     return 0
 
 
@@ -97,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False)
     predict.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                          help="bfloat16 autocast on the CPU: about 2x faster where the CPU has AVX512-BF16/AMX")
+    predict.add_argument("--thresholds", help="group-specific decision thresholds (thresholds.json from "
+                                              "`facefair mitigate thresholds`) applied to a binary task")
+    predict.add_argument("--group-column", help="column that gives each face's group for --thresholds "
+                                                "(default: the model's prediction, e.g. race_pred)")
     predict.add_argument("--min-face", type=int, default=0, help="with --detect: skip faces smaller than this (px)")
     predict.add_argument("--max-side", type=int, default=800,
                          help="with --detect: photos are shrunk to this longer side before detection")

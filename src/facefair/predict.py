@@ -55,7 +55,11 @@ def predict_paths(model: MultiTaskModel, paths: list[str], *, device: torch.devi
 
 def run_predict(checkpoint: str, source: str, out_csv: str, *, image_root: Optional[str] = None, device: str = "auto",
                 batch_size: int = 64, workers: Optional[int] = None, tta: bool = False,
-                bf16: bool = False) -> pd.DataFrame:
+                bf16: bool = False, thresholds: Optional[str] = None,
+                group_column: Optional[str] = None) -> pd.DataFrame:
+    """``thresholds``: a thresholds.json from ``facefair mitigate thresholds``; each face's group is
+    read from ``group_column`` (default: the model's own prediction of the attribute, e.g.
+    ``race_pred``, since photos come without demographic labels)."""
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                 ("cpu" if device == "auto" else device))
     model = load_model(checkpoint, torch_device).to(torch_device)
@@ -66,6 +70,11 @@ def run_predict(checkpoint: str, source: str, out_csv: str, *, image_root: Optio
     frame = predict_paths(model, paths, device=torch_device, batch_size=batch_size, workers=workers, tta=tta,
                           bf16=bf16)
     seconds = time.perf_counter() - started
+    if thresholds is not None:
+        from facefair.mitigate.thresholds import GroupThresholds, apply_group_thresholds
+        rules = GroupThresholds.from_json(Path(thresholds).read_text())
+        rules.attribute = group_column or f"{rules.attribute}_pred"
+        frame = apply_group_thresholds(frame, rules)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_csv, index=False)
     failed = int(frame["error"].notna().sum())
