@@ -136,3 +136,16 @@ def test_dataset_race_scheme_does_not_depend_on_the_subset(utkface_dir, fairface
                         race_scheme="race7")
     merged = concat_tables([utk, ff])
     assert merged.race_scheme == "race5" and (merged.frame["race"] == "Others").sum() > 0
+
+
+def test_fairface_detection_and_labels_outside_the_declared_scheme(utkface_dir, tmp_path):
+    files = sorted(utkface_dir.iterdir())[:2]
+    plain = pd.DataFrame({"file": [str(f) for f in files], "age": ["30", "40"], "gender": ["m", "f"],
+                          "race": ["Asian", "Others"]})
+    plain.to_csv(tmp_path / "plain.csv", index=False)
+    table = read_dataset(tmp_path / "plain.csv")  # UTK-style names in a FairFace-like header: a plain CSV
+    assert table.race_scheme == "race5" and list(table.frame["race"]) == ["Asian", "Others"]
+    plain.assign(service_test="True").to_csv(tmp_path / "ff.csv", index=False)
+    table = read_dataset(tmp_path / "ff.csv")  # FairFace's own file: race7, other names reported
+    assert table.race_scheme == "race7" and table.frame["race"].isna().all()
+    assert sum("no race7 class" in p.message for p in table.problems) == 2

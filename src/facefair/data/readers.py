@@ -183,6 +183,9 @@ def read_label_csv(csv_path: str | Path, image_root: str | Path | None = None, *
                 row[ours] = normalise(value)
                 if row[ours] is None and value.strip():
                     problems.append(Problem(where, f"unknown {ours} label {value!r}; left unlabelled"))
+        if race_scheme and row["race"] is not None and row["race"] not in L.RACE_SCHEMES[race_scheme]:
+            problems.append(Problem(where, f"race {row['race']!r} is no {race_scheme} class; left unlabelled"))
+            row["race"] = None
         if "age_raw" in columns:
             value = raw.at[i, columns["age_raw"]].strip()
             if re.fullmatch(r"\d+(\.\d+)?", value):
@@ -261,7 +264,9 @@ def read_dataset(source: str | Path, *, kind: str = "auto", image_root: str | Pa
     if kind == "auto":
         if source.is_file():
             header = pd.read_csv(source, nrows=0).columns.str.lower()
-            kind = "fairface" if {"file", "age", "gender", "race"} <= set(header) else "csv"
+            # FairFace's own label files also carry service_test; any other CSV with these
+            # columns keeps its own race names (and has its scheme inferred).
+            kind = "fairface" if {"file", "age", "gender", "race", "service_test"} <= set(header) else "csv"
         elif any(source.rglob("*.chip.jpg")):
             kind = "utkface"
         else:
