@@ -130,7 +130,8 @@ def test_cli_registers_without_backends(monkeypatch):
     cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["align", "photos/", "out/", "--detect", "dlib-hog", "--padding", "1.25"])
     assert args.padding == 1.25 and args.detect == "dlib-hog"
-    args = parser.parse_args(["predict-photos", "best.pt", "photos/", "--detect", "mtcnn", "--min-face", "40"])
-    assert args.min_face == 40 and args.max_side == 800
+    from facefair.cli import build_parser
+    args = build_parser().parse_args(["predict", "best.pt", "photos/", "--detect", "mtcnn", "--min-face", "40"])
+    assert args.min_face == 40 and args.max_side == 800 and args.padding == 0.25
     with pytest.raises(ValueError, match="dlib-bin"):
-        cli._run_guarded(lambda a: make_detector(DetectorConfig(backend="dlib")))(args)
+        cli.run_guarded(lambda a: make_detector(DetectorConfig(backend="dlib")))(args)

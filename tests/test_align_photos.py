@@ -85,8 +85,8 @@ def test_run_predict_photos_and_cli(tiny_run, photos, tmp_path, capsys):
     assert "faces/s" in capsys.readouterr().out
 
     cli_csv = tmp_path / "cli.csv"
-    assert main(["predict-photos", str(tiny_run / "best.pt"), str(out), "--out", str(cli_csv), "--detect", "dlib-hog",
-                 "--min-face", "1000", "--device", "cpu", "--no-progress"]) == 0
+    assert main(["predict", str(tiny_run / "best.pt"), str(out), "--out", str(cli_csv), "--detect", "dlib-hog",
+                 "--min-face", "1000", "--device", "cpu"]) == 0
     # Every face is smaller than 1000 px: no rows, every photo listed, still not an error.
     assert len(pd.read_csv(cli_csv)) == 0
     assert len(pd.read_csv(tmp_path / "cli.no_face.csv")) == 7

@@ -26,11 +26,16 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     if args.detect:  # raw photos: every face is found, aligned FairFace's way, then classified
+        from facefair.align.cli import run_guarded
         from facefair.align.photos import run_predict_photos
-        run_predict_photos(args.checkpoint, args.input, args.out, args.detect, args.min_face, args.max_side,
-                           args.batch_size, args.device, workers=args.workers, tta=args.tta,
-                           upsample=args.upsample, threshold=args.threshold, model_dir=args.model_dir)
-        return 0
+
+        def photos(a) -> int:
+            run_predict_photos(a.checkpoint, a.input, a.out, a.detect, a.min_face, a.max_side, a.batch_size,
+                               a.device, workers=a.workers, tta=a.tta, chip_size=a.chip_size, padding=a.padding,
+                               chip_dir=a.save_chips, upsample=a.upsample, threshold=a.threshold,
+                               model_dir=a.model_dir)
+            return 0
+        return run_guarded(photos)(args)
     from facefair.predict import run_predict
     run_predict(args.checkpoint, args.input, args.out, image_root=args.image_root, device=args.device,
                 batch_size=args.batch_size, workers=args.workers, tta=args.tta, bf16=args.bf16,
@@ -105,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--min-face", type=int, default=0, help="with --detect: skip faces smaller than this (px)")
     predict.add_argument("--max-side", type=int, default=800,
                          help="with --detect: photos are shrunk to this longer side before detection")
-    from facefair.align.cli import add_detect_flags
+    from facefair.align.cli import add_detect_flags, add_photo_flags
     add_detect_flags(predict, default=None, workers=False)
+    add_photo_flags(predict)
     predict.set_defaults(func=_predict)
 
     cache = sub.add_parser("cache", help="decode and resize a dataset once into the image cache")

@@ -1,4 +1,4 @@
-"""``facefair align``, ``predict-photos``, ``clean`` and ``merge`` (registered by ``facefair.cli``).
+"""``facefair align``, ``clean`` and ``merge`` (registered by ``facefair.cli``).
 
 Nothing heavy is imported here at module level: dlib/facenet-pytorch are loaded only when a
 detector is built, so these commands are always listed and a missing backend fails with the
@@ -53,17 +53,6 @@ def _align(args) -> int:
     return 0
 
 
-def _predict_photos(args) -> int:
-    from facefair.align.photos import run_predict_photos  # noqa: PLC0415
-
-    run_predict_photos(args.checkpoint, args.source, args.out, backend=args.detect, min_face=args.min_face,
-                       max_side=args.max_side, batch_size=args.batch_size, device=args.device, workers=args.workers,
-                       chip_size=args.chip_size, padding=args.padding, tta=args.tta, chip_dir=args.save_chips,
-                       upsample=args.upsample, threshold=args.threshold, model_dir=args.model_dir,
-                       progress=not args.no_progress)
-    return 0
-
-
 def _clean(args) -> int:
     from facefair.align.clean import CleanConfig, clean_table  # noqa: PLC0415
     from facefair.data.readers import read_dataset  # noqa: PLC0415
@@ -114,7 +103,15 @@ def _merge(args) -> int:
     return 0
 
 
-def _run_guarded(function):
+def add_photo_flags(parser: argparse.ArgumentParser) -> None:
+    """The chip options of ``facefair predict --detect`` (raw photos)."""
+    parser.add_argument("--chip-size", type=int, default=224, help="with --detect: aligned chip size before "
+                                                                    "resizing to the model")
+    parser.add_argument("--padding", type=float, default=0.25, help="with --detect: chip padding (FairFace: 0.25)")
+    parser.add_argument("--save-chips", metavar="DIR", help="with --detect: also write the aligned chips here")
+
+
+def run_guarded(function):
     """A missing optional backend is a usage error (exit 2 with the pip command), not a traceback."""
     def run(args) -> int:
         try:
@@ -141,27 +138,7 @@ def register(subparsers) -> None:
     align.add_argument("--border", type=float, default=0.0, help="pad photos by this fraction before detection "
                                                                  "(use ~0.25 for tight face crops)")
     align.add_argument("--no-progress", action="store_true")
-    align.set_defaults(func=_run_guarded(_align))
-
-    photos = subparsers.add_parser(
-        "predict-photos", help="predict every face in raw photos (detect, align, classify)",
-        description="One CSV row per face: photo path, face_index, box, det_score, landmarks, per task T_pred/"
-                    "T_prob_<class>/age_pred, and FairFace predict.py's columns (race, race4, gender, age, "
-                    "*_scores_fair). Photos without a face are listed in OUT.no_face.csv.")
-    photos.add_argument("checkpoint", help="best.pt of a run")
-    photos.add_argument("source", help="folder of photos, CSV with an image column, or one photo")
-    photos.add_argument("--out", default="face_predictions.csv")
-    add_detect_flags(photos)
-    photos.add_argument("--min-face", type=int, default=0, help="skip faces smaller than this (pixels)")
-    photos.add_argument("--max-side", type=int, default=800, help="shrink photos to this longer side first")
-    photos.add_argument("--batch-size", type=int, default=64)
-    photos.add_argument("--device", default="auto")
-    photos.add_argument("--chip-size", type=int, default=224, help="aligned chip size before resizing to the model")
-    photos.add_argument("--padding", type=float, default=0.25)
-    photos.add_argument("--save-chips", metavar="DIR", help="also write the aligned chips here")
-    photos.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False)
-    photos.add_argument("--no-progress", action="store_true")
-    photos.set_defaults(func=_run_guarded(_predict_photos))
+    align.set_defaults(func=run_guarded(_align))
 
     clean = subparsers.add_parser(
         "clean", help="find dataset images without a detectable face; flag or drop them",
@@ -178,7 +155,7 @@ def register(subparsers) -> None:
     clean.add_argument("--max-side", type=int, default=800)
     clean.add_argument("--min-face", type=int, default=0)
     clean.add_argument("--no-progress", action="store_true")
-    clean.set_defaults(func=_run_guarded(_clean))
+    clean.set_defaults(func=run_guarded(_clean))
 
     merge = subparsers.add_parser(
         "merge", help="combine datasets (UTKFace + FairFace + ...) into one label table",
@@ -191,4 +168,4 @@ def register(subparsers) -> None:
                        help="default: the coarsest scheme every source maps into")
     merge.add_argument("--require-images", action=argparse.BooleanOptionalAction, default=True,
                        help="skip CSV rows whose image file is missing (--no-require-images keeps them)")
-    merge.set_defaults(func=_run_guarded(_merge))
+    merge.set_defaults(func=run_guarded(_merge))
