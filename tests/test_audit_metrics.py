@@ -243,3 +243,100 @@ def test_rates_over_too_few_rows_are_left_out_of_gaps():
     assert masked["fnr_ovr|a"][0, 0] == 0.0 and np.isnan(masked["fnr_ovr|a"][0, 1])
     assert np.isnan(masked["fpr_ovr|b"][0, 1]) and masked["fpr_ovr|b"][0, 0] == 0.3  # negatives of b = 3
     assert masked["fnr_ovr|b"][0, 1] == 0.5
+
+
+def _thin_cell_table() -> pd.DataFrame:
+    """The issue's case: two races of 80 rows.  White: 40 men, 40 women (4 predicted male).
+    Black: 60 men, 20 women, half of them predicted male.  fairlearn: EOD = TPR .9 - .5 = 0.4."""
+    truth = ["Male"] * 40 + ["Female"] * 40 + ["Male"] * 60 + ["Female"] * 20
+    pred = ["Male"] * 40 + ["Male"] * 4 + ["Female"] * 36 + ["Male"] * 60 + ["Male"] * 10 + ["Female"] * 10
+    race = ["White"] * 80 + ["Black"] * 80
+    return pd.DataFrame({"race": race, "gender": truth, "gender_true": truth, "gender_pred": pred})
+
+
+def test_thin_error_rate_cell_is_named_not_silently_dropped():
+    frame = _thin_cell_table()
+    result = audit_predictions(frame, _config(min_group_size=30, n_boot=50))
+    gap = result.gap("gender", "race", "equalized_odds_difference")
+    fairlearn_value = equalized_odds_difference(frame.gender_true == "Female", frame.gender_pred == "Female",
+                                                sensitive_features=frame.race)
+    assert fairlearn_value == pytest.approx(0.4, **EXACT)
+    # Either fairlearn's figure, or a gap that says which cell it lost.
+    if gap.value != pytest.approx(fairlearn_value, **EXACT):
+        assert not gap.complete
+        assert "FNR in Black (n=20)" in gap.excluded_cells and "FNR in Black (n=20)" in gap.note
+    assert "largest equalized-odds difference is 0.00" not in result.summary
+    assert "FNR in Black (n=20)" in result.summary
+    # The thin rate itself is computed and shown, with its support and CI, and marked.
+    fnr = result.metric("gender", "race", "Black", "fnr")
+    assert fnr.value == pytest.approx(0.5, **EXACT) and fnr.support == 20 and fnr.thin_cell
+    assert fnr.ci_low <= 0.5 <= fnr.ci_high and not fnr.flagged
+    assert not result.metric("gender", "race", "Black", "fpr").thin_cell
+    # The fnr_difference has only White left: no gap, and it says why.
+    assert math.isnan(result.gap("gender", "race", "fnr_difference").value)
+    assert "FNR in Black" in result.gap("gender", "race", "fnr_difference").excluded_cells
+    from facefair.audit.report_html import render_html
+    html = render_html(result)
+    assert "FNR in Black (n=20)" in html and "too thin: n=20" in html and ">incomplete<" in html
+
+
+@pytest.mark.parametrize("min_group_size", [2, 20, 30])
+def test_gaps_match_fairlearn_when_no_cell_is_thin(min_group_size):
+    """Cross-check with min_group_size > 1: every cell of this table holds >= 30 rows."""
+    rng = np.random.default_rng(3)
+    race = rng.choice(["White", "Black", "Asian"], size=600)
+    truth = rng.choice(["Male", "Female"], size=600)
+    flip = rng.random(600) < np.where(race == "Black", 0.25, 0.08)
+    pred = np.where(flip, np.where(truth == "Male", "Female", "Male"), truth)
+    frame = pd.DataFrame({"race": race, "gender_true": truth, "gender_pred": pred})
+    result = audit_predictions(frame, _config(min_group_size=min_group_size))
+    y_true, y_pred = frame.gender_true == "Female", frame.gender_pred == "Female"
+    eod = result.gap("gender", "race", "equalized_odds_difference")
+    assert eod.complete and eod.excluded_cells == ""
+    assert eod.value == pytest.approx(equalized_odds_difference(y_true, y_pred, sensitive_features=race), **EXACT)
+    assert result.gap("gender", "race", "demographic_parity_difference").value == pytest.approx(
+        demographic_parity_difference(y_true, y_pred, sensitive_features=race), **EXACT)
+    assert f"{eod.value:.2f}" in result.summary
+
+
+def test_thin_cell_equals_fairlearn_once_the_threshold_allows_it():
+    frame = _thin_cell_table()
+    gap = audit_predictions(frame, _config(min_group_size=20)).gap("gender", "race", "equalized_odds_difference")
+    assert gap.value == pytest.approx(0.4, **EXACT) and gap.complete
+
+
+def test_tied_groups_are_not_called_worst_and_best():
+    truth = ["Male"] * 10 + ["Female"] * 10 + ["Male"] * 10 + ["Female"] * 10
+    pred = (["Female"] + ["Male"] * 9 + ["Female"] * 10) * 2  # 95% in both races
+    frame = pd.DataFrame({"race": ["White"] * 20 + ["Black"] * 20, "gender_true": truth, "gender_pred": pred})
+    result = audit_predictions(frame, _config())
+    gap = result.gap("gender", "race", "accuracy_difference")
+    assert gap.value == 0 and pd.isna(gap.worst_group) and "same value" in gap.note
+    assert "for White" not in result.summary and "same in every race group" in result.summary
+
+
+def test_partial_ties_name_every_tied_group():
+    from facefair.audit.gaps import worst_and_best
+    worst, best = worst_and_best("accuracy_difference", "classification",
+                                 {"accuracy": np.array([[0.8, 0.9, 0.8]])}, ["A", "B", "C"])
+    assert worst == "A, C" and best == "B"
+
+
+def test_macro_f1_is_not_applicable_in_one_class_groups():
+    frame = _gender_table()
+    result = audit_predictions(frame, _config(attributes=("race", "gender"), intersections=(("race", "gender"),)))
+    for attribute, group in (("gender", "Male"), ("gender", "Female"), ("race:gender", "White:Male")):
+        assert math.isnan(result.metric("gender", attribute, group, "macro_f1").value)
+        assert not math.isnan(result.metric("gender", attribute, group, "accuracy").value)
+    assert math.isnan(result.gap("gender", "gender", "macro_f1_difference").value)
+    assert "not applicable" in result.gap("gender", "gender", "macro_f1_difference").note
+    # Groups with both classes keep theirs.
+    assert result.metric("gender", "race", "White", "macro_f1").value == pytest.approx((2 / 3 + 1 / 2) / 2, **EXACT)
+
+
+def test_question_mark_race_is_missing_not_a_group():
+    frame = _gender_table()
+    frame.loc[0, "race"] = "?"
+    result = audit_predictions(frame, _config())
+    assert set(result.group_metrics.query("attribute == 'race'").group) == {"White", "Black"}
+    assert any("unknown for 1" in n for n in result.notes)

@@ -54,3 +54,24 @@ def test_parse_age_years():
     assert L.parse_age_years("200") is None
     assert L.parse_age_years("abc") is None
     assert math.isclose(L.parse_age_years(" 3.5 "), 3.5)
+
+
+def test_age_to_group_uses_completed_years():
+    """2.4 years old is two years old: 0-2, not 3-9 (likewise 9.5 -> 3-9, 69.9 -> 60-69)."""
+    assert [L.age_to_group(a) for a in (2.4, 2.99, 9.5, 19.7, 69.9, 116.0)] == [
+        "0-2", "0-2", "3-9", "10-19", "60-69", "70+"]
+    assert L.normalize_age_group("2.4") == "0-2"
+
+
+@pytest.mark.parametrize("raw", ["?", " ? ", "", "N/A", "null", None, float("nan")])
+def test_one_missing_rule_for_every_label(raw):
+    assert L.is_missing(raw)
+    assert L.normalize_race(raw) is None and L.normalize_gender(raw) is None
+
+
+def test_attributes_are_defined_once():
+    from facefair.audit import config as audit_config
+    from facefair.describe import stats
+    from facefair.evaluate import inference
+    assert audit_config.ATTRIBUTES is L.ATTRIBUTES
+    assert inference.ATTRIBUTES is L.ATTRIBUTES and stats.ATTRIBUTES is L.ATTRIBUTES

@@ -35,12 +35,28 @@ def test_multitask_model_outputs(backbone):
     assert out["age"].shape == (2,)
 
 
-def test_coral_head_predicts_years():
-    tasks = make_tasks(["age"], None)
-    model = MultiTaskModel(ModelConfig(backbone="resnet18", image_size=32, age_head="coral"), tasks).eval()
-    out = model(torch.randn(3, 3, 32, 32))
-    years = model.predict(out)["age"]
-    assert out["age"].shape == (3, 100) and ((years >= 0) & (years <= 100)).all()
+def test_coral_head_predicts_years_beyond_100():
+    """UTKFace goes to 116: the ordinal head must be able to say 116, and learn to."""
+    from facefair.models.heads import CoralHead
+    head = CoralHead(in_features=4, dropout=0.0)
+    assert head.max_age >= 116
+    with torch.no_grad():
+        head.weight.weight.zero_()
+        head.bias.copy_(torch.where(torch.arange(head.max_age) < 116, 20.0, -20.0))
+    years = head.predict(head(torch.randn(3, 4)))
+    assert torch.allclose(years, torch.full((3,), 116.0), atol=1e-3)  # sum of P(age > k) for k < 116
+    # The loss prefers the right answer for a 116-year-old to the old cap of 100.
+    capped = torch.where(torch.arange(head.max_age) < 100, 20.0, -20.0)[None]
+    target = torch.tensor([116.0])
+    assert head.loss(head.bias[None].detach(), target) < head.loss(capped, target)
+
+
+def test_coral_head_loads_a_checkpoint_with_the_old_100_biases():
+    from facefair.models.heads import CoralHead
+    old = {"weight.weight": torch.zeros(1, 4), "bias": torch.linspace(2.0, -4.0, 100)}
+    head = CoralHead(in_features=4, dropout=0.0)
+    head.load_state_dict(old)
+    assert head.max_age == 100 and head(torch.zeros(1, 4)).shape == (1, 100)
 
 
 def test_local_weights_load_into_stage_features(mobilenet_weights):

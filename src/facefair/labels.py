@@ -65,12 +65,27 @@ _RACE_ALIASES = {
 }
 
 
-def _is_missing(value: object) -> bool:
+#: The sensitive attributes a row can carry (true labels): one definition for readers, the
+#: predictions table, the audit and the dataset description.
+ATTRIBUTES = ("race", "gender", "age_group")
+
+#: Oldest exact age accepted (UTKFace goes to 116): the age parser and the CORAL head share it.
+MAX_AGE_YEARS = 130
+
+#: Spellings of "no label" in real tables (``?`` is FairFace-style spreadsheets' unknown).
+MISSING_TOKENS = frozenset({"", "nan", "none", "null", "na", "n/a", "?"})
+
+
+def is_missing(value: object) -> bool:
+    """The one test for a missing label, used by every reader and by the audit."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
-    return isinstance(value, str) and value.strip().lower() in {"", "nan", "none", "null", "na", "n/a", "?"}
+    return isinstance(value, str) and value.strip().lower() in MISSING_TOKENS
+
+
+_is_missing = is_missing  # the name other modules used before it was public
 
 
 def normalize_gender(value: object) -> Optional[str]:
@@ -125,13 +140,17 @@ def _demangle_excel_range(text: str) -> Optional[str]:
 
 
 def age_to_group(years: float) -> Optional[str]:
-    """FairFace group of an exact age in years (UTKFace -> FairFace mapping)."""
+    """FairFace group of an exact age in years (UTKFace -> FairFace mapping).
+
+    Groups are of completed years, as people state their age: 2.4 years old is "2", so ``0-2``;
+    only 3.0 and above is ``3-9``.
+    """
     if years is None or (isinstance(years, float) and math.isnan(years)) or years < 0:
         return None
-    bounds = ((2, "0-2"), (9, "3-9"), (19, "10-19"), (29, "20-29"), (39, "30-39"),
-              (49, "40-49"), (59, "50-59"), (69, "60-69"))
-    for upper, group in bounds:
-        if years <= upper:
+    bounds = ((3, "0-2"), (10, "3-9"), (20, "10-19"), (30, "20-29"), (40, "30-39"),
+              (50, "40-49"), (60, "50-59"), (70, "60-69"))
+    for below, group in bounds:
+        if years < below:
             return group
     return "70+"
 
@@ -162,4 +181,4 @@ def parse_age_years(value: object) -> Optional[float]:
         years = float(str(value).strip())
     except ValueError:
         return None
-    return years if 0 <= years <= 130 else None
+    return years if 0 <= years <= MAX_AGE_YEARS else None

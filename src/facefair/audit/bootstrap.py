@@ -42,8 +42,8 @@ def weight_chunks(rng: np.random.Generator, n: int, n_boot: int) -> Iterator[np.
 def confusion_metrics(confusion: np.ndarray, classes: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Accuracy, macro-F1 and one-vs-rest rates from confusion counts (..., true, pred).
 
-    The same definitions as the MetricFrame path: macro-F1 over the classes in the true labels,
-    a rate is NaN where its denominator is empty.
+    The same definitions as the MetricFrame path: macro-F1 over the classes in the true labels
+    (NaN with fewer than two), a rate is NaN where its denominator is empty.
     """
     confusion = np.asarray(confusion, dtype=float)
     n = confusion.sum(axis=(-1, -2))
@@ -56,7 +56,8 @@ def confusion_metrics(confusion: np.ndarray, classes: tuple[str, ...]) -> dict[s
         warnings.simplefilter("ignore", RuntimeWarning)
         out = {"accuracy": tp.sum(axis=-1) / n}
         f1 = np.where(actual > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
-        out["macro_f1"] = np.nanmean(f1, axis=-1)
+        # One true class: not applicable (as ``metrics.macro_f1``), not that class's F1.
+        out["macro_f1"] = np.where((actual > 0).sum(axis=-1) >= 2, np.nanmean(f1, axis=-1), np.nan)
         fpr = np.where(negatives > 0, fp / negatives, np.nan)
         fnr = np.where(actual > 0, fn / actual, np.nan)
         selection = predicted / n[..., None]

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from facefair.audit.config import ATTRIBUTES, AuditConfig
+from facefair.audit.config import AuditConfig
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +27,24 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="predictions CSV, or a run folder holding predictions.csv")
     parser.add_argument("--out", help="output folder (default: RUN/audit next to predictions.csv, "
                                       "NAME-audit next to another CSV, ./audit-compare with --compare)")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--ci-level", type=float, default=0.95, help="confidence level of the intervals")
-    parser.add_argument("--min-group-size", type=int, default=30,
-                        help="groups with fewer labelled rows are flagged 'too small to judge' and left out of gaps")
-    parser.add_argument("--attributes", nargs="+", default=list(ATTRIBUTES), metavar="ATTR",
-                        help="sensitive attribute columns to group by (default: race gender age_group)")
-    parser.add_argument("--intersections", nargs="*", default=["race:gender"], metavar="A:B",
-                        help="intersections to audit, e.g. race:gender race:age_group (none: give the flag alone)")
+    # Defaults come from AuditConfig so the command line and the library can never disagree.
+    d = AuditConfig()
+    parser.add_argument("--n-boot", type=int, default=d.n_boot,
+                        help=f"bootstrap resamples (0: no intervals; default {d.n_boot})")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"bootstrap seed (default {d.seed})")
+    parser.add_argument("--ci-level", type=float, default=d.ci_level,
+                        help=f"confidence level of the intervals (default {d.ci_level})")
+    parser.add_argument("--min-group-size", type=int, default=d.min_group_size,
+                        help="groups (and error-rate cells) with fewer labelled rows are flagged 'too small to "
+                             f"judge' and left out of gaps (default {d.min_group_size})")
+    parser.add_argument("--attributes", nargs="+", default=list(d.attributes), metavar="ATTR",
+                        help=f"sensitive attribute columns to group by (default: {' '.join(d.attributes)})")
+    parser.add_argument("--intersections", nargs="*", default=[":".join(p) for p in d.intersections],
+                        metavar="A:B", help="intersections to audit, e.g. race:gender race:age_group (none: give "
+                                            f"the flag alone; default {' '.join(':'.join(p) for p in d.intersections)})")
     parser.add_argument("--tasks", nargs="+", metavar="TASK",
                         help="tasks to audit (default: every task with predictions)")
-    parser.add_argument("--bins", type=int, default=10, help="calibration bins")
+    parser.add_argument("--bins", type=int, default=d.n_bins, help=f"calibration bins (default {d.n_bins})")
     parser.add_argument("--gallery", type=int, default=4, metavar="N",
                         help="most confident errors shown per race and task (0: none; needs the images)")
     parser.add_argument("--compare", nargs="+", metavar="RUN",

@@ -7,13 +7,13 @@ from typing import Optional
 
 import pandas as pd
 
-#: The true demographic attributes the predictions table may carry.
-ATTRIBUTES = ("race", "gender", "age_group")
+from facefair.labels import ATTRIBUTES  # the true demographic attributes a table may carry
 
 #: Columns of the tidy tables, in the order they are written.
-GROUP_COLUMNS = ["task", "attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "flagged", "class"]
+GROUP_COLUMNS = ["task", "attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "flagged", "class",
+                 "support", "thin_cell"]
 GAP_COLUMNS = ["task", "attribute", "metric", "class", "value", "ci_low", "ci_high", "n_groups", "worst_group",
-               "best_group", "excluded_groups", "note"]
+               "best_group", "excluded_groups", "excluded_cells", "complete", "note"]
 CALIBRATION_COLUMNS = ["task", "attribute", "group", "bin", "bin_low", "bin_high", "n", "mean_confidence",
                        "accuracy", "flagged"]
 CONFUSION_COLUMNS = ["task", "attribute", "group", "true", "pred", "count"]
@@ -84,8 +84,10 @@ class AuditResult:
     """Tidy tables plus the context needed to read them.
 
     ``group_metrics``: one row per (task, attribute, group, metric[, class]) with its bootstrap CI,
-    the group's labelled size ``n`` and ``flagged`` (too small to judge).  ``gaps``: the summary
-    gaps per (task, attribute).  ``calibration``: reliability-curve bins.  ``confusion``: counts.
+    the group's labelled size ``n``, ``flagged`` (group too small to judge), ``support`` (rows the
+    value rests on: the group's negatives for an FPR, its positives for an FNR, else ``n``) and
+    ``thin_cell`` (support too small: shown, kept out of the gaps).  ``gaps``: the summary gaps per
+    (task, attribute); ``excluded_cells`` names the thin cells a gap lost, ``complete`` is False then.  ``calibration``: reliability-curve bins.  ``confusion``: counts.
     """
 
     config: AuditConfig

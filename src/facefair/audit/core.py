@@ -13,20 +13,24 @@ from facefair.audit.calibration import reliability_bins
 from facefair.audit.config import (ALL, CALIBRATION_COLUMNS, CONFUSION_COLUMNS, GAP_COLUMNS, GROUP_COLUMNS,
                                    OVERALL, AuditConfig, AuditResult, TaskInfo)
 from facefair.audit.gaps import DEFINITIONS as GAP_DEFINITIONS
-from facefair.audit.gaps import gap_values, worst_and_best
+from facefair.audit.gaps import GAP_BASIS as _GAP_BASIS
+from facefair.audit.gaps import gap_inputs, gap_values, worst_and_best
 from facefair.audit.groups import SEPARATOR, TaskData, _present, attribute_values, detect_tasks, group_order
-from facefair.audit.metrics import (by_group_values, classification_metric_frame, derive_aggregates, mask_thin_rates,
-                                    regression_metric_frame, reported_keys, split_key)
+from facefair.audit.metrics import (KEY_SEP, by_group_values, classification_metric_frame, derive_aggregates,
+                                    mask_single_class_f1, mask_thin_rates, rate_support, regression_metric_frame,
+                                    reported_keys, split_key, thin_cells)
 
 METRIC_DEFINITIONS = {
     "accuracy": "Share of rows whose predicted label equals the true label (sklearn accuracy_score).",
     "macro_f1": "Unweighted mean F1 over the classes present in the group's true labels (sklearn f1_score with "
-                "those labels); a group of one class (women, for gender) gets that class's F1.",
+                "those labels). Not applicable (n/a, NaN) in a group holding one true class (gender by gender, "
+                "every race x gender cell): there it would be that one class's F1, which reads higher than the "
+                "group's accuracy and says nothing about fairness; such groups stay out of macro_f1_difference.",
     "fpr": "Binary task: false positive rate of the positive class (gender: positive = Female, so FPR = share "
            "of males predicted female). Multi-class: mean over classes of the one-vs-rest FPR (fpr_ovr), "
-           "over classes where it is defined.",
+           "over classes where it is defined and not thin (see thin_cell).",
     "fnr": "Binary task: false negative rate of the positive class (gender: share of females predicted male). "
-           "Multi-class: mean over classes of the one-vs-rest FNR (fnr_ovr) where defined.",
+           "Multi-class: mean over classes of the one-vs-rest FNR (fnr_ovr) where defined and not thin.",
     "selection_rate": "Binary task: share of rows predicted as the positive class (fairlearn selection_rate).",
     "fpr_ovr": "For class C: share of rows whose true label is not C that are predicted C (fairlearn "
                "false_positive_rate on the one-vs-rest labels). NaN where the group has no such rows.",
@@ -49,6 +53,15 @@ def _definitions(config: AuditConfig) -> dict[str, str]:
         "n": "Rows of the group with both a true label and a prediction for the task.",
         "flagged": f"True when n < min_group_size ({config.min_group_size}): the group is shown but is too "
                    "small to judge, and it is left out of every gap.",
+        "support": "Rows an error rate rests on: the group's negatives for an FPR (gender: its men), its positives "
+                   "for an FNR (its women); for other metrics the group's n.",
+        "thin_cell": f"True when an error rate of a large-enough group rests on 1 to {config.min_group_size - 1} "
+                     "rows (support < min_group_size): the rate is computed and shown with its CI, but is too thin "
+                     "to judge, so it is left out of every gap; each gap that loses it names it in excluded_cells "
+                     "and is marked complete = False (computed over fewer cells than it should). A rate with no "
+                     "row at all (FNR of a group without women) is undefined: NaN, never 0.",
+        "complete": "False when a gap lost a thin error-rate cell of a judged group (see excluded_cells): its value "
+                    "is over the remaining cells only, and the summary never calls it the largest.",
         "ci": f"{level} percentile bootstrap interval from {config.n_boot} resamples (seed {config.seed}); rows "
               "are resampled within each group and the gaps are recomputed on every resample. Replicates where "
               "a metric is undefined are ignored. Gaps that take a max or a min over groups are biased upward "
@@ -59,6 +72,9 @@ def _definitions(config: AuditConfig) -> dict[str, str]:
         "overall": f"Rows with attribute '{OVERALL}', group '{ALL}': every labelled row of the task, including "
                    "rows whose sensitive attributes are unknown.",
     }
+
+
+GAP_BASIS_NAMES = set(_GAP_BASIS)
 
 
 class _Collector:
@@ -135,22 +151,46 @@ def _audit_attribute(task: TaskData, attribute: str, values: np.ndarray, scored:
     flagged = sizes < config.min_group_size
 
     replicates = _bootstrap(task, attribute, rows, row_groups, order, use_scores, config)
+    if not replicates:
+        replicates = {k: np.empty((0, len(order))) for k in point}
+    support: dict[str, np.ndarray] = {}
+    thin: dict[str, np.ndarray] = {}
+    shown, shown_reps = point, replicates
     if classification:
         true_idx = task.indices(task.y_true)[rows]
         positives = np.stack([np.bincount(true_idx[row_groups == g], minlength=len(task.classes)) for g in order])
-        point = derive_aggregates(mask_thin_rates(point, task, positives, config.min_group_size), task)
-        replicates = mask_thin_rates(replicates, task, positives, config.min_group_size) if replicates else replicates
-    replicates = derive_aggregates(replicates, task) if replicates else {k: np.empty((0, len(order))) for k in point}
-    keys = reported_keys(task, point)
+        support = rate_support(task, positives)
+        thin = {k: v & ~flagged for k, v in thin_cells(task, positives, config.min_group_size).items()}
+        # Judged values (thin cells NaN) feed the averages and the gaps; the shown ones keep each
+        # thin cell's own value and CI, marked, so nothing is hidden.
+        judged = mask_single_class_f1(derive_aggregates(
+            mask_thin_rates(point, task, positives, config.min_group_size), task), positives)
+        judged_reps = mask_single_class_f1(derive_aggregates(
+            mask_thin_rates(replicates, task, positives, config.min_group_size), task), positives)
+        own = [k for k in point if KEY_SEP in k and not k.startswith("selection_rate")]
+        if task.positive_class is not None:
+            own += ["fpr", "fnr"]
+        raw_reps = derive_aggregates(replicates, task)
+        shown = {**judged, **{k: point[k] for k in own}}
+        shown_reps = {**judged_reps, **{k: raw_reps[k] for k in own}}
+        point, replicates = judged, judged_reps
+    else:
+        replicates = derive_aggregates(replicates, task)
+    keys = reported_keys(task, shown)
     for key in keys:
-        low, high = B.percentile_interval(replicates[key], config.ci_level)
+        low, high = B.percentile_interval(shown_reps[key], config.ci_level)
         name, cls = split_key(key)
+        key_support = support.get(key, sizes)
+        key_thin = thin.get(key, thin.get(f"{name}_ovr{KEY_SEP}{task.positive_class}") if key in ("fpr", "fnr")
+                            else None)
         for i, group in enumerate(order):
             out.groups.append({"task": task.name, "attribute": attribute, "group": group, "metric": name,
-                               "value": float(point[key][0, i]), "ci_low": float(low[i]), "ci_high": float(high[i]),
-                               "n": int(sizes[i]), "flagged": bool(flagged[i]), "class": cls})
+                               "value": float(shown[key][0, i]), "ci_low": float(low[i]), "ci_high": float(high[i]),
+                               "n": int(sizes[i]), "flagged": bool(flagged[i]), "class": cls,
+                               "support": int(key_support[i]),
+                               "thin_cell": bool(key_thin[i]) if key_thin is not None else False})
     if attribute != OVERALL:
-        _gaps(task, attribute, order, point, replicates, flagged, config, out)
+        _gaps(task, attribute, order, point, replicates, flagged, thin, support, config, out)
     _tables(task, attribute, rows, row_groups, order, flagged, use_scores, config, out)
 
 
@@ -181,8 +221,15 @@ def _bootstrap(task: TaskData, attribute: str, rows: np.ndarray, row_groups: np.
     return columns
 
 
+def _cell_label(task: TaskData, key: str, group: str, support: int) -> str:
+    name, cls = split_key(key)
+    rate = name.split("_")[0].upper()
+    what = rate if task.positive_class is not None else f"{rate} of {cls}"
+    return f"{what} in {group.replace(SEPARATOR, ' / ')} (n={support})"
+
+
 def _gaps(task: TaskData, attribute: str, order: list[str], point: dict, replicates: dict, flagged: np.ndarray,
-          config: AuditConfig, out: _Collector) -> None:
+          thin: dict[str, np.ndarray], support: dict[str, np.ndarray], config: AuditConfig, out: _Collector) -> None:
     eligible = ~flagged
     kept = [g for g, e in zip(order, eligible) if e]
     excluded = ", ".join(g for g, f in zip(order, flagged) if f)
@@ -202,6 +249,16 @@ def _gaps(task: TaskData, attribute: str, order: list[str], point: dict, replica
             boot_gaps[(metric, cls)]) else (np.array([np.nan]), np.array([np.nan]))
         worst, best = worst_and_best(metric, task.kind, eligible_point, kept) if len(kept) >= 2 else (None, None)
         extra = note
+        lost = [_cell_label(task, key, g, int(support[key][i])) for key in gap_inputs(
+            metric, cls, task.classes, task.positive_class) if key in thin
+            for i, g in enumerate(order) if thin[key][i]]
+        if lost:
+            extra = "; ".join(x for x in (extra, f"incomplete: left out as too thin (n < {config.min_group_size}): "
+                                                 + ", ".join(lost)) if x)
+        elif worst is None and len(kept) >= 2 and not np.isnan(value[0]) and metric in GAP_BASIS_NAMES:
+            extra = "; ".join(x for x in (extra, "every group at the same value: no worst group") if x)
+        if metric == "macro_f1_difference" and np.isnan(value[0]) and len(kept) >= 2:
+            extra = "; ".join(x for x in (extra, "not applicable: macro-F1 needs two true classes in a group") if x)
         if metric in ("equalized_odds_difference", "demographic_parity_difference") and task.positive_class is None:
             per_class = {c: float(v[0]) for (m, c), v in point_gaps.items() if m == f"{metric}_ovr"}
             defined = {c: v for c, v in per_class.items() if not np.isnan(v)}
@@ -211,7 +268,8 @@ def _gaps(task: TaskData, attribute: str, order: list[str], point: dict, replica
         out.gaps.append({"task": task.name, "attribute": attribute, "metric": metric, "class": cls,
                          "value": float(value[0]), "ci_low": float(low[0]), "ci_high": float(high[0]),
                          "n_groups": len(kept), "worst_group": worst, "best_group": best,
-                         "excluded_groups": excluded, "note": extra})
+                         "excluded_groups": excluded, "excluded_cells": ", ".join(lost), "complete": not lost,
+                         "note": extra})
 
 
 def _tables(task: TaskData, attribute: str, rows: np.ndarray, row_groups: np.ndarray, order: list[str],

@@ -141,15 +141,33 @@ GAP_BASIS = {
 }
 
 
+def gap_inputs(metric: str, cls: Optional[str], classes: tuple[str, ...], positive: Optional[str]) -> list[str]:
+    """The error-rate cells (metric keys) a gap is computed from; a gap that loses one of them in
+    some group (a thin cell) is computed over fewer cells than it should and says so."""
+    scored = [positive] if positive is not None else list(classes)
+    rates = {"fpr_difference": ("fpr_ovr",), "fnr_difference": ("fnr_ovr",),
+             "equalized_odds_difference": ("fpr_ovr", "fnr_ovr"),
+             "equalized_odds_difference_ovr": ("fpr_ovr", "fnr_ovr")}.get(metric, ())
+    if metric == "equalized_odds_difference_ovr":
+        scored = [cls]
+    return [f"{rate}{KEY_SEP}{c}" for c in scored for rate in rates]
+
+
 def worst_and_best(metric: str, kind: str, point: dict[str, np.ndarray], groups: list[str]
                    ) -> tuple[Optional[str], Optional[str]]:
+    """The groups at the bad and the good end of a gap's metric; groups tied at an end are all
+    named (", "-joined), and a gap with every group tied names none: it has no worst group."""
     basis = GAP_BASIS.get(metric)
     if metric == "degree_of_bias" and kind == "regression":
         basis = ("mae", False)
     if basis is None or basis[0] not in point:
         return None, None
     values = np.asarray(point[basis[0]], dtype=float).reshape(-1)
-    if np.isnan(values).all():
+    if (~np.isnan(values)).sum() < 2:
         return None, None
-    low, high = groups[int(np.nanargmin(values))], groups[int(np.nanargmax(values))]
+    low_value, high_value = np.nanmin(values), np.nanmax(values)
+    if low_value == high_value:
+        return None, None
+    low = ", ".join(g for g, v in zip(groups, values) if v == low_value)
+    high = ", ".join(g for g, v in zip(groups, values) if v == high_value)
     return (low, high) if basis[1] else (high, low)

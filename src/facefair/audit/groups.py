@@ -7,7 +7,6 @@ reported as a note rather than silently dropped.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from facefair import labels as L
-from facefair.audit.config import ATTRIBUTES
+from facefair.labels import ATTRIBUTES
 
 CLASSIFICATION_TASKS = ("gender", "race", "age_group")
 REGRESSION_TASKS = ("age",)
@@ -85,17 +84,12 @@ def load_predictions(path: str | Path) -> tuple[pd.DataFrame, str]:
     return frame, str(path)
 
 
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or \
-        (isinstance(value, str) and value.strip().lower() in {"", "nan", "none", "null", "na", "n/a"})
-
-
 def normalize_labels(values: pd.Series, vocabulary: Optional[str]) -> np.ndarray:
     """Canonical labels (object array, None where missing); unknown spellings are kept as written."""
     normalizer = _NORMALIZERS.get(vocabulary or "")
     mapping: dict[object, Optional[str]] = {}
     for value in pd.unique(values):
-        if _is_missing(value):
+        if L.is_missing(value):
             mapping[value] = None
             continue
         text = str(value).strip()

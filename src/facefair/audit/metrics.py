@@ -5,6 +5,9 @@ against the rest, reported per class (``*_ovr`` with a ``class``) and as the mac
 the classes where the rate is defined.  A rate whose denominator is empty in a group (FNR of a
 class with no true members there) is NaN here; fairlearn's rate functions return 0 in that
 case, which would read as "perfect" and inflate gaps, so they are only called when defined.
+
+These functions are the one definition of each metric: ``facefair evaluate`` (report.json and
+gender_fpr_fnr_by_race.csv) calls them too, so the two can never disagree.
 """
 
 from __future__ import annotations
@@ -42,17 +45,24 @@ def _one_vs_rest(rate: Callable, cls: str, needs_positives: bool) -> Callable:
     return metric
 
 
-def _macro_auc(proba: np.ndarray, column_of: dict[str, int], classes: tuple[str, ...], positive: Optional[str]):
-    """ROC-AUC one-vs-rest, macro over classes that have both members and non-members in the group."""
+def macro_roc_auc(y_true, proba: np.ndarray, column_of: dict[str, int], classes: tuple[str, ...],
+                  positive: Optional[str]) -> float:
+    """ROC-AUC on the model's raw probabilities (never renormalised: that would change its scores),
+    binary: of the positive class; multi-class: mean one-vs-rest AUC over the classes that have
+    both members and non-members among the rows.  NaN where no class qualifies."""
     scored = [positive] if positive is not None else [c for c in classes if c in column_of]
+    y_true = np.asarray(y_true)
+    values = []
+    for cls in scored:
+        truth = y_true == cls
+        if 0 < truth.sum() < len(truth):
+            values.append(skm.roc_auc_score(truth, proba[:, column_of[cls]]))
+    return float(np.mean(values)) if values else float("nan")
 
+
+def _macro_auc(proba: np.ndarray, column_of: dict[str, int], classes: tuple[str, ...], positive: Optional[str]):
     def metric(y_true, y_pred, rows) -> float:
-        values = []
-        for cls in scored:
-            truth = np.asarray(y_true) == cls
-            if 0 < truth.sum() < len(truth):
-                values.append(skm.roc_auc_score(truth, proba[np.asarray(rows), column_of[cls]]))
-        return float(np.mean(values)) if values else float("nan")
+        return macro_roc_auc(y_true, proba[np.asarray(rows)], column_of, classes, positive)
     return metric
 
 
@@ -63,12 +73,16 @@ def _ece(confidence: np.ndarray, n_bins: int):
     return metric
 
 
-def _macro_f1(y_true, y_pred) -> float:
-    """Macro-F1 over the classes that occur in the group's true labels.  sklearn's default (classes
-    true or predicted) would give a group of only men an F1 of 0 for "Female" whenever one man is
-    misread, halving the score; errors into absent classes already cost the true class's recall."""
-    return float(skm.f1_score(y_true, y_pred, labels=np.unique(np.asarray(y_true)), average="macro",
-                              zero_division=0))
+def macro_f1(y_true, y_pred) -> float:
+    """Macro-F1 over the classes that occur in the true labels.  sklearn's default (classes true or
+    predicted) would give a group of only men an F1 of 0 for "Female" whenever one man is misread,
+    halving the score; errors into absent classes already cost the true class's recall.  Rows of a
+    single true class have no macro-F1 (it would be that class's F1, which reads higher than the
+    accuracy): NaN, "not applicable"."""
+    present = np.unique(np.asarray(y_true))
+    if len(present) < 2:
+        return float("nan")
+    return float(skm.f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
 
 def _ovr_counts(classes: tuple[str, ...]):
@@ -87,7 +101,7 @@ def classification_metric_frame(task: TaskData, rows: np.ndarray, groups: np.nda
     """
     metrics: dict[str, Callable] = {
         "accuracy": skm.accuracy_score,
-        "macro_f1": _macro_f1,
+        "macro_f1": macro_f1,
     }
     if task.positive_class is not None:
         pos = task.positive_class
@@ -144,19 +158,44 @@ def regression_metric_frame(task: TaskData, rows: np.ndarray, groups: np.ndarray
                        sensitive_features=pd.Series(groups, name="group"))
 
 
+def rate_support(task: TaskData, positives: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows behind each error rate, per group: FNR of class C rests on the group's rows of class C,
+    FPR on its other rows.  ``positives`` is (groups, classes) true-label counts."""
+    negatives = positives.sum(axis=1, keepdims=True) - positives
+    out = {}
+    for i, cls in enumerate(task.classes):
+        out[f"fnr_ovr{KEY_SEP}{cls}"] = positives[:, i]
+        out[f"fpr_ovr{KEY_SEP}{cls}"] = negatives[:, i]
+    positive = getattr(task, "positive_class", None)
+    if positive is not None:
+        out["fnr"], out["fpr"] = out[f"fnr_ovr{KEY_SEP}{positive}"], out[f"fpr_ovr{KEY_SEP}{positive}"]
+    return out
+
+
+def thin_cells(task: TaskData, positives: np.ndarray, min_support: int) -> dict[str, np.ndarray]:
+    """Per rate key, the groups where the rate rests on 1..min_support-1 rows: computed and shown,
+    but as unjudgeable as a small group, so it enters no average and no gap (and every gap that
+    loses it says so).  Without this a class with five members in a group (70+ faces of one race)
+    swings a multi-class equalized-odds gap to 1.0.  Zero rows is "undefined" (NaN), not thin."""
+    return {k: (s > 0) & (s < min_support) for k, s in rate_support(task, positives).items()
+            if KEY_SEP in k}
+
+
 def mask_thin_rates(values: dict[str, np.ndarray], task: TaskData, positives: np.ndarray,
                     min_support: int) -> dict[str, np.ndarray]:
-    """One-vs-rest rates whose denominator holds fewer than ``min_support`` rows of the group are
-    as unjudgeable as a small group: NaN, so they enter no average and no gap.  Without this a
-    class with five members in a group (70+ faces of one race, say) swings a multi-class
-    equalized-odds gap to 1.0.  ``positives`` is (groups, classes) true-label counts."""
+    """``values`` with the thin cells (``thin_cells``) set to NaN."""
     out = dict(values)
-    negatives = positives.sum(axis=1, keepdims=True) - positives
-    for i, cls in enumerate(task.classes):
-        for rate, support in (("fnr_ovr", positives[:, i]), ("fpr_ovr", negatives[:, i])):
-            key = f"{rate}{KEY_SEP}{cls}"
-            if key in out:
-                out[key] = np.where(support < min_support, np.nan, out[key])
+    for key, thin in thin_cells(task, positives, min_support).items():
+        if key in out:
+            out[key] = np.where(thin, np.nan, out[key])
+    return out
+
+
+def mask_single_class_f1(values: dict[str, np.ndarray], positives: np.ndarray) -> dict[str, np.ndarray]:
+    """Macro-F1 is not applicable (NaN) in groups holding one true class, replicates included."""
+    out = dict(values)
+    if "macro_f1" in out:
+        out["macro_f1"] = np.where((positives > 0).sum(axis=1) < 2, np.nan, out["macro_f1"])
     return out
 
 

@@ -58,6 +58,18 @@ def cell(value: float, low: float, high: float, metric: str) -> str:
     return f"{fmt(value, metric)}{ci}"
 
 
+def _value_cell(g, metric: str) -> str:
+    """A group's value with its CI; a thin error-rate cell says on how few rows it rests, and a
+    macro-F1 of a one-class group says it does not apply."""
+    text = cell(g.value[metric], g.ci_low[metric], g.ci_high[metric], metric)
+    if "thin_cell" in g and bool(g.thin_cell[metric]):
+        text += (f"<br><span class='badge' title='rests on {int(g.support[metric])} rows: shown, but too thin to "
+                 f"judge and left out of the gaps'>too thin: n={int(g.support[metric])}</span>")
+    elif metric == "macro_f1" and math.isnan(g.value[metric]) and not math.isnan(g.value.get("accuracy", math.nan)):
+        text = "<span title='one true class in this group: macro-F1 is not a fairness figure here'>n/a</span>"
+    return text
+
+
 def _table(header: list[str], rows: list[str], left: int = 1) -> str:
     head = "".join(f"<th class='l'>{h}</th>" if i < left else f"<th>{h}</th>" for i, h in enumerate(header))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -73,8 +85,13 @@ def _gap_table(result: AuditResult, task: str) -> str:
         cells = []
         for attribute in attributes:
             hit = gaps[(gaps.metric == metric) & (gaps.attribute == attribute)]
-            cells.append("<td>–</td>" if hit.empty else
-                         f"<td>{cell(hit.value.iloc[0], hit.ci_low.iloc[0], hit.ci_high.iloc[0], metric)}</td>")
+            if hit.empty:
+                cells.append("<td>–</td>")
+                continue
+            partial = "" if bool(hit.complete.iloc[0]) else (
+                f"<span class='badge' title='{escape(str(hit.note.iloc[0]), quote=True)}'>incomplete</span>")
+            cells.append(f"<td>{cell(hit.value.iloc[0], hit.ci_low.iloc[0], hit.ci_high.iloc[0], metric)}"
+                         f"{partial}</td>")
         tip = escape(result.definitions.get(metric, ""), quote=True)
         rows.append(f"<tr><td class='l' title='{tip}'>{escape(metric)}</td>{''.join(cells)}</tr>")
     first = gaps.drop_duplicates("attribute").set_index("attribute")
@@ -85,6 +102,15 @@ def _gap_table(result: AuditResult, task: str) -> str:
         return ", ".join(group_label(g) for g in groups) or "–"
     excluded = "".join(f"<td class='l'>{escape(left_out(a))}</td>" for a in attributes)
     rows.append(f"<tr><td class='l'><i>too small, left out</i></td>{excluded}</tr>")
+
+    def thin(attribute: str) -> str:
+        cells = gaps[(gaps.attribute == attribute) & (gaps.excluded_cells.fillna("") != "")].excluded_cells
+        return ", ".join(dict.fromkeys(c for text in cells for c in text.split(", ") if c)) or "–"
+    thin_cells = [thin(a) for a in attributes]
+    if any(t != "–" for t in thin_cells):
+        cells = "".join(f"<td class='l'>{escape(t)}</td>" for t in thin_cells)
+        rows.append(f"<tr><td class='l'><i>error-rate cells too thin, left out (gaps marked incomplete)</i></td>"
+                    f"{cells}</tr>")
     return _table(["gap"] + [escape(attribute_label(a)) for a in attributes], rows)
 
 
@@ -97,7 +123,7 @@ def _group_table(result: AuditResult, task: str, attribute: str) -> str:
         g = part[part.group == group].set_index("metric")
         flagged = bool(g.flagged.iloc[0])
         badge = "<span class='badge'>too small to judge</span>" if flagged else ""
-        cells = "".join(f"<td>{cell(g.value[m], g.ci_low[m], g.ci_high[m], m)}</td>" for m in metrics)
+        cells = "".join(f"<td>{_value_cell(g, m)}</td>" for m in metrics)
         rows.append(f"<tr class='{'flagged' if flagged else ''}'><td class='l'>{escape(group_label(group))}{badge}"
                     f"</td><td>{int(g.n.iloc[0])}</td>{cells}</tr>")
     return _table(["group", "n"] + [escape(plots.METRIC_LABELS.get(m, m)) for m in metrics], rows)
@@ -112,7 +138,7 @@ def _per_class_table(result: AuditResult, task: str, attribute: str) -> str:
     rows = []
     for (group, cls), g in part.groupby(["group", "class"], sort=False):
         g = g.set_index("metric")
-        cells = "".join(f"<td>{cell(g.value[m], g.ci_low[m], g.ci_high[m], m)}</td>" for m in metrics)
+        cells = "".join(f"<td>{_value_cell(g, m)}</td>" for m in metrics)
         rows.append(f"<tr class='{'flagged' if bool(g.flagged.iloc[0]) else ''}'><td class='l'>"
                     f"{escape(group_label(group))}</td><td class='l'>{escape(str(cls))}</td>{cells}</tr>")
     where = "overall" if attribute == OVERALL else f"by {attribute_label(attribute)}"

@@ -26,14 +26,20 @@ def group_label(group: str) -> str:
     return group.replace(SEPARATOR, " / ")
 
 
+def _first(groups: str) -> str:
+    """Gaps name every group tied at an end (", "-joined); any one of them has the value."""
+    return groups.split(", ")[0]
+
+
 def _pct(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
 
 def _ci(row: pd.Series, fmt=_pct) -> str:
+    n = int(row.support) if "support" in row and not pd.isna(row.support) else int(row.n)
     if math.isnan(row.ci_low) or math.isnan(row.ci_high):
-        return f"n={int(row.n)}"
-    return f"CI {fmt(row.ci_low)}–{fmt(row.ci_high)}, n={int(row.n)}"
+        return f"n={n}"
+    return f"CI {fmt(row.ci_low)}–{fmt(row.ci_high)}, n={n}"
 
 
 def _overlap(a: pd.Series, b: pd.Series) -> Optional[bool]:
@@ -50,14 +56,51 @@ def _noise_clause(a: pd.Series, b: pd.Series, level: str) -> str:
         f" (their {level} intervals overlap, so part of this gap may be sampling noise)"
 
 
+def _complete(rows: pd.DataFrame) -> pd.DataFrame:
+    """Gaps that lost a thin cell are over fewer cells than they should be: never "the largest"."""
+    return rows[rows.complete.astype(bool)] if "complete" in rows else rows
+
+
 def _largest(gaps: pd.DataFrame, task: str, metric: str, exclude_own: bool = False) -> Optional[pd.Series]:
     rows = gaps[(gaps.task == task) & (gaps.metric == metric) & gaps["class"].isna() & gaps.value.notna()]
     if exclude_own:
         rows = rows[rows.attribute.map(lambda a: task not in a.split(SEPARATOR)).astype(bool)]
-    rows = rows[rows.worst_group.notna() & rows.best_group.notna()]
+    rows = _complete(rows[rows.worst_group.notna() & rows.best_group.notna()])
     if rows.empty:
         return None
     return rows.loc[rows.value.idxmax()]
+
+
+def _tie_sentence(result, task: str, metric: str, fmt) -> list[str]:
+    """When no attribute separates the groups at all, say so (instead of "X against X")."""
+    gaps = result.gaps
+    rows = gaps[(gaps.task == task) & (gaps.metric == metric) & gaps["class"].isna() & (gaps.value == 0)
+                & (gaps.n_groups >= 2)]
+    if rows.empty:
+        return []
+    first = rows.iloc[0]
+    basis = "accuracy" if metric == "accuracy_difference" else "mae"
+    gm = result.group_metrics
+    hit = gm[(gm.task == task) & (gm.attribute == first.attribute) & (gm.metric == basis) & gm["class"].isna()
+             & ~gm.flagged]
+    what = "accuracy" if basis == "accuracy" else "the mean absolute error"
+    return [f"For {task_label(task)} {what} is the same in every {attribute_label(first.attribute)} group that "
+            f"can be judged ({fmt(hit.value.iloc[0]) if len(hit) else 'n/a'}): no group fares worse."]
+
+
+def _incomplete_sentence(result) -> list[str]:
+    gaps = result.gaps
+    if "complete" not in gaps:
+        return []
+    rows = gaps[~gaps.complete.astype(bool) & gaps["class"].isna()]
+    if rows.empty:
+        return []
+    shown = [f"{r.metric.replace('_', ' ')} of {task_label(r.task)} across {attribute_label(r.attribute)} "
+             f"(left out: {r.excluded_cells})" for r in rows.head(3).itertuples()]
+    more = f" and {len(rows) - 3} more (see gaps.csv, complete = False)" if len(rows) > 3 else ""
+    return [f"Not judged in full, because an error rate rests on fewer than {result.config.min_group_size} faces: "
+            + "; ".join(shown) + more + ". Those gaps are computed over the remaining cells only and are not "
+            "ranked here."]
 
 
 def plain_summary(result) -> str:
@@ -68,9 +111,10 @@ def plain_summary(result) -> str:
         if info.kind == "classification":
             gap = _largest(gaps, info.name, "accuracy_difference")
             if gap is None:
+                sentences += _tie_sentence(result, info.name, "accuracy_difference", _pct)
                 continue
-            worst = result.metric(info.name, gap.attribute, gap.worst_group, "accuracy")
-            best = result.metric(info.name, gap.attribute, gap.best_group, "accuracy")
+            worst = result.metric(info.name, gap.attribute, _first(gap.worst_group), "accuracy")
+            best = result.metric(info.name, gap.attribute, _first(gap.best_group), "accuracy")
             sentences.append(
                 f"For {task_label(info.name)} the largest accuracy gap is across {attribute_label(gap.attribute)}: "
                 f"{group_label(gap.worst_group)} faces are classified correctly {_pct(worst.value)} of the time "
@@ -79,9 +123,10 @@ def plain_summary(result) -> str:
         else:
             gap = _largest(gaps, info.name, "mae_difference")
             if gap is None:
+                sentences += _tie_sentence(result, info.name, "mae_difference", lambda x: f"{x:.1f} years")
                 continue
-            worst = result.metric(info.name, gap.attribute, gap.worst_group, "mae")
-            best = result.metric(info.name, gap.attribute, gap.best_group, "mae")
+            worst = result.metric(info.name, gap.attribute, _first(gap.worst_group), "mae")
+            best = result.metric(info.name, gap.attribute, _first(gap.best_group), "mae")
             years = lambda x: f"{x:.1f}"  # noqa: E731
             sentences.append(
                 f"Exact-age error differs most across {attribute_label(gap.attribute)}: the mean absolute error is "
@@ -89,11 +134,12 @@ def plain_summary(result) -> str:
                 f"{best.value:.1f} for {group_label(gap.best_group)} ({_ci(best, years)})"
                 f"{_noise_clause(worst, best, level)}.")
     sentences += _gender_error_sentence(result, level)
-    eod = gaps[(gaps.metric == "equalized_odds_difference") & gaps.value.notna()]
+    eod = _complete(gaps[(gaps.metric == "equalized_odds_difference") & gaps.value.notna()])
     if not eod.empty:
         top = eod.loc[eod.value.idxmax()]
         sentences.append(f"The largest equalized-odds difference is {top.value:.2f} ({task_label(top.task)} across "
                          f"{attribute_label(top.attribute)}).")
+    sentences += _incomplete_sentence(result)
     flagged = result.group_metrics[result.group_metrics.flagged][["task", "attribute", "group"]].drop_duplicates()
     if len(flagged):
         sentences.append(f"{len(flagged)} task/group combinations have fewer than {result.config.min_group_size} "
@@ -119,8 +165,8 @@ def _gender_error_sentence(result, level: str) -> list[str]:
         return []
     gap = max(candidates, key=lambda g: g.value)
     metric = gap.metric.split("_")[0]
-    worst = result.metric("gender", gap.attribute, gap.worst_group, metric)
-    best = result.metric("gender", gap.attribute, gap.best_group, metric)
+    worst = result.metric("gender", gap.attribute, _first(gap.worst_group), metric)
+    best = result.metric("gender", gap.attribute, _first(gap.best_group), metric)
     who = "women are predicted male" if metric == "fnr" else "men are predicted female"
     return [f"Among gender errors, the rate at which {who} ({metric.upper()}) varies most across "
             f"{attribute_label(gap.attribute)}: {_pct(worst.value)} for {group_label(gap.worst_group)} "

@@ -17,7 +17,7 @@ from PIL import Image
 
 from facefair import labels as L
 
-ATTRIBUTES = ("gender", "race", "age_group")
+ATTRIBUTES = L.ATTRIBUTES
 MISSING = "(missing)"
 #: Label orders people expect to read tables in (age groups in age order, not alphabetically).
 ORDERS = {"gender": L.GENDERS, "age_group": L.AGE_GROUPS}

@@ -7,6 +7,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from facefair.labels import MAX_AGE_YEARS
+
 AGE_OFFSET, AGE_SCALE = 33.0, 20.0  # rough centre and spread of face-dataset ages; eases the start
 
 
@@ -43,9 +45,10 @@ class RegressionHead(nn.Module):
 class CoralHead(nn.Module):
     """Rank-consistent ordinal regression (CORAL, Cao et al. 2020): one shared weight vector and
     ``max_age`` ordered biases; P(age > k) = sigmoid(w.x + b_k), and the predicted age is the sum
-    of those probabilities."""
+    of those probabilities.  ``max_age`` is the oldest age the labels accept (UTKFace goes to
+    116), so no true age is clipped by the head."""
 
-    def __init__(self, in_features: int, dropout: float, max_age: int = 100):
+    def __init__(self, in_features: int, dropout: float, max_age: int = MAX_AGE_YEARS):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.weight = nn.Linear(in_features, 1, bias=False)
@@ -54,6 +57,14 @@ class CoralHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.weight(self.dropout(features)) + self.bias
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints of older versions have 100 ordinal biases: take the checkpoint's count.
+        saved = state_dict.get(prefix + "bias")
+        if saved is not None and saved.shape != self.bias.shape:
+            self.bias = nn.Parameter(torch.empty_like(saved))
+            self.max_age = int(saved.shape[0])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def predict(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output.float()).sum(dim=-1)
