@@ -34,7 +34,7 @@ def bare_step_rate(model: MultiTaskModel, trainer: Trainer, batch_size: int, siz
     x = torch.randn(batch_size, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     train = trainer.data.splits["train"]
     targets = {k: torch.from_numpy(v[:batch_size]).to(device) for k, v in train.targets.items()}
-    from facefair.evaluate.inference import autocast_context
+    from facefair.runtime import autocast_context
     t = trainer.config.train
 
     def step():

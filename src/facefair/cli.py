@@ -45,7 +45,7 @@ def _predict(args) -> int:
 
 def _cache(args) -> int:
     from facefair.data.cache import build_cache
-    from facefair.train.data_prep import load_table
+    from facefair.data.prepare import load_table
     config = config_from_args(args)
     table = load_table(config.data)
     cache = build_cache(table.frame["path"].tolist(), args.size, config.data.cache_dir or ".facefair-cache",

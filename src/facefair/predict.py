@@ -15,6 +15,7 @@ from facefair.data.batches import FileBatches
 from facefair.data.readers import IMAGE_EXTENSIONS, detect_columns
 from facefair.evaluate.inference import prediction_columns, predict_batches
 from facefair.models.multitask import MultiTaskModel, load_model
+from facefair.runtime import select_device
 
 
 def list_images(source: str | Path, image_root: Optional[str | Path] = None) -> list[str]:
@@ -60,8 +61,7 @@ def run_predict(checkpoint: str, source: str, out_csv: str, *, image_root: Optio
     """``thresholds``: a thresholds.json from ``facefair mitigate thresholds``; each face's group is
     read from ``group_column`` (default: the model's own prediction of the attribute, e.g.
     ``race_pred``, since photos come without demographic labels)."""
-    torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                ("cpu" if device == "auto" else device))
+    torch_device = select_device(device)
     model = load_model(checkpoint, torch_device).to(torch_device)
     paths = list_images(source, image_root)
     if not paths:

@@ -194,12 +194,6 @@ def predict_photos(model: MultiTaskModel, photo_paths: Sequence[str], detector: 
     return faces, skipped["path"].tolist()
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def run_predict_photos(checkpoint: str, source: str, out_csv: str, backend: str = "auto", min_face: int = 0,
                        max_side: int = 800, batch_size: int = 64, device: str = "auto", *,
                        workers: Optional[int] = 1,
@@ -212,7 +206,9 @@ def run_predict_photos(checkpoint: str, source: str, out_csv: str, backend: str 
     from facefair.models.multitask import load_model  # noqa: PLC0415 - keeps `facefair align` light
     from facefair.predict import list_images  # noqa: PLC0415
 
-    torch_device = resolve_device(device)
+    from facefair.runtime import select_device  # noqa: PLC0415
+
+    torch_device = select_device(device)
     model = load_model(checkpoint, torch_device).to(torch_device)
     paths = list_images(source)
     if not paths:

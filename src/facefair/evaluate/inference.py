@@ -15,17 +15,10 @@ import pandas as pd
 import torch
 
 from facefair.data.batches import to_float
+from facefair.runtime import autocast_context
 from facefair.tasks import TaskSpec
 
 ATTRIBUTES = ("race", "gender", "age_group")
-
-
-def autocast_context(device: torch.device, amp: bool, bf16: bool):
-    if device.type == "cuda" and amp:
-        return torch.autocast("cuda", dtype=torch.float16)
-    if device.type == "cpu" and bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
 
 
 @torch.no_grad()

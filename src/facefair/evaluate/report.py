@@ -16,7 +16,7 @@ import torch
 from facefair.evaluate.inference import predict_batches, predictions_frame
 from facefair.evaluate.metrics import (all_task_metrics, gender_rates_by_race, selection_score,
                                        write_confusion_matrices)
-from facefair.train.checkpoint import write_text_atomic
+from facefair.runtime import write_text_atomic
 
 
 def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None):

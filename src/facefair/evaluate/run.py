@@ -11,8 +11,8 @@ from facefair.config import RunConfig
 from facefair.evaluate.report import evaluate_split, print_headline, write_evaluation
 from facefair.labels import RACE_SCHEMES
 from facefair.models.multitask import load_model
-from facefair.train.data_prep import prepare_data, whole_table_split
-from facefair.train.loop import select_device
+from facefair.runtime import select_device
+from facefair.data.prepare import prepare_data, whole_table_split
 
 
 def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = None, data: Optional[str] = None,

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from facefair import labels as L
-from facefair.evaluate.inference import autocast_context
-from facefair.mitigate import method_options
+from facefair.runtime import autocast_context
+from facefair.models.registry import register_architecture
 from facefair.models.multitask import ModelConfig, MultiTaskModel
 from facefair.tasks import IGNORE_INDEX, TaskSpec
-from facefair.train.methods import TrainingMethod, register_method
+from facefair.train.methods import TrainingMethod, method_options, register_method
 
 log = logging.getLogger("facefair")
 
@@ -99,6 +99,7 @@ class AdversarialModel(MultiTaskModel):
                 "adversary": {"group_by": self.group_by, "groups": self.groups, "hidden": self.hidden}}
 
 
+@register_architecture("adversarial")
 def from_checkpoint(config: ModelConfig, tasks: Sequence[TaskSpec], checkpoint: Mapping) -> AdversarialModel:
     spec = checkpoint["adversary"]
     return AdversarialModel(config, tasks, group_by=spec["group_by"], groups=spec["groups"], hidden=spec["hidden"],

@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facefair.evaluate.inference import autocast_context
-from facefair.mitigate import method_options
+from facefair.runtime import autocast_context
 from facefair.models.backbones import create_backbone
 from facefair.models.heads import CoralHead, build_heads
+from facefair.models.registry import register_architecture
 from facefair.models.multitask import ModelConfig
 from facefair.tasks import TaskSpec
-from facefair.train.methods import TrainingMethod, register_method
+from facefair.train.methods import TrainingMethod, method_options, register_method
 
 log = logging.getLogger("facefair")
 
@@ -199,11 +199,6 @@ class FineFaceModel(nn.Module):
         boxes = attention_boxes(maps, images.shape[-2:], self.crop_threshold, self.crop_padding)
         return crop_resize(images, boxes)
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """The three experts' pooled features, concatenated (the concat head's input)."""
-        stages = self.backbone(images)[-3:]
-        return torch.cat([expert.block(f).amax(dim=(2, 3)) for expert, f in zip(self.experts, stages)], dim=1)
-
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean of the 3 experts' and the concat head's outputs over the image and its attention crop."""
         raw = self.run(images, concat=True)
@@ -222,6 +217,7 @@ class FineFaceModel(nn.Module):
                              "crop_threshold": self.crop_threshold, "crop_padding": self.crop_padding}}
 
 
+@register_architecture("fineface")
 def from_checkpoint(config: ModelConfig, tasks: Sequence[TaskSpec], checkpoint: Mapping) -> FineFaceModel:
     return FineFaceModel(config, tasks, load_weights=False, **checkpoint["fineface"])
 
@@ -229,8 +225,6 @@ def from_checkpoint(config: ModelConfig, tasks: Sequence[TaskSpec], checkpoint: 
 # ---------------------------------------------------------------------------- method
 @register_method("fineface")
 class FineFaceMethod(TrainingMethod):
-    steps_per_batch = STEPS_PER_BATCH
-
     def __init__(self, config):
         super().__init__(config)
         self.options = method_options(config, DEFAULTS, "fineface")

@@ -16,8 +16,7 @@ import pandas as pd
 import torch
 
 from facefair.data.splits import group_keys
-from facefair.mitigate import method_options
-from facefair.train.methods import TrainingMethod, register_method
+from facefair.train.methods import TrainingMethod, method_options, register_method
 from facefair.train.sampling import balanced_weights
 
 log = logging.getLogger("facefair")

@@ -11,6 +11,7 @@ from torch import nn
 
 from facefair.models.backbones import create_backbone, resolve_backbone
 from facefair.models.heads import build_heads
+from facefair.models.registry import build_architecture, register_architecture
 from facefair.tasks import TaskSpec
 
 
@@ -53,16 +54,16 @@ class MultiTaskModel(nn.Module):
         return {"architecture": "multitask", "model": asdict(self.config), "tasks": [t.to_dict() for t in self.tasks]}
 
 
+@register_architecture("multitask")
+def from_checkpoint(config: ModelConfig, tasks: Sequence[TaskSpec], checkpoint) -> MultiTaskModel:
+    return MultiTaskModel(config, tasks, load_weights=False)
+
+
 def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> MultiTaskModel:
     """Rebuild a trained model from ``best.pt``/``last.pt`` alone (no hub or weight file needed)."""
     checkpoint = torch.load(checkpoint_path, map_location=map_location, weights_only=False)
     config = ModelConfig(**checkpoint["model"])
     tasks = [TaskSpec.from_dict(t) for t in checkpoint["tasks"]]
-    architecture = checkpoint.get("architecture", "multitask")
-    if architecture == "multitask":
-        model = MultiTaskModel(config, tasks, load_weights=False)
-    else:  # a mitigation method's own model (FineFACE experts, ...)
-        from facefair.mitigate import build_architecture
-        model = build_architecture(architecture, config, tasks, checkpoint)
+    model = build_architecture(checkpoint.get("architecture", "multitask"), config, tasks, checkpoint)
     model.load_state_dict(checkpoint["model_state"])
     return model.eval()

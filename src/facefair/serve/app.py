@@ -11,13 +11,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-import torch
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from facefair.models.multitask import MultiTaskModel, load_model
+from facefair.runtime import select_device
 from facefair.serve.config import ServeConfig
 from facefair.serve.predictor import Predictor, make_detector
 from facefair.serve.uploads import UploadError, describe_bytes, read_upload
@@ -76,12 +76,6 @@ async def _send_413(send, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def create_app(checkpoint: str | Path | MultiTaskModel, *, config: Optional[ServeConfig] = None,
                detector=None, **settings) -> FastAPI:
     """The app serving ``checkpoint`` (a ``best.pt`` path, or a loaded model).
@@ -97,7 +91,7 @@ def create_app(checkpoint: str | Path | MultiTaskModel, *, config: Optional[Serv
         raise TypeError("give either config or keyword settings, not both")
     if config.demo_image is not None and not Path(config.demo_image).is_file():
         raise FileNotFoundError(f"demo image {config.demo_image} not found")
-    device = _device(config.device)
+    device = select_device(config.device)
     model = checkpoint if isinstance(checkpoint, MultiTaskModel) else load_model(checkpoint, device)
     model = model.to(device).eval()
     if detector is None and config.detect != "none":

@@ -26,8 +26,9 @@ from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD, augment, epoch_or
 from facefair.evaluate.metrics import selection_score
 from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
                                       write_evaluation)
-from facefair.train.checkpoint import load_checkpoint, save_atomic, write_text_atomic
-from facefair.train.data_prep import PreparedData, SplitData, prepare_data
+from facefair.runtime import select_device, write_text_atomic
+from facefair.train.checkpoint import load_checkpoint, save_atomic
+from facefair.data.prepare import PreparedData, SplitData, prepare_data
 from facefair.train.losses import MultiTaskLoss, inverse_frequency_weights
 from facefair.train.distributed import Distributed
 from facefair.train.methods import TrainingMethod, create_method
@@ -38,12 +39,6 @@ log = logging.getLogger("facefair")
 
 class TrainingDiverged(RuntimeError):
     pass
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -8,12 +8,13 @@ optimiser steps per batch — the loop, checkpoints, evaluation and reports stay
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+import importlib
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
-from facefair.evaluate.inference import autocast_context
+from facefair.runtime import autocast_context
 from facefair.models.multitask import ModelConfig, MultiTaskModel
 from facefair.tasks import TaskSpec
 
@@ -23,6 +24,13 @@ if TYPE_CHECKING:
 
 METHODS: dict[str, Callable[["RunConfig"], "TrainingMethod"]] = {}
 
+#: method name -> the module that registers it, imported when a run asks for the method
+PROVIDERS = {
+    "reweight": "facefair.mitigate.reweight",
+    "adversarial": "facefair.mitigate.adversarial",
+    "fineface": "facefair.mitigate.fineface",
+}
+
 
 def register_method(name: str):
     def add(cls):
@@ -30,6 +38,16 @@ def register_method(name: str):
         cls.name = name
         return cls
     return add
+
+
+def method_options(config: "RunConfig", defaults: Mapping[str, object], method: str) -> dict:
+    """``--method-options`` merged over a method's defaults; an unknown key (a typo) is an error."""
+    given = dict(config.train.method_options or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown --method-options {unknown} for method {method!r}; "
+                         f"known: {', '.join(f'{k} (default {v})' for k, v in defaults.items())}")
+    return {**defaults, **given}
 
 
 class TrainingMethod:
@@ -62,8 +80,8 @@ register_method("standard")(TrainingMethod)
 
 def create_method(config: "RunConfig") -> TrainingMethod:
     name = config.train.method
+    if name not in METHODS and name in PROVIDERS:
+        importlib.import_module(PROVIDERS[name])
     if name not in METHODS:
-        import facefair.mitigate  # noqa: F401  (registers the mitigation methods)
-    if name not in METHODS:
-        raise ValueError(f"unknown training method {name!r}; known: {', '.join(sorted(METHODS))}")
+        raise ValueError(f"unknown training method {name!r}; known: {', '.join(sorted(set(METHODS) | set(PROVIDERS)))}")
     return METHODS[name](config)
