@@ -17,7 +17,10 @@ same CSV): per-group accuracy, macro-F1, FPR/FNR, selection rate, ROC-AUC, ECE a
 task and sensitive attribute (and their intersections), the gaps between groups, bootstrap
 confidence intervals, calibration curves and confusion matrices. Writes audit.json, group_metrics.csv,
 gaps.csv, calibration.csv, confusion_matrices.csv and a self-contained audit.html.
-With --compare, audits several runs with the same settings and writes compare.csv and compare.html."""
+With --compare, a paired comparison of runs evaluated on the same test rows (rows matched by
+image path): every metric and gap's difference to --reference with a paired bootstrap CI, an
+exact McNemar test for accuracy, Holm-corrected verdicts, seed spread for several seeds per
+method and a Pareto column; writes compare.csv, compare.json and compare.html."""
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -47,9 +50,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--bins", type=int, default=d.n_bins, help=f"calibration bins (default {d.n_bins})")
     parser.add_argument("--gallery", type=int, default=4, metavar="N",
                         help="most confident errors shown per race and task (0: none; needs the images)")
-    parser.add_argument("--compare", nargs="+", metavar="RUN",
-                        help="compare several runs (predictions CSVs or run folders) side by side")
-    parser.add_argument("--names", nargs="+", metavar="NAME", help="display names of the --compare runs")
+    parser.add_argument("--compare", nargs="+", metavar="[NAME=]RUN",
+                        help="paired comparison of runs on the same test rows: RUN (a run folder or predictions "
+                             "CSV, named by its folder) or NAME=RUN,RUN,... (several seeds of one method; globs "
+                             "allowed, e.g. base='runs/b/s*'); differences to --reference with paired bootstrap "
+                             "CIs, exact McNemar / bootstrap p-values and Holm correction")
+    parser.add_argument("--reference", metavar="NAME",
+                        help="method every other one is compared against (default: the first)")
+    parser.add_argument("--names", nargs="+", metavar="NAME", help="names of the --compare runs given without NAME=")
     parser.set_defaults(func=run_audit_command)
     return parser
 
@@ -87,9 +95,12 @@ def run_audit_command(args) -> int:
     if args.compare:
         runs = ([args.predictions] if args.predictions else []) + list(args.compare)
         out = Path(args.out) if args.out else Path("audit-compare")
-        table = compare_runs(runs, config, names=args.names)
+        table = compare_runs(runs, config, reference=args.reference, names=args.names)
         paths = write_comparison(table, out, config)
-        _report({"out": str(out), "runs": len(runs), "files": sorted(p.name for p in paths.values())})
+        significant = table[table.significant.astype(bool)]
+        _report({"out": str(out), "reference": table.attrs["reference"],
+                 "runs": {k: len(v) for k, v in table.attrs["runs"].items()},
+                 "files": sorted(p.name for p in paths.values()), "significant": list(significant.verdict)})
         return 0
     if not args.predictions:
         raise ValueError("give a predictions CSV or run folder, or --compare RUN [RUN ...]")

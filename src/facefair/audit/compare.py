@@ -1,29 +1,40 @@
-"""Several runs side by side: overall performance against fairness gaps (``facefair audit --compare``)."""
+"""Runs compared on the same test rows: paired differences, exact tests, Holm, seeds, Pareto.
+
+    >>> table = compare_runs({"baseline": ["runs/b/s0", "runs/b/s1"], "fineface": ["runs/f/s0"]},
+    ...                      AuditConfig(n_boot=1000, tasks=("gender",)), reference="baseline")
+    >>> write_comparison(table, "cmp/")       # compare.csv, compare.json, compare.html
+
+One row per (method, task, attribute, metric); see ``docs/audit.md`` for every column and
+``audit/paired.py`` for how seeds and resamples are combined.
+"""
 
 from __future__ import annotations
 
+import glob
+import json
 from html import escape
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from facefair.audit import plots
-from facefair.audit.config import OVERALL, AuditConfig, AuditResult
-from facefair.audit.core import audit_predictions
-from facefair.audit.groups import load_predictions
-from facefair.audit.report_html import CSS, cell
+from facefair.audit import bootstrap as B
+from facefair.audit import paired as P
+from facefair.audit.config import OVERALL, AuditConfig
+from facefair.audit.groups import attribute_values, detect_tasks, load_predictions, normalize_labels
+from facefair.audit.report_html import CSS
 from facefair.audit.summary import attribute_label, task_label
 
-#: Overall metrics (from the "overall" rows) and gaps (per attribute) that make up a comparison row.
-OVERALL_METRICS = {"classification": ("accuracy", "macro_f1"), "regression": ("mae",)}
-GAP_METRICS = {
-    "classification": ("worst_group_accuracy", "accuracy_difference", "degree_of_bias", "skewed_error_ratio",
-                       "equalized_odds_difference", "demographic_parity_difference", "fpr_difference",
-                       "fnr_difference", "ece_difference"),
-    "regression": ("worst_group_mae", "mae_difference", "degree_of_bias"),
-}
+COLUMNS = ["method", "reference", "task", "attribute", "metric", "kind", "higher_is_better", "n_runs", "n_rows",
+           "value", "seed_std", "seed_min", "seed_max", "reference_value", "difference", "ci_low", "ci_high",
+           "test", "discordant", "p_value", "p_holm", "significant", "direction", "within_seed_noise", "pareto",
+           "verdict"]
+#: The (accuracy, fairness) axes of the Pareto column, per task kind: the first fairness gap present.
+PARETO_AXES = {"classification": ("accuracy", ("equalized_odds_difference", "degree_of_bias")),
+               "regression": ("mae", ("degree_of_bias",))}
+ALPHA = 0.05
+YEARS = {"mae", "worst_group_mae", "mae_difference"}
 
 
 def run_name(path: str | Path) -> str:
@@ -42,106 +53,367 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def comparison_rows(name: str, result: AuditResult) -> list[dict]:
-    gm, gaps = result.group_metrics, result.gaps
-    rows = []
-    for info in result.tasks:
-        base = {}
-        for metric in OVERALL_METRICS[info.kind]:
-            hit = gm[(gm.task == info.name) & (gm.attribute == OVERALL) & (gm.metric == metric) & gm["class"].isna()]
-            if len(hit):
-                base.update({metric: hit.value.iloc[0], f"{metric}_ci_low": hit.ci_low.iloc[0],
-                             f"{metric}_ci_high": hit.ci_high.iloc[0]})
-        for attribute in result.attributes:
-            part = gaps[(gaps.task == info.name) & (gaps.attribute == attribute) & gaps["class"].isna()]
-            if part.empty:
+def _expand(item: str | Path) -> list[Path]:
+    text = str(item)
+    if any(c in text for c in "*?["):
+        found = sorted(glob.glob(text))
+        if not found:
+            raise FileNotFoundError(f"{text}: the pattern matches no run folder or CSV")
+        return [Path(f) for f in found]
+    return [Path(text)]
+
+
+def parse_compare_items(items: Sequence[str], names: Optional[Sequence[str]] = None) -> dict[str, list[Path]]:
+    """``NAME=RUN[,RUN...]`` (several seeds of one method; globs allowed) or a bare ``RUN`` (one run
+    named by its folder, or by ``names`` in order; a bare glob gives one method per match)."""
+    parsed: list[tuple[Optional[str], list[Path]]] = []
+    for item in items:
+        text = str(item)
+        if "=" in text:
+            name, _, paths = text.partition("=")
+            if not name.strip() or not paths.strip():
+                raise ValueError(f"--compare expects NAME=RUN[,RUN...] or RUN, got {text!r}")
+            parsed.append((name.strip(), [p for part in paths.split(",") if part.strip()
+                                          for p in _expand(part.strip())]))
+        else:
+            parsed += [(None, [p]) for p in _expand(text)]
+    bare = [runs[0] for name, runs in parsed if name is None]
+    if names and len(names) != len(bare):
+        raise ValueError(f"--names gives {len(names)} names for {len(bare)} runs given without NAME=")
+    bare_names = iter(list(names) if names else _unique([run_name(p) for p in bare]))
+    entries: dict[str, list[Path]] = {}
+    for name, runs in parsed:
+        name = name if name is not None else next(bare_names)
+        if name in entries:
+            raise ValueError(f"method {name!r} is named twice in --compare")
+        entries[name] = runs
+    return entries
+
+
+def _normalise_entries(entries, names: Optional[Sequence[str]]) -> dict[str, list[Path]]:
+    if isinstance(entries, Mapping):
+        out = {}
+        for name, runs in entries.items():
+            runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
+            out[str(name)] = [path for run in runs for path in _expand(run)]
+    else:
+        out = parse_compare_items([str(e) for e in entries], names)
+    if not out or any(not runs for runs in out.values()):
+        raise ValueError("compare needs at least one run per method")
+    return out
+
+
+def _aligned(frames: dict[tuple[str, int], tuple[pd.DataFrame, str]]) -> tuple[dict, list[str]]:
+    """Every run's rows in the first run's order, matched by image path; refuses when they differ."""
+    notes: list[str] = []
+    (first_key, (first, first_source)) = next(iter(frames.items()))
+    if all("path" not in f for f, _ in frames.values()):
+        lengths = {len(f) for f, _ in frames.values()}
+        if len(lengths) != 1:
+            raise ValueError("the runs have no path column and different row counts "
+                             f"({', '.join(str(n) for n in sorted(lengths))}): their rows cannot be paired")
+        notes.append("No run has a path column: rows were paired by position.")
+        return {k: f.reset_index(drop=True) for k, (f, _) in frames.items()}, notes
+    out = {}
+    ref_paths = None
+    for key, (frame, source) in frames.items():
+        if "path" not in frame:
+            raise ValueError(f"{source} has no path column: its rows cannot be paired with the other runs'")
+        paths = frame["path"].astype(str)
+        dupes = paths[paths.duplicated()]
+        if len(dupes):
+            raise ValueError(f"{source}: image path {dupes.iloc[0]!r} appears {int((paths == dupes.iloc[0]).sum())} "
+                             "times, so rows cannot be paired")
+        if ref_paths is None:
+            ref_paths = paths
+            out[key] = frame.reset_index(drop=True)
+            continue
+        missing = sorted(set(ref_paths) - set(paths))
+        extra = sorted(set(paths) - set(ref_paths))
+        if missing or extra:
+            raise ValueError(
+                f"{source} and {first_source} were not evaluated on the same test rows: {len(missing)} of the "
+                f"first run's images are missing (e.g. {missing[:1]}), {len(extra)} are extra (e.g. {extra[:1]}). "
+                "A paired comparison needs the same split: train with the same splits.csv or seed.")
+        out[key] = frame.set_index(paths.to_numpy()).loc[ref_paths.to_numpy()].reset_index(drop=True)
+    return out, notes
+
+
+def _check_truth(tasks, frames: dict, sources: dict, reference_key) -> None:
+    for task in tasks:
+        for key, frame in frames.items():
+            if key == reference_key:
                 continue
-            row = {"run": name, "source": result.source, "task": info.name, "attribute": attribute, "n": info.n,
-                   **base, "n_groups": int(part.n_groups.iloc[0])}
-            for metric in GAP_METRICS[info.kind]:
-                hit = part[part.metric == metric]
-                if len(hit):
-                    row.update({metric: hit.value.iloc[0], f"{metric}_ci_low": hit.ci_low.iloc[0],
-                                f"{metric}_ci_high": hit.ci_high.iloc[0]})
-            rows.append(row)
-    return rows
+            column = f"{task.name}_true"
+            if column not in frame:
+                raise ValueError(f"{sources[key]} has no {column} column")
+            if task.kind == "regression":
+                other = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+                same = np.isclose(other, task.y_true, equal_nan=True)
+            else:
+                other = normalize_labels(frame[column], task.name)
+                same = np.array([a == b for a, b in zip(other, task.y_true)])
+            if not same.all():
+                where = int(np.flatnonzero(~same)[0])
+                raise ValueError(f"{sources[key]}: {column} differs from {sources[reference_key]} on "
+                                 f"{int((~same).sum())} rows (first: row {where}); the runs must share true labels")
 
 
-def compare_runs(paths: Sequence[str | Path], config: Optional[AuditConfig] = None,
+def _predictions(task, frame: pd.DataFrame) -> np.ndarray:
+    column = f"{task.name}_pred"
+    if column not in frame:
+        return np.full(len(frame), np.nan if task.kind == "regression" else None, dtype=float if
+                       task.kind == "regression" else object)
+    if task.kind == "regression":
+        return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    return normalize_labels(frame[column], task.name)
+
+
+def _points(metric: str) -> tuple[float, str]:
+    return (1.0, " years") if metric in YEARS else (100.0, " points")
+
+
+def _verdict(row: dict, ci_level: float) -> str:
+    scale, unit = _points(row["metric"])
+    where = "" if row["attribute"] == OVERALL else f" across {attribute_label(row['attribute'])}"
+    head = (f"{row['method']} vs {row['reference']}: {task_label(row['task'])} {row['metric'].replace('_', ' ')}"
+            f"{where} {scale * row['difference']:+.1f}{unit}")
+    if not np.isnan(row["ci_low"]):
+        head += f" [{scale * row['ci_low']:.1f}, {scale * row['ci_high']:.1f}]"
+    if np.isnan(row["p_value"]):
+        return head + ": no test (no resamples)"
+    head += f", p={row['p_value']:.2g} (Holm {row['p_holm']:.2g})"
+    if not row["significant"]:
+        return head + ": not significant"
+    text = head + f": significant, {row['direction']}"
+    if row["within_seed_noise"]:
+        text += " (but smaller than the seed-to-seed spread)"
+    return text
+
+
+def compare_runs(entries, config: Optional[AuditConfig] = None, reference: Optional[str] = None,
                  names: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """One row per (run, task, attribute): overall accuracy (or MAE) and the fairness gaps, with CIs.
+    """Paired comparison of methods on the same test rows.
 
-    Each path is a predictions CSV or a run folder holding ``predictions.csv``; every run is
-    audited with the same config (same seed and resamples), so differences are the models'.
+    ``entries``: ``{name: [run dir or predictions CSV, ...]}`` (several seeds per method), or a list
+    of runs (each its own method, named by its folder or ``names``).  ``reference`` (default the
+    first method) is what every other method is compared against.  Returns the tidy table of
+    ``COLUMNS``; ``table.attrs`` holds the notes and the runs.
     """
-    if len(paths) < 1:
-        raise ValueError("compare needs at least one run")
     config = config or AuditConfig()
-    names = list(names) if names else _unique([run_name(p) for p in paths])
-    if len(names) != len(paths):
-        raise ValueError(f"{len(names)} names for {len(paths)} runs")
-    rows = []
-    for name, path in zip(names, paths):
-        frame, source = load_predictions(path)
-        rows += comparison_rows(name, audit_predictions(frame, config, source))
-    table = pd.DataFrame(rows)
-    leading = ["run", "task", "attribute", "n", "n_groups"]
-    return table[leading + [c for c in table.columns if c not in leading]] if len(table) else table
+    entries = _normalise_entries(entries, names)
+    reference = reference or next(iter(entries))
+    if reference not in entries:
+        raise ValueError(f"--reference {reference!r} is not one of the compared methods ({', '.join(entries)})")
+    loaded = {(name, i): load_predictions(path) for name, runs in entries.items() for i, path in enumerate(runs)}
+    sources = {k: source for k, (_, source) in loaded.items()}
+    ordered = {(reference, i): loaded[(reference, i)] for i in range(len(entries[reference]))}
+    ordered.update({k: v for k, v in loaded.items() if k[0] != reference})
+    frames, notes = _aligned(ordered)
+    ref_key = (reference, 0)
+    base = frames[ref_key]
+    tasks = detect_tasks(base, config.tasks, config.positive_classes, notes)
+    if not tasks:
+        raise ValueError(f"{sources[ref_key]} has no task to compare (T_true and T_pred columns)")
+    _check_truth(tasks, frames, sources, ref_key)
+    attributes = attribute_values(base, config.attributes, config.intersections, notes)
+    weights = P.shared_weights(len(base), config.n_boot, config.seed)
+
+    scores: dict[tuple, list[P.Scored]] = {}  # (method, task, attribute, metric) -> one per seed
+    correct: dict[tuple, list[np.ndarray]] = {}
+    kinds: dict[str, str] = {}
+    for (name, _), frame in frames.items():
+        for task in tasks:
+            kinds[task.name] = task.kind
+            pred = _predictions(task, frame)
+            if task.kind == "classification":
+                correct.setdefault((name, task.name), []).append(P.correctness(task, pred))
+            for attribute, values in [(OVERALL, np.full(len(base), "all", dtype=object))] + list(attributes.items()):
+                if task.kind == "classification":
+                    parity = task.name not in attribute.split(":")
+                    got = P.classification_scores(task, pred, attribute, values, weights, config, parity)
+                else:
+                    got = P.regression_scores(task, pred, attribute, values, weights, config)
+                for metric, scored in got.items():
+                    scores.setdefault((name, task.name, attribute, metric), []).append(scored)
+
+    rows, replicates = [], {}
+    for (name, task, attribute, metric), per_seed in scores.items():
+        points = np.array([s.point for s in per_seed])
+        replicates[(name, task, attribute, metric)] = np.mean([s.replicates for s in per_seed], axis=0)
+        higher = {**P.OVERALL_METRICS[kinds[task]], **P.BINARY_OVERALL, **P.GAP_METRICS[kinds[task]]}[metric]
+        rows.append({"method": name, "reference": reference, "task": task, "attribute": attribute, "metric": metric,
+                     "kind": "overall" if attribute == OVERALL else "gap", "higher_is_better": higher,
+                     "n_runs": len(per_seed), "n_rows": len(base), "value": float(np.mean(points)),
+                     "seed_std": float(np.std(points, ddof=1)) if len(points) > 1 else np.nan,
+                     "seed_min": float(points.min()), "seed_max": float(points.max())})
+    blank = {c: np.nan for c in COLUMNS}
+    blank.update({"test": "", "discordant": "", "direction": "", "verdict": "", "pareto": "",
+                  "significant": False, "within_seed_noise": False})
+    rows = [{**blank, **r} for r in rows]
+    by_key = {(r["method"], r["task"], r["attribute"], r["metric"]): r for r in rows}
+    for row in rows:
+        key = (row["task"], row["attribute"], row["metric"])
+        ref = by_key.get((reference, *key))
+        if row["method"] == reference or ref is None:
+            continue
+        row["reference_value"] = ref["value"]
+        row["difference"] = row["value"] - ref["value"]
+        diff = replicates[(row["method"], *key)] - replicates[(reference, *key)]
+        low, high = B.percentile_interval(diff[:, None], config.ci_level)
+        row["ci_low"], row["ci_high"] = float(low[0]), float(high[0])
+        single = row["n_runs"] == 1 and ref["n_runs"] == 1
+        if row["metric"] in P.MCNEMAR_METRICS and row["attribute"] == OVERALL and single:
+            p, b, c = P.mcnemar_p(correct[(reference, row["task"])][0], correct[(row["method"], row["task"])][0])
+            row["test"], row["discordant"] = "exact McNemar", f"{b} only {reference}, {c} only {row['method']}"
+        else:
+            p = P.bootstrap_p(row["difference"], diff) if len(diff) else np.nan
+            row["test"] = "paired bootstrap" if len(diff) else ""
+        row["p_value"] = p
+        spreads = [v for v in (row["seed_std"], ref["seed_std"]) if not np.isnan(v)]
+        row["within_seed_noise"] = bool(spreads and abs(row["difference"]) < max(spreads))
+    _holm(rows)
+    for row in rows:
+        if row["method"] == reference:
+            row["verdict"] = "reference"
+        elif not np.isnan(row["difference"]):
+            row["direction"] = "better" if (row["difference"] > 0) == bool(row["higher_is_better"]) else "worse"
+            row["verdict"] = _verdict(row, config.ci_level)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    _pareto(table, replicates, kinds, config)
+    table.attrs = {"notes": notes, "runs": {k: [str(p) for p in v] for k, v in entries.items()},
+                   "reference": reference, "config": config.to_dict()}
+    return table
 
 
-def _panels(table: pd.DataFrame, metric: str) -> list[tuple[str, str]]:
-    if metric not in table:
-        return []
-    usable = table[table[metric].notna()]
-    return list(dict.fromkeys(zip(usable.task, usable.attribute)))
+def _holm(rows: list[dict]) -> None:
+    """Holm over every tested difference (all methods, metrics and gaps): the family is everything
+    the comparison reports, so 'significant' survives looking at all of it."""
+    from statsmodels.stats.multitest import multipletests
+    tested = [r for r in rows if not np.isnan(r["p_value"])]
+    if not tested:
+        return
+    reject, adjusted, _, _ = multipletests([r["p_value"] for r in tested], alpha=ALPHA, method="holm")
+    for r, rej, adj in zip(tested, reject, adjusted):
+        r["p_holm"], r["significant"] = float(adj), bool(rej)
+
+
+def _pareto(table: pd.DataFrame, replicates: dict, kinds: dict, config: AuditConfig) -> None:
+    """Per (task, attribute): a method is dominated when another is significantly better on one axis
+    (paired CI of their difference excludes 0) and not significantly worse on the other."""
+    table["pareto"] = ""
+    methods = list(dict.fromkeys(table.method))
+    for (task, attribute), part in table[table.kind == "gap"].groupby(["task", "attribute"], sort=False):
+        perf, fair_choices = PARETO_AXES[kinds[task]]
+        fair = next((m for m in fair_choices if (part.metric == m).sum() == len(methods)), None)
+        if fair is None or not all((m, task, OVERALL, perf) in replicates for m in methods):
+            continue
+        higher = {perf: kinds[task] == "classification", fair: False}
+
+        def sign(a: str, b: str, metric: str, attr: str) -> int:
+            """+1 if a is significantly better than b on metric, -1 if significantly worse, else 0."""
+            diff = replicates[(a, task, attr, metric)] - replicates[(b, task, attr, metric)]
+            if len(diff) == 0:
+                return 0
+            low, high = B.percentile_interval(diff[:, None], config.ci_level)
+            better_if_positive = 1 if higher[metric] else -1
+            if low[0] > 0:
+                return better_if_positive
+            if high[0] < 0:
+                return -better_if_positive
+            return 0
+        for a in methods:
+            dominators = []
+            for b in methods:
+                if a == b:
+                    continue
+                s_perf, s_fair = sign(b, a, perf, OVERALL), sign(b, a, fair, attribute)
+                if (s_perf > 0 and s_fair >= 0) or (s_fair > 0 and s_perf >= 0):
+                    dominators.append(b)
+            label = f"dominated by {', '.join(dominators)}" if dominators else "Pareto-optimal"
+            table.loc[(table.method == a) & (table.task == task) & (table.attribute == attribute), "pareto"] = \
+                f"{label} ({perf} vs {fair})"
+
+
+def _fmt(value: float, metric: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    scale, unit = _points(metric)
+    return f"{scale * value:.1f}" if unit == " points" else f"{value:.2f}"
 
 
 def render_compare_html(table: pd.DataFrame, config: AuditConfig) -> str:
-    figures = [
-        ("Overall accuracy against degree of bias (std of group accuracies; exact age: MAE and std of group MAEs)",
-         plots.tradeoff_scatter(table, _panels(table, "degree_of_bias"), "degree_of_bias", "accuracy",
-                                "degree of bias (lower is fairer)", "overall accuracy")),
-        ("Overall accuracy against equalized-odds difference",
-         plots.tradeoff_scatter(table, _panels(table, "equalized_odds_difference"), "equalized_odds_difference",
-                                "accuracy", "equalized-odds difference (lower is fairer)", "overall accuracy")),
-    ]
+    reference = table.attrs.get("reference", table.reference.iloc[0] if len(table) else "")
+    runs = table.attrs.get("runs", {})
+    run_list = "".join(f"<li><b>{escape(k)}</b>{' (reference)' if k == reference else ''}: {len(v)} run(s): "
+                       f"{escape(', '.join(v))}</li>" for k, v in runs.items())
+    significant = table[table.significant.astype(bool)]
+    verdicts = "".join(f"<li class='{escape(str(r.direction))}'>{escape(str(r.verdict))}</li>"
+                       for r in significant.itertuples()) or "<li>No difference is significant after Holm.</li>"
     sections = []
     for task, part in table.groupby("task", sort=False):
-        metrics = [m for m in ("accuracy", "macro_f1", "mae") + tuple(
-            m for ms in GAP_METRICS.values() for m in ms) if m in part and part[m].notna().any()]
-        metrics = list(dict.fromkeys(metrics))
-        head = "".join(f"<th>{escape(m)}</th>" for m in metrics)
         body = []
         for r in part.itertuples():
-            d = r._asdict()
-            cells = "".join(
-                f"<td>{cell(d.get(m, np.nan), d.get(m + '_ci_low', np.nan), d.get(m + '_ci_high', np.nan), m)}</td>"
-                for m in metrics)
-            body.append(f"<tr><td class='l'>{escape(str(r.run))}</td><td class='l'>"
-                        f"{escape(attribute_label(r.attribute))}</td><td>{r.n_groups}</td>{cells}</tr>")
-        sections.append(f"<h2>{escape(task_label(task).capitalize())}</h2><table><thead><tr><th class='l'>run</th>"
-                        f"<th class='l'>attribute</th><th>groups</th>{head}</tr></thead><tbody>{''.join(body)}"
-                        "</tbody></table>")
-    images = "".join(f"<h3>{escape(title)}</h3><img src='{uri}' alt='{escape(title, quote=True)}'>"
-                     for title, uri in figures if uri)
-    runs = ", ".join(escape(str(r)) for r in dict.fromkeys(table.run)) if len(table) else "none"
+            seeds = "" if r.n_runs == 1 else (f"<br><span class='ci'>seeds: sd {_fmt(r.seed_std, r.metric)}, "
+                                              f"{_fmt(r.seed_min, r.metric)}–{_fmt(r.seed_max, r.metric)}</span>")
+            ci = "" if pd.isna(r.ci_low) else f"<br><span class='ci'>[{_fmt(r.ci_low, r.metric)}, " \
+                                                f"{_fmt(r.ci_high, r.metric)}]</span>"
+            diff = "" if pd.isna(r.difference) else f"{'+' if r.difference >= 0 else ''}{_fmt(r.difference, r.metric)}"
+            p = "" if pd.isna(r.p_value) else f"{r.p_value:.2g}<br><span class='ci'>Holm {r.p_holm:.2g}</span>"
+            cls = "" if r.method == reference else ("sig-" + str(r.direction) if r.significant else "")
+            word = "reference" if r.method == reference else ("significant, " + str(r.direction) if r.significant
+                                                             else ("not significant" if not pd.isna(r.p_value) else ""))
+            if r.method != reference and r.significant and r.within_seed_noise:
+                word += " (within seed spread)"
+            where = "overall" if r.attribute == OVERALL else attribute_label(r.attribute)
+            body.append(f"<tr class='{cls}'><td class='l'>{escape(str(r.method))}</td><td class='l'>{escape(where)}"
+                        f"</td><td class='l'>{escape(r.metric)}{'' if r.higher_is_better else ' ↓'}</td>"
+                        f"<td>{r.n_runs}</td><td>{_fmt(r.value, r.metric)}{seeds}</td><td>{diff}{ci}</td>"
+                        f"<td>{escape(str(r.test) if not pd.isna(r.test) else '')}</td><td>{p}</td>"
+                        f"<td class='l'>{escape(word)}</td><td class='l'>{escape(str(r.pareto or ''))}</td></tr>")
+        sections.append(f"<h2>{escape(task_label(task).capitalize())}</h2><table><thead><tr><th class='l'>method</th>"
+                        "<th class='l'>attribute</th><th class='l'>metric</th><th>runs</th><th>value</th>"
+                        f"<th>difference vs {escape(reference)} [{config.ci_level:.0%} paired CI]</th><th>test</th>"
+                        "<th>p</th><th class='l'>verdict</th><th class='l'>Pareto</th></tr></thead>"
+                        f"<tbody>{''.join(body)}</tbody></table>")
+    notes = "".join(f"<li>{escape(n)}</li>" for n in table.attrs.get("notes", []))
+    n_rows = int(table.n_rows.iloc[0]) if len(table) else 0
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>facefair audit comparison</title><style>{CSS}</style></head>
-<body><h1>Fairness audit: runs compared</h1>
-<p class="meta">Runs: {runs}<br>Every run audited with the same settings: {config.ci_level:.0%} bootstrap intervals
-from {config.n_boot} resamples (seed {config.seed}); groups with fewer than {config.min_group_size} rows left out
-of the gaps. Overall figures use every labelled row; gaps compare groups of the attribute in the row.</p>
-<h2>Accuracy against fairness</h2>{images}
+<html lang="en"><head><meta charset="utf-8"><title>facefair paired comparison</title><style>{CSS}
+tr.sig-better td{{background:#e8f5e9}} tr.sig-worse td{{background:#fdecea}} li.better{{color:#1b5e20}}
+li.worse{{color:#b71c1c}}</style></head>
+<body><h1>Paired comparison against {escape(reference)}</h1>
+<p class="meta">{n_rows} test rows, the same for every run (matched by image path). Every run is scored on the same
+{config.n_boot} bootstrap resamples of those rows (seed {config.seed}), so each difference has its own paired
+{config.ci_level:.0%} interval. Overall accuracy with one run per side: exact McNemar test on the rows where the two
+runs disagree; everything else: two-sided p-value from the paired bootstrap's standard error. Holm correction over all {int(table.p_value.notna().sum())}
+tested differences; "significant" means Holm-adjusted p &lt; {ALPHA}. Several seeds per method: the value is the
+mean over seeds (their sd and min–max below it), the paired interval is that of the seed-averaged difference, and a
+difference smaller than the seed-to-seed sd is marked "within seed spread". Values and differences are in points
+(x100) except ages (years); ↓ marks metrics where lower is better. Pareto: dominated only by a method significantly
+better on one axis and not significantly worse on the other. Groups with fewer than {config.min_group_size} rows and
+thinner error-rate cells are left out of the gaps, as in the audit.</p>
+<h3>Runs</h3><ul>{run_list}</ul>
+<h2>Significant differences</h2><ul>{verdicts}</ul>
 {''.join(sections)}
+<h3>Notes</h3><ul class="notes">{notes or '<li>None.</li>'}</ul>
 </body></html>
 """
 
 
 def write_comparison(table: pd.DataFrame, out_dir: str | Path, config: Optional[AuditConfig] = None
                      ) -> dict[str, Path]:
+    from facefair.audit.output import _clean, _records
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"compare.csv": out / "compare.csv", "compare.html": out / "compare.html"}
+    paths = {name: out / name for name in ("compare.csv", "compare.json", "compare.html")}
     table.to_csv(paths["compare.csv"], index=False)
+    payload = {"reference": table.attrs.get("reference"), "runs": table.attrs.get("runs", {}),
+               "config": table.attrs.get("config"), "notes": table.attrs.get("notes", []),
+               "rows": _records(table)}
+    paths["compare.json"].write_text(json.dumps(_clean(payload), indent=1, allow_nan=False), encoding="utf-8")
     paths["compare.html"].write_text(render_compare_html(table, config or AuditConfig()), encoding="utf-8")
     return paths
+
+
+__all__ = ["compare_runs", "parse_compare_items", "write_comparison", "render_compare_html", "COLUMNS"]
