@@ -1,4 +1,10 @@
-"""Per-task metrics from a predictions table (scikit-learn does the arithmetic)."""
+"""Per-task metrics from a predictions table.
+
+Accuracy, macro-F1, ROC-AUC and the gender error rates by race are the audit's own definitions
+(``facefair.audit.metrics``; the table comes from ``audit_predictions``), so report.json,
+gender_fpr_fnr_by_race.csv and ``facefair audit`` can never disagree.  Per-class precision /
+recall / F1 and the confusion matrix are scikit-learn's.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame, false_negative_rate, false_positive_rate
-from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, mean_absolute_error,
-                             precision_recall_fscore_support, roc_auc_score)
+from sklearn.metrics import accuracy_score, confusion_matrix, mean_absolute_error, precision_recall_fscore_support
 
 from facefair.evaluate.inference import classes_of, probability_columns, tasks_in
 
@@ -25,29 +29,32 @@ def classification_metrics(frame: pd.DataFrame, task: str) -> dict:
     if rows.empty:
         return {"n": 0}
     classes = classes_of(frame, task) or sorted(set(rows[f"{task}_true"]) | set(rows[f"{task}_pred"]))
+    from facefair.audit.config import AuditConfig
+    from facefair.audit.metrics import macro_f1, macro_roc_auc
     y_true, y_pred = rows[f"{task}_true"].astype(str), rows[f"{task}_pred"].astype(str)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
     result = {
         "n": int(len(rows)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        "macro_f1": macro_f1(y_true, y_pred),
         "per_class": {c: {"precision": float(p), "recall": float(r), "f1": float(f_), "support": int(s)}
                       for c, p, r, f_, s in zip(classes, precision, recall, f1, support)},
         "classes": classes,
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
     }
     probs = probability_columns(frame, task)
-    present = sorted(set(y_true))
-    if probs and len(present) > 1:
-        p = rows[probs].to_numpy(dtype=float)
-        p = p / p.sum(axis=1, keepdims=True)
-        if len(classes) == 2:
-            result["roc_auc"] = float(roc_auc_score(y_true == classes[1], p[:, 1]))
-        else:
-            # One-vs-rest macro AUC over the classes that occur in the truth.
-            cols = [classes.index(c) for c in present]
-            sub = p[:, cols] / p[:, cols].sum(axis=1, keepdims=True)
-            result["roc_auc"] = float(roc_auc_score(y_true, sub, multi_class="ovr", labels=present))
+    if probs:
+        proba = rows[probs].to_numpy(dtype=float)
+        scored = np.isfinite(proba).all(axis=1)
+        prob_classes = tuple(classes_of(frame, task))
+        positive = None
+        if len(prob_classes) == 2:
+            wanted = AuditConfig().positive_classes.get(task)
+            positive = wanted if wanted in prob_classes else prob_classes[1]
+        auc = macro_roc_auc(y_true[scored].to_numpy(), proba[scored], {c: i for i, c in enumerate(prob_classes)},
+                            prob_classes, positive)
+        if not np.isnan(auc):
+            result["roc_auc"] = auc
     return result
 
 
@@ -84,23 +91,33 @@ def selection_score(metrics: dict[str, dict]) -> float:
 
 
 def gender_rates_by_race(frame: pd.DataFrame) -> Optional[pd.DataFrame]:
-    """FPR (males predicted female) and FNR (females predicted male) per race: the first fairness table."""
-    if "gender_pred" not in frame or "race" not in frame:
+    """FPR (males predicted female) and FNR (females predicted male) per race: the first fairness
+    table, read off the audit (``n_boot=0``) so it is the audit's numbers.  A rate with no row to
+    rest on (no woman of a race) is NaN, not fairlearn's 0; ``n_male``/``n_female`` say how many
+    rows each rate rests on, and ``thin`` marks rates on fewer than the audit's min_group_size."""
+    if "gender_pred" not in frame or "gender_true" not in frame or "race" not in frame:
         return None
-    rows = _labelled(frame, "gender")
-    rows = rows[rows["race"].notna()]
-    if rows.empty:
+    from facefair.audit.config import OVERALL, AuditConfig
+    from facefair.audit.core import audit_predictions
+    table = frame[["race", "gender_true", "gender_pred"]].astype(object)
+    table = table.where(table.notna(), None)
+    try:
+        result = audit_predictions(table, AuditConfig(attributes=("race",), intersections=(), tasks=("gender",),
+                                                      n_boot=0))
+    except ValueError:
         return None
-    y_true = (rows["gender_true"] == "Female").astype(int)
-    y_pred = (rows["gender_pred"] == "Female").astype(int)
-    metric_frame = MetricFrame(
-        metrics={"accuracy": accuracy_score, "fpr_male_as_female": false_positive_rate,
-                 "fnr_female_as_male": false_negative_rate, "n": lambda t, p: len(t)},
-        y_true=y_true, y_pred=y_pred, sensitive_features=rows["race"].astype(str))
-    table = metric_frame.by_group.reset_index().rename(columns={"sensitive_feature_0": "race"})
-    overall = metric_frame.overall.to_dict()
-    overall["race"] = "(all)"
-    return pd.concat([table, pd.DataFrame([overall])], ignore_index=True)
+    gm = result.group_metrics[(result.group_metrics.task == "gender") & result.group_metrics["class"].isna()]
+    if not (gm.attribute == "race").any():
+        return None
+    rows = []
+    for attribute, part in ((("race", gm[gm.attribute == "race"])), (OVERALL, gm[gm.attribute == OVERALL])):
+        for group, g in part.groupby("group", sort=False):
+            g = g.set_index("metric")
+            rows.append({"race": "(all)" if attribute == OVERALL else group, "accuracy": g.value["accuracy"],
+                         "fpr_male_as_female": g.value["fpr"], "fnr_female_as_male": g.value["fnr"],
+                         "n": int(g.n["accuracy"]), "n_male": int(g.support["fpr"]), "n_female": int(g.support["fnr"]),
+                         "thin": bool(g.thin_cell["fpr"] or g.thin_cell["fnr"] or g.flagged["accuracy"])})
+    return pd.DataFrame(rows)
 
 
 def write_confusion_matrices(metrics: dict[str, dict], out_dir: Path) -> list[Path]:
