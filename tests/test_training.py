@@ -26,7 +26,7 @@ def test_one_epoch_smoke_run_on_real_faces(utk_sample, tmp_path, mobilenet_weigh
     config.model.weights = str(mobilenet_weights)
     report = train(config)
     run = tmp_path / "run"
-    for name in ("best.pt", "last.pt", "report.json", "predictions.csv", "splits.csv", "config.yaml",
+    for name in ("config.json", "model.safetensors", "last.pt", "report.json", "predictions.csv", "splits.csv", "config.yaml",
                  "confusion_matrix_gender.csv", "confusion_matrix_race.csv", "gender_fpr_fnr_by_race.csv"):
         assert (run / name).exists(), name
     metrics = report["metrics"]
@@ -42,22 +42,46 @@ def test_one_epoch_smoke_run_on_real_faces(utk_sample, tmp_path, mobilenet_weigh
     assert {"race", "fpr_male_as_female", "fnr_female_as_male", "n"} <= set(fairness.columns)
 
 
-def test_resume_after_kill_matches_uninterrupted_run(utk_sample, tmp_path):
-    straight = _config(utk_sample, tmp_path, "straight", epochs=2, deterministic=True)
-    straight.data.limit = 120
-    train(straight)
-    interrupted = _config(utk_sample, tmp_path, "interrupted", epochs=1, deterministic=True)
-    interrupted.data.limit = 120
-    train(interrupted)                       # "killed" after epoch 1: only last.pt survives
-    resumed = _config(utk_sample, tmp_path, "interrupted", epochs=2, deterministic=True, resume=True)
-    resumed.data.limit = 120
-    Trainer(resumed).fit()
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=False)
+def test_resume_after_kill_in_the_cosine_phase_matches_uninterrupted_run(utk_sample, tmp_path, monkeypatch):
+    # 2 epochs of 2 steps, warm-up 1 step: the kill after epoch 1 lands mid-decay (lr below its peak).
+    def config(name, **overrides):
+        c = _config(utk_sample, tmp_path, name, epochs=2, deterministic=True, warmup_epochs=0.5, **overrides)
+        c.data.limit, c.model.image_size = 120, 32
+        return c
+
+    train(config("straight"))
+    trainer = Trainer(config("interrupted"))
+    real_epoch = trainer.train_epoch
+
+    def killed(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt  # as a kill: epoch 1's last.pt is on disk, epoch 2 never finishes
+        return real_epoch(epoch)
+
+    monkeypatch.setattr(trainer, "train_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    saved = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)  # no pickle needed
+    assert saved["epoch"] == 0
+    assert 0 < saved["history"][0]["lr"] < 1e-3 and saved["scheduler"]["last_epoch"] > 1  # past warm-up
+    Trainer(config("interrupted", resume=True)).fit()
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 1
     for key, value in a["model_state"].items():
         assert torch.allclose(value.float(), b["model_state"][key].float(), atol=1e-5), key
     assert [h["epoch"] for h in b["history"]] == [1, 2]
+    assert abs(a["history"][1]["train_loss"] - b["history"][1]["train_loss"]) < 1e-5
+    assert a["history"][1]["lr"] == pytest.approx(b["history"][1]["lr"])
+
+    # Resuming with settings that change the run is refused, naming each difference; --force overrides.
+    changed = config("interrupted", resume=True, lr=2e-3)
+    changed.augment.flip = False
+    with pytest.raises(ValueError, match="--force") as refused:
+        Trainer(changed).fit()
+    assert "train.lr: 0.001 -> 0.002" in str(refused.value) and "augment.flip: True -> False" in str(refused.value)
+    changed.train.force, changed.train.epochs = True, 2
+    Trainer(changed).fit()  # already at its last epoch: only the final evaluation runs
 
 
 def test_corrupt_truncated_and_missing_images_are_skipped_and_reported(utk_sample, tmp_path):
@@ -106,8 +130,8 @@ def test_non_finite_loss_stops_cleanly_and_keeps_finished_work(utk_sample, tmp_p
     trainer.train_epoch = poisoned
     with pytest.raises(TrainingDiverged, match="non-finite"):
         trainer.fit()
-    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
-    assert state["epoch"] == 0 and (tmp_path / "run" / "best.pt").exists()
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["epoch"] == 0 and (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_cli_train_evaluate_predict(utk_sample, tmp_path, capsys):

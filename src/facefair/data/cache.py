@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from facefair.data.images import try_decode
 
-CACHE_VERSION = 1
+# 2: EXIF orientation applied, 16-bit scaled, transparency over white (data/images.py).
+CACHE_VERSION = 2
 
 
 @dataclass

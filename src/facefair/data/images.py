@@ -6,27 +6,76 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: More pixels than this in a header is a decompression bomb, not a face: Pillow's own threshold
+#: (it only warns between 1x and 2x of it and raises above), applied before any pixel is decoded.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+_WIDE_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 class BadImage(Exception):
     """An image that cannot be used; the message names the file."""
 
 
+def check_size(image: Image.Image, max_pixels: int = MAX_PIXELS) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise BadImage(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise BadImage(f"decompression bomb: the header says {width}x{height} = {width * height} pixels, "
+                       f"over the limit of {max_pixels}")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any decoded frame -> RGB as a viewer shows it: EXIF orientation applied, 16-bit scaled (not
+    clipped) to 8, transparency over white, palette/CMYK/grayscale converted."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _WIDE_INTEGER_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        image = Image.fromarray(np.clip(values / peak * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":  # float TIFFs: 0..1 or 0..255
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        scale = 255.0 if values.max(initial=0) <= 1 else 1.0
+        image = Image.fromarray(np.clip(values * scale + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def decode(path: str | Path, size: int) -> np.ndarray:
     """RGB uint8 array of shape (size, size, 3).  JPEG draft mode lets libjpeg decode at a reduced
-    scale first, which is most of the speed-up on small training resolutions."""
+    scale first, which is most of the speed-up on small training resolutions.
+
+    Whatever is wrong with the file (missing, empty, truncated, not an image, a decompression
+    bomb, a mode Pillow cannot convert) is a :class:`BadImage` naming it, never another exception:
+    one bad file in a folder must not cost the other files their results."""
     try:
         with Image.open(path) as image:
+            check_size(image)
             image.draft("RGB", (size, size))
-            image = image.convert("RGB")
+            image = to_rgb(image)
             if image.size != (size, size):
                 image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
             return np.asarray(image, dtype=np.uint8)
+    except BadImage as error:
+        raise BadImage(f"{path}: {error}") from None
     except FileNotFoundError as error:
         raise BadImage(f"{path}: file not found") from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise BadImage(f"{path}: unreadable or truncated image ({error})") from error
+    except Image.DecompressionBombError as error:
+        raise BadImage(f"{path}: decompression bomb ({error})") from None
+    except UnidentifiedImageError:
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        raise BadImage(f"{path}: {'empty file (0 bytes)' if empty else 'not an image Pillow can read'}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise BadImage(f"{path}: unreadable or truncated image ({error})") from None
+    except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not end the run
+        raise BadImage(f"{path}: cannot decode ({type(error).__name__}: {error})") from None
 
 
 def try_decode(path: str | Path, size: int) -> tuple[Optional[np.ndarray], Optional[str]]:

@@ -21,13 +21,14 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from facefair.config import RunConfig
+from facefair.config import RunConfig, run_differences
 from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD, augment, epoch_order
 from facefair.evaluate.metrics import selection_score
 from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
                                       write_evaluation)
 from facefair.runtime import select_device, write_text_atomic
-from facefair.train.checkpoint import load_checkpoint, save_atomic
+from facefair.models.serialization import read_checkpoint, save_pretrained
+from facefair.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from facefair.data.prepare import PreparedData, SplitData, prepare_data
 from facefair.train.losses import MultiTaskLoss, inverse_frequency_weights
 from facefair.train.distributed import Distributed
@@ -142,24 +143,29 @@ class Trainer:
         return {"epoch": epoch, "model_state": self.model.state_dict(), **self.model.describe(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "best_score": self.best_score, "history": self.history,
-                "skipped_images": self.skipped_images, "config": self.config.to_dict(),
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}
+                "skipped_images": self.skipped_images, "config": self.config.to_dict(), "rng": rng_state()}
 
     def resume(self) -> None:
         path = self.out_dir / "last.pt"
         if not path.exists():
             log.warning("--resume: no %s yet; starting from scratch", path)
             return
-        state = load_checkpoint(path, self.device)
+        t = self.config.train
+        state = load_checkpoint(path, self.device, trust=t.trust_checkpoint)
+        differences = run_differences(state.get("config") or {}, self.config.to_dict())
+        if differences and not t.force:
+            raise ValueError(f"--resume: {path} was trained with other settings ({'; '.join(differences)}); "
+                             f"resuming would not finish that run. Pass --force to continue anyway, or "
+                             f"train into another --out-dir")
+        if differences:
+            log.warning("--resume --force: continuing %s with changed settings: %s", path, "; ".join(differences))
         self.model.load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.best_score, self.history = state["best_score"], state["history"]
         self.skipped_images = state.get("skipped_images", self.skipped_images)
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        set_rng_state(state)
         self.start_epoch = state["epoch"] + 1
         print(f"resumed from {path} after epoch {state['epoch'] + 1}", flush=True)
 
@@ -258,10 +264,10 @@ class Trainer:
             if self.dist.is_main:
                 state = self.state(epoch)
                 save_atomic(state, self.out_dir / "last.pt")
-                if improved:
-                    save_atomic({**self.model.describe(),
-                                 **{k: state[k] for k in ("epoch", "model_state", "config", "best_score")}},
-                                self.out_dir / "best.pt")
+                if improved:  # the best epoch's model: config.json + model.safetensors, loadable with no pickle
+                    save_pretrained(state["model_state"], {**self.model.describe(), "epoch": epoch,
+                                                           "best_score": self.best_score, "config": state["config"]},
+                                    self.out_dir)
             self.dist.barrier()
             if not self.dist.is_main:
                 continue
@@ -291,7 +297,7 @@ class Trainer:
     def finish(self, wall_seconds: float) -> dict:
         """Test-split evaluation of best.pt, the report, and the benchmark row."""
         t = self.config.train
-        best = load_checkpoint(self.out_dir / "best.pt", self.device)
+        best = read_checkpoint(self.out_dir, self.device)
         self.model.load_state_dict(best["model_state"])
         predictions, metrics, errors = evaluate_split(self.model, self.data.splits["test"], self.device,
                                                       tta=t.tta, amp=t.amp, bf16=t.bf16, distributed=self.dist)
