@@ -1,0 +1,171 @@
+"""Robustness audit: corruptions, the tidy table built on the audit's definitions, paired drops,
+the CLI, and one end-to-end run on a tiny model trained on real faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facefair.audit import AuditConfig, audit_predictions, load_predictions
+from facefair.robustness.config import COLUMNS, RobustnessConfig
+from facefair.robustness.corruptions import CORRUPTIONS, apply_corruption
+
+
+def _face_like(size: int = 96) -> np.ndarray:
+    """Texture at several scales, so blur, noise and JPEG all have something to change."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = 0.5 + 0.25 * np.sin(12 * x) * np.cos(9 * y)
+    image = np.stack([base, base * 0.9 + 0.05, base * 0.8 + 0.1], -1) + rng.normal(0, 0.05, (size, size, 3))
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_every_corruption_changes_the_image_more_at_higher_severity(name):
+    image = _face_like()
+    mild, harsh = apply_corruption(name, image, 1, seed=3), apply_corruption(name, image, 5, seed=3)
+    for out in (mild, harsh):
+        assert out.shape == image.shape and out.dtype == np.uint8
+    change = [np.abs(o.astype(float) - image).mean() for o in (mild, harsh)]
+    assert change[1] > 0.5, name
+    assert change[1] > change[0], (name, change)
+
+
+def test_corruptions_are_seeded_per_image_and_leave_numpys_global_state_alone():
+    image = _face_like()
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a = apply_corruption("gaussian_noise", image, 3, seed=7)
+    assert (np.random.get_state()[1] == before).all()
+    assert (a == apply_corruption("gaussian_noise", image, 3, seed=7)).all()
+    assert not (a == apply_corruption("gaussian_noise", image, 3, seed=8)).all()
+    occluded = apply_corruption("occlusion", image, 3, seed=1)
+    assert ((occluded == (124, 116, 104)).all(-1)).mean() == pytest.approx(0.4 ** 2, abs=0.02)
+
+
+def test_unknown_names_and_severities_are_errors():
+    with pytest.raises(ValueError, match="unknown corruption"):
+        RobustnessConfig(corruptions=("gaussian_blur", "fogg"))
+    with pytest.raises(ValueError, match="severities"):
+        RobustnessConfig(severities=(0, 6))
+    with pytest.raises(ValueError, match="severity"):
+        apply_corruption("darkness", _face_like(), 6)
+
+
+def _predictions(n_per_cell: int = 40, wrong: dict | None = None, seed: int = 0) -> pd.DataFrame:
+    """A predictions table (the audit's contract): gender right everywhere except the share of
+    rows given per race in ``wrong``; age off by 2 years, by 6 for races in ``wrong``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for race in ("White", "Black", "Asian"):
+        for gender in ("Male", "Female"):
+            for i in range(n_per_cell):
+                rows.append({"path": f"{race}_{gender}_{i}.jpg", "race": race, "gender": gender,
+                             "age_group": "20-29", "gender_true": gender, "age_true": 25.0})
+    frame = pd.DataFrame(rows)
+    other = {"Male": "Female", "Female": "Male"}
+    pred, age = frame["gender_true"].copy(), np.full(len(frame), 27.0)
+    for race, share in (wrong or {}).items():
+        idx = np.flatnonzero(frame["race"] == race)
+        flip = rng.choice(idx, size=int(round(share * len(idx))), replace=False)
+        pred.iloc[flip] = pred.iloc[flip].map(other)
+        age[idx] = 31.0
+    frame["gender_pred"] = pred
+    frame["gender_prob_Female"] = (pred == "Female").astype(float)
+    frame["gender_prob_Male"] = 1 - frame["gender_prob_Female"]
+    frame["age_pred"] = age
+    return frame
+
+
+def _write_conditions(folder, clean: pd.DataFrame, corrupted: pd.DataFrame):
+    folder.mkdir(parents=True, exist_ok=True)
+    clean.to_csv(folder / "clean.csv", index=False)
+    corrupted.assign(corruption="gaussian_blur", severity=3).to_csv(folder / "gaussian_blur-3.csv", index=False)
+    return [folder / "clean.csv", folder / "gaussian_blur-3.csv"]
+
+
+def test_table_uses_the_audits_figures_and_paired_drops(tmp_path):
+    from facefair.robustness.results import robustness_table
+    clean = _predictions(wrong={"Black": 0.1})
+    corrupted = _predictions(wrong={"Black": 0.1, "Asian": 0.3})   # Asian falls fastest, Black was worst
+    paths = _write_conditions(tmp_path / "predictions", clean, corrupted)
+    config = AuditConfig(n_boot=200, intersections=(("race", "gender"),))
+    table = robustness_table(paths, config)
+    assert list(table.columns) == COLUMNS
+
+    def one(**where):
+        rows = table
+        for key, value in where.items():
+            rows = rows[rows[key] == value]
+        assert len(rows) == 1, where
+        return rows.iloc[0]
+
+    # The same figure `facefair audit` gives for the same CSV, interval included.
+    frame, source = load_predictions(paths[1])
+    audited = audit_predictions(frame, config, source).metric("gender", "race", "Asian", "accuracy")
+    row = one(task="gender", corruption="gaussian_blur", attribute="race", group="Asian", metric="accuracy")
+    assert (row.value, row.ci_low, row.ci_high, row.n) == pytest.approx(
+        (audited.value, audited.ci_low, audited.ci_high, audited.n))
+    assert row.value == pytest.approx(0.7)
+    # Paired drop: exactly 0.3 for Asian, 0 elsewhere (the same faces are wrong in both conditions).
+    drop = one(task="gender", corruption="gaussian_blur", attribute="race", group="Asian", metric="accuracy_drop")
+    assert drop.value == pytest.approx(0.3) and drop.ci_low < 0.3 < drop.ci_high
+    black = one(task="gender", corruption="gaussian_blur", attribute="race", group="Black", metric="accuracy_drop")
+    assert (black.value, black.ci_low, black.ci_high) == pytest.approx((0, 0, 0))
+    assert one(task="age", corruption="gaussian_blur", attribute="race", group="Asian",
+               metric="mae_increase").value == pytest.approx(4.0)
+    # The worst group on clean faces (Black) is not the one that falls fastest (Asian).
+    assert one(task="gender", corruption="gaussian_blur", attribute="race", metric="largest_drop").group == "Asian"
+    fastest = one(task="gender", corruption="gaussian_blur", attribute="race", metric="worst_group_falls_fastest")
+    assert (fastest.group, fastest.value) == ("Black", 0.0)
+    worst = one(task="gender", corruption="gaussian_blur", attribute="race", metric="worst_group_accuracy")
+    assert worst.group == "Asian" and worst.value == pytest.approx(0.7)
+    assert one(task="gender", corruption="clean", attribute="race", metric="degree_of_bias").value > 0
+
+
+def test_drops_need_the_same_faces_in_the_same_order(tmp_path):
+    from facefair.robustness.results import robustness_table
+    clean = _predictions()
+    paths = _write_conditions(tmp_path / "p", clean, clean.iloc[::-1])
+    with pytest.raises(ValueError, match="same order"):
+        robustness_table(paths, AuditConfig(n_boot=0))
+
+
+def test_cli_audits_any_models_predictions_folder(tmp_path, capsys):
+    from facefair.cli import main
+    _write_conditions(tmp_path / "predictions", _predictions(), _predictions(wrong={"White": 0.5}))
+    assert main(["robustness", "--from-predictions", str(tmp_path / "predictions"), "--n-boot", "50",
+                 "--out", str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "robustness.csv")
+    assert set(table.corruption) == {"clean", "gaussian_blur"}
+    html = (tmp_path / "out" / "robustness.html").read_text()
+    assert "data:image/png;base64" in html and "White" in html
+    assert main(["robustness", "somewhere", "--corruptions", "fogg"]) == 2
+    assert "unknown corruption(s) fogg" in capsys.readouterr().err
+
+
+def test_end_to_end_on_a_model_trained_on_real_faces(tiny_run, tmp_path):
+    """Every condition has its predictions CSV; the table's clean accuracy is the audit's on it;
+    re-framing reports how many faces the detector found, per group."""
+    from facefair.robustness import ReframeConfig, run_robustness
+    config = RobustnessConfig(corruptions=("gaussian_blur", "occlusion", "reframe"), severities=(1, 5), n_boot=50,
+                              work_size=96, min_group_size=5, reframe=ReframeConfig(detectors=("dlib-hog",),
+                                                                                   paddings=(0.25, 1.25)))
+    result = run_robustness(tiny_run, tmp_path / "rob", config, progress=False)
+    names = {"clean", "gaussian_blur-1", "gaussian_blur-5", "occlusion-1", "occlusion-5", "reframe-dlib-hog-0.25",
+             "reframe-dlib-hog-1.25"}
+    assert set(result.predictions) == names
+    assert {p.name for p in (tmp_path / "rob" / "predictions").iterdir()} == {f"{n}.csv" for n in names}
+    table = pd.read_csv(tmp_path / "rob" / "robustness.csv")
+    splits = pd.read_csv(tiny_run / "splits.csv")
+    assert len(result.faces) == (splits.split == "test").sum()
+    frame, source = load_predictions(result.predictions["clean"])
+    clean = audit_predictions(frame, AuditConfig(n_boot=0, min_group_size=5), source)
+    row = table[(table.corruption == "clean") & (table.task == "gender") & (table.attribute == "overall")
+                & (table.metric == "accuracy")]
+    assert row.value.iloc[0] == pytest.approx(clean.metric("gender", "overall", "all", "accuracy").value)
+    coverage = table[(table.metric == "coverage") & (table.attribute == "overall")]
+    assert set(coverage.corruption) == {"reframe-dlib-hog"} and (coverage.value > 0.3).all()
+    assert set(table[table.metric == "accuracy_drop"].corruption) >= {"gaussian_blur", "occlusion"}
+    assert (tmp_path / "rob" / "robustness.html").stat().st_size > 10_000
