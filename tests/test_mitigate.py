@@ -213,7 +213,8 @@ def test_fineface_trains_five_steps_per_batch_and_round_trips(utk_sample, tmp_pa
 
     loaded = load_model(tmp_path / "fineface" / "best.pt")
     assert isinstance(loaded, FineFaceModel) and loaded.cam_task == "race" and loaded.expert_width == 64
-    trained = torch.load(tmp_path / "fineface" / "best.pt", weights_only=False)["model_state"]
+    from safetensors.torch import load_file  # the run's best model: config.json + model.safetensors
+    trained = load_file(str(tmp_path / "fineface" / "model.safetensors"))
     assert all(torch.equal(v, trained[k]) for k, v in loaded.state_dict().items())
     x = torch.randn(2, 3, 32, 32)
     out = loaded(x)
@@ -259,16 +260,43 @@ def test_thresholds_cli_writes_post_processed_predictions(tmp_path, capsys):
     (run / "eval-val").mkdir(parents=True)
     _scored(0).to_csv(run / "eval-val" / "predictions.csv", index=False)
     _scored(1).to_csv(run / "predictions.csv", index=False)
+    (run / "config.yaml").write_text("train:\n  tta: true\n")
+    (run / "eval-val" / "report.json").write_text('{"tta": true}')
     assert main(["mitigate", "thresholds", str(run), "--task", "gender", "--attribute", "race"]) == 0
     post = pd.read_csv(run / "thresholded" / "predictions.csv")
     assert (post["gender_pred"] == post["gender_true"]).all()
     summary = json.loads((run / "thresholded" / "summary.json").read_text())
     assert summary["after"]["accuracy"] == 1.0 and summary["before"]["accuracy"] == 0.75
     assert main(["mitigate", "apply-thresholds", str(run / "thresholded" / "thresholds.json"),
-                 str(run / "predictions.csv"), "--out", str(tmp_path / "again.csv")]) == 0
-    assert pd.read_csv(tmp_path / "again.csv")["gender_pred"].equals(post["gender_pred"])
+                 str(run / "predictions.csv"), "--out", str(tmp_path / "again")]) == 0
+    assert pd.read_csv(tmp_path / "again" / "predictions.csv")["gender_pred"].equals(post["gender_pred"])
     assert main(["mitigate", "methods"]) == 0
     assert "fineface" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("run_tta,saved", [(False, True), (False, None), (True, False)])
+def test_thresholds_fit_on_scores_made_the_way_the_runs_were(tmp_path, monkeypatch, run_tta, saved):
+    """A --no-tta run's test scores are not mirrored-averaged: its val scores must not be either."""
+    import facefair.evaluate.run as evaluate_module
+    from facefair.mitigate.thresholds import threshold_run
+    run = tmp_path / "run"
+    (run / "eval-val").mkdir(parents=True)
+    _scored(0).to_csv(run / "eval-val" / "predictions.csv", index=False)
+    if saved is not None:
+        (run / "eval-val" / "report.json").write_text(json.dumps({"tta": saved}))
+    _scored(1).to_csv(run / "predictions.csv", index=False)
+    (run / "config.yaml").write_text(f"train:\n  tta: {str(run_tta).lower()}\n")
+    calls = []
+
+    def fake_evaluate(run_dir, split, device, tta):
+        calls.append((split, tta))
+        (run / "eval-val" / "report.json").write_text(json.dumps({"tta": tta}))
+    monkeypatch.setattr(evaluate_module, "evaluate_run", fake_evaluate)
+    summary = threshold_run(run)
+    assert calls == [("val", run_tta)] and summary["tta"] is run_tta
+    calls.clear()
+    threshold_run(run)  # now recorded as made the run's way: not made again
+    assert calls == []
 
 
 def test_predict_applies_group_thresholds_at_predict_time(tiny_run, utk_sample, tmp_path):

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from facefair.evaluate.inference import classes_of
+from facefair.evaluate.table import classes_of
 
 CONSTRAINTS = ("equalized_odds", "demographic_parity", "true_positive_rate_parity", "false_positive_rate_parity",
                "true_negative_rate_parity", "false_negative_rate_parity")
@@ -181,6 +181,25 @@ def binary_summary(frame: pd.DataFrame, task: str, attribute: str, positive: str
                                                                                  sensitive_features=groups))}
 
 
+def run_tta(run: Path) -> bool:
+    """Whether the run's own test predictions averaged over mirrored faces (``train.tta``)."""
+    import yaml
+    path = run / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {run} a finished training run?")
+    return bool(((yaml.safe_load(path.read_text()) or {}).get("train") or {}).get("tta", True))
+
+
+def val_scores_tta(val_path: Path) -> Optional[bool]:
+    """How the saved validation predictions were made (None: absent, or written before evaluate
+    recorded it, so unknown and made again)."""
+    report = val_path.parent / "report.json"
+    if not val_path.exists() or not report.exists():
+        return None
+    value = json.loads(report.read_text()).get("tta")
+    return None if value is None else bool(value)
+
+
 def threshold_run(run_dir: str | Path, *, task: str = "gender", attribute: str = "race",
                   constraint: str = "equalized_odds", objective: str = "accuracy_score",
                   attribute_column: Optional[str] = None, predictions: Optional[str | Path] = None,
@@ -189,9 +208,12 @@ def threshold_run(run_dir: str | Path, *, task: str = "gender", attribute: str =
     test predictions (or ``predictions``), write ``OUT/predictions.csv`` + ``thresholds.json``."""
     run = Path(run_dir)
     val_path = run / "eval-val" / "predictions.csv"
-    if not val_path.exists():
+    tta = run_tta(run)
+    if val_scores_tta(val_path) != tta:
+        # Thresholds fitted on TTA scores would be applied to the run's non-TTA test scores (or the
+        # reverse): a shifted score distribution.  Fit on scores made the way the run's were.
         from facefair.evaluate.run import evaluate_run
-        evaluate_run(str(run), split="val", device=device)
+        evaluate_run(str(run), split="val", device=device, tta=tta)
     test_path = Path(predictions) if predictions else run / "predictions.csv"
     if not test_path.exists():
         raise FileNotFoundError(f"{test_path} not found: is {run} a finished training run?")
@@ -205,6 +227,7 @@ def threshold_run(run_dir: str | Path, *, task: str = "gender", attribute: str =
     before = binary_summary(test, task, attribute, thresholds.positive)
     after = binary_summary(post, task, attribute, thresholds.positive)
     summary = {"run": str(run), "fitted_on": str(val_path), "applied_to": str(test_path), "out": str(out),
+               "tta": tta,
                "task": task, "attribute": attribute, "constraint": constraint, "objective": objective,
                "before": before, "after": after}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
