@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from facefair.align.clean import CleanConfig, clean_table
-from facefair.align.compose import background
+from photo_compose import background
 from facefair.align.detectors import DetectorConfig, available_backends
 from facefair.data.readers import read_dataset, read_utkface
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facefair.align.compose import compose_set, match_detections
+from photo_compose import compose_set, match_detections
 from facefair.align.detectors import DetectorConfig, available_backends
 from facefair.align.pipeline import MANIFEST_COLUMNS, AlignConfig, align_paths
 

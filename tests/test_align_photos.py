@@ -11,7 +11,7 @@ import torch
 
 from facefair.align.compose import compose_set, match_detections
 from facefair.align.detectors import DetectorConfig, available_backends, make_detector
-from facefair.align.photos import FAIRFACE_COLUMNS, predict_photos, run_predict_photos
+from facefair.align.photos import FAIRFACE_COLUMNS, predict_photos
 from facefair.models.multitask import load_model
 
 pytestmark = pytest.mark.skipif("dlib-hog" not in available_backends(), reason="dlib not installed")
@@ -71,22 +71,21 @@ def test_chips_get_the_same_prediction_as_saved_files(tiny_run, photos, tmp_path
     np.testing.assert_allclose(faces["gender_prob_Male"], again["gender_prob_Male"], atol=0.05)
 
 
-def test_run_predict_photos_and_cli(tiny_run, photos, tmp_path, capsys):
+def test_run_predict_detect_and_cli(tiny_run, photos, tmp_path, capsys):
     from facefair.cli import main
+    from facefair.predict import PredictConfig, run_predict
 
     out, _ = photos
-    csv = tmp_path / "faces.csv"
-    faces = run_predict_photos(str(tiny_run / "best.pt"), str(out), str(csv), backend="dlib-hog", min_face=0,
-                               max_side=800, batch_size=8, device="cpu", workers=2, progress=False)
-    written = pd.read_csv(csv)
+    faces = run_predict(PredictConfig(str(tiny_run / "best.pt"), str(out), out=str(tmp_path / "api"), detect="dlib-hog",
+                                      batch_size=8, device="cpu", detect_workers=2, progress=False))
+    written = pd.read_csv(tmp_path / "api" / "predictions.csv")
     assert len(written) == len(faces) > 0
-    no_face = pd.read_csv(tmp_path / "faces.no_face.csv")
+    no_face = pd.read_csv(tmp_path / "api" / "no_face.csv")
     assert set(no_face["path"].map(os.path.basename)) == {"broken.jpg", "noface_000.jpg"}
     assert "faces/s" in capsys.readouterr().out
 
-    cli_csv = tmp_path / "cli.csv"
-    assert main(["predict", str(tiny_run / "best.pt"), str(out), "--out", str(cli_csv), "--detect", "dlib-hog",
+    assert main(["predict", str(tiny_run / "best.pt"), str(out), "--out", str(tmp_path / "cli"), "--detect", "dlib-hog",
                  "--min-face", "1000", "--device", "cpu"]) == 0
     # Every face is smaller than 1000 px: no rows, every photo listed, still not an error.
-    assert len(pd.read_csv(cli_csv)) == 0
-    assert len(pd.read_csv(tmp_path / "cli.no_face.csv")) == 7
+    assert len(pd.read_csv(tmp_path / "cli" / "predictions.csv")) == 0
+    assert len(pd.read_csv(tmp_path / "cli" / "no_face.csv")) == 7

@@ -15,8 +15,8 @@ from typing import Any, Optional
 
 import yaml
 
-from facefair.data.batches import AugmentConfig
-from facefair.models.multitask import ModelConfig
+from facefair.data.augment_config import AugmentConfig
+from facefair.models.config import ModelConfig
 
 
 def _help(text: str, **kwargs) -> Any:

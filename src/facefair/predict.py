@@ -1,27 +1,88 @@
-"""Batch prediction on already-cropped faces: a folder or a CSV of images -> CSV of predictions."""
+"""``facefair predict``: a trained model over new images -> OUT/predictions.csv.
+
+Cropped faces (a folder, a CSV with an image column, or one image) are classified as they are;
+with ``--detect BACKEND`` the same sources are raw photos, and every face found is aligned
+FairFace's way first (one row per face; photos without a face go to OUT/no_face.csv).  Every
+other option (``--tta``, ``--bf16``, ``--thresholds``, ``--group-column``, ``--image-root``,
+``--batch-size``, ``--device``) means the same in both modes.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import pandas as pd
-import torch
-from tqdm.auto import tqdm
+from facefair.flags import TTA_DEFAULT
 
-from facefair.data.batches import FileBatches
-from facefair.data.readers import IMAGE_EXTENSIONS, detect_columns
-from facefair.evaluate.inference import prediction_columns, predict_batches
-from facefair.models.multitask import MultiTaskModel, load_model
-from facefair.runtime import select_device
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from facefair.mitigate.thresholds import GroupThresholds
+    from facefair.models.multitask import MultiTaskModel
+
+PREDICTIONS_NAME = "predictions.csv"
+NO_FACE_NAME = "no_face.csv"
+
+
+@dataclass
+class PredictConfig:
+    checkpoint: str
+    source: str
+    out: str = "predictions"                 # folder: predictions.csv (+ no_face.csv with detect)
+    image_root: Optional[str] = None         # a CSV source's paths are relative to this
+    device: str = "auto"
+    batch_size: int = 64
+    tta: bool = TTA_DEFAULT
+    bf16: bool = False
+    thresholds: Optional[str] = None         # thresholds.json from `facefair mitigate thresholds`
+    group_column: Optional[str] = None       # column with each face's group for thresholds
+    decode_workers: Optional[int] = None     # image-decoding processes (None: one per core on a GPU, none on a CPU)
+    trust_checkpoint: bool = False
+    progress: bool = True
+    # raw photos only
+    detect: Optional[str] = None             # None: the images are already cropped faces
+    detect_workers: int = 1                  # detector processes (photos are spread over them)
+    min_face: int = 0
+    max_side: int = 800
+    chip_size: int = 224
+    padding: float = 0.25
+    save_chips: Optional[str] = None
+    upsample: int = 1
+    threshold: Optional[float] = None
+    model_dir: Optional[str] = None
+
+    #: options that only mean something for raw photos
+    DETECT_ONLY = ("detect_workers", "min_face", "max_side", "chip_size", "padding", "save_chips", "upsample",
+                   "threshold", "model_dir")
+
+    def check(self) -> None:
+        if self.detect is None:
+            defaults = PredictConfig(self.checkpoint, self.source)
+            given = [f"--{name.replace('_', '-')}" for name in self.DETECT_ONLY
+                     if getattr(self, name) != getattr(defaults, name)]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to raw photos: add --detect BACKEND")
+        elif self.decode_workers is not None:
+            raise ValueError("--decode-workers is for cropped faces; with --detect use --detect-workers")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
 
 
 def list_images(source: str | Path, image_root: Optional[str | Path] = None) -> list[str]:
+    import pandas as pd
+
+    from facefair.data.readers import IMAGE_EXTENSIONS, detect_columns
+
     source = Path(source)
     if source.is_dir():
         return sorted(str(p) for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not source.exists():
+        raise FileNotFoundError(f"{source} not found: give a folder of images, a CSV with an image column, "
+                                f"or one image")
     if source.suffix.lower() == ".csv":
         frame = pd.read_csv(source, dtype=str, keep_default_na=False)
         column = detect_columns(frame.columns)["path"]
@@ -32,11 +93,19 @@ def list_images(source: str | Path, image_root: Optional[str | Path] = None) -> 
     raise ValueError(f"{source}: give a folder of images, a CSV with an image column, or one image")
 
 
-def predict_paths(model: MultiTaskModel, paths: list[str], *, device: torch.device, batch_size: int = 64,
-                  workers: Optional[int] = None, tta: bool = False, bf16: bool = False,
-                  progress: bool = True) -> pd.DataFrame:
+def predict_paths(model: "MultiTaskModel", paths: list[str], *, device: "torch.device", batch_size: int = 64,
+                  workers: Optional[int] = None, tta: bool = TTA_DEFAULT, bf16: bool = False,
+                  progress: bool = True) -> "pd.DataFrame":
     """One row per image: ``T_pred`` and ``T_prob_<class>`` per classification task, ``age_pred`` in
     years; images that cannot be read get an ``error`` and no prediction."""
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    from facefair.data.batches import FileBatches
+    from facefair.evaluate.inference import predict_batches
+    from facefair.evaluate.table import prediction_columns
+
     size = model.config.resolved_size()
     if workers is None:
         # On a CPU torch already keeps every core busy, and decode workers only compete with it
@@ -47,37 +116,148 @@ def predict_paths(model: MultiTaskModel, paths: list[str], *, device: torch.devi
     model = model.to(memory_format=torch.channels_last)  # batches arrive channels-last
     outputs, errors = predict_batches(model, batches, len(paths), device, tta=tta, bf16=bf16, progress=bar)
     bar.close()
-    columns = {"path": paths, **prediction_columns(model.tasks, outputs)}
-    frame = pd.DataFrame(columns)
+    frame = pd.DataFrame({"path": paths, **prediction_columns(model.tasks, outputs)})
     by_path = {e.split(": ", 1)[0]: e.split(": ", 1)[-1] for e in errors}
     frame["error"] = frame["path"].map(by_path)
     return frame
 
 
-def run_predict(checkpoint: str, source: str, out_csv: str, *, image_root: Optional[str] = None, device: str = "auto",
-                batch_size: int = 64, workers: Optional[int] = None, tta: bool = False,
-                bf16: bool = False, thresholds: Optional[str] = None,
-                group_column: Optional[str] = None) -> pd.DataFrame:
-    """``thresholds``: a thresholds.json from ``facefair mitigate thresholds``; each face's group is
-    read from ``group_column`` (default: the model's own prediction of the attribute, e.g.
-    ``race_pred``, since photos come without demographic labels)."""
-    torch_device = select_device(device)
-    model = load_model(checkpoint, torch_device).to(torch_device)
-    paths = list_images(source, image_root)
+def group_column_for(rules: "GroupThresholds", group_column: Optional[str] = None) -> str:
+    """The column that gives each new face its group: ``group_column`` when given; the column the
+    thresholds were fitted on when that was already a prediction (``--attribute-column race_pred``);
+    otherwise the model's prediction of the attribute (``race`` -> ``race_pred``), since new
+    images come without demographic labels."""
+    if group_column:
+        return group_column
+    return rules.attribute if rules.attribute.endswith("_pred") else f"{rules.attribute}_pred"
+
+
+def _apply_thresholds(frame: "pd.DataFrame", config: PredictConfig) -> "pd.DataFrame":
+    from facefair.mitigate.thresholds import GroupThresholds, apply_group_thresholds
+
+    path = Path(config.thresholds)
+    try:
+        rules = GroupThresholds.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{path}: not a thresholds.json from `facefair mitigate thresholds` ({error})") from None
+    rules.attribute = group_column_for(rules, config.group_column)
+    if rules.attribute not in frame:
+        raise ValueError(f"--thresholds {path}: the predictions have no {rules.attribute!r} column to give each face "
+                         f"its group; name one with --group-column")
+    return apply_group_thresholds(frame, rules)
+
+
+def _detect_faces(model, paths: list[str], device, config: PredictConfig):
+    from facefair.align.detectors import DetectorConfig, resolve_backend
+    from facefair.align.photos import predict_photos_detailed
+
+    backend = resolve_backend(config.detect)
+    # MTCNN is torch: on a GPU it runs in this process, next to the model.
+    detector = DetectorConfig(backend=backend, upsample=config.upsample, threshold=config.threshold,
+                              model_dir=config.model_dir, device=device.type if backend == "mtcnn" else "cpu")
+    workers = 1 if backend == "mtcnn" and device.type == "cuda" else config.detect_workers
+    return predict_photos_detailed(model, paths, detector, device=device, batch_size=config.batch_size,
+                                   min_face=config.min_face, max_side=config.max_side, chip_size=config.chip_size,
+                                   padding=config.padding, tta=config.tta, bf16=config.bf16, workers=workers,
+                                   chip_dir=config.save_chips, progress=config.progress)
+
+
+def run_predict(config: PredictConfig) -> "pd.DataFrame":
+    """Predict, write ``OUT/predictions.csv`` (and ``OUT/no_face.csv`` with ``detect``), print counts
+    and speed; returns the predictions."""
+    from facefair.models.multitask import load_model
+    from facefair.runtime import select_device
+
+    config.check()
+    paths = list_images(config.source, config.image_root)
     if not paths:
-        raise ValueError(f"no images found in {source}")
+        raise ValueError(f"no images found in {config.source}")
+    if config.thresholds is not None and not Path(config.thresholds).is_file():
+        raise FileNotFoundError(f"--thresholds {config.thresholds} not found (thresholds.json from "
+                                f"`facefair mitigate thresholds`)")
+    device = select_device(config.device)
+    model = load_model(config.checkpoint, device, trust_checkpoint=config.trust_checkpoint).to(device)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    frame = predict_paths(model, paths, device=torch_device, batch_size=batch_size, workers=workers, tta=tta,
-                          bf16=bf16)
-    seconds = time.perf_counter() - started
-    if thresholds is not None:
-        from facefair.mitigate.thresholds import GroupThresholds, apply_group_thresholds
-        rules = GroupThresholds.from_json(Path(thresholds).read_text())
-        rules.attribute = group_column or f"{rules.attribute}_pred"
-        frame = apply_group_thresholds(frame, rules)
-    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out_csv, index=False)
-    failed = int(frame["error"].notna().sum())
-    print(f"{len(paths) - failed} images predicted in {seconds:.1f} s ({(len(paths) - failed) / seconds:.0f} img/s) "
-          f"-> {out_csv}" + (f"; {failed} unreadable (see the error column)" if failed else ""), flush=True)
+    if config.detect is None:
+        frame = predict_paths(model, paths, device=device, batch_size=config.batch_size,
+                              workers=config.decode_workers, tta=config.tta, bf16=config.bf16,
+                              progress=config.progress)
+        no_face = None
+    else:
+        frame, no_face = _detect_faces(model, paths, device, config)
+    seconds = max(time.perf_counter() - started, 1e-9)
+    if config.thresholds is not None:
+        frame = _apply_thresholds(frame, config)
+    frame.to_csv(out / PREDICTIONS_NAME, index=False)
+    if no_face is None:
+        failed = int(frame["error"].notna().sum())
+        print(f"{len(paths) - failed} images predicted in {seconds:.1f} s ({(len(paths) - failed) / seconds:.0f} "
+              f"img/s) -> {out / PREDICTIONS_NAME}" + (f"; {failed} unreadable (see the error column)" if failed else ""),
+              flush=True)
+    else:
+        no_face.to_csv(out / NO_FACE_NAME, index=False)
+        print(f"{len(paths)} photos, {len(frame)} faces in {seconds:.1f} s ({len(frame) / seconds:.1f} faces/s, "
+              f"{len(paths) / seconds:.1f} photos/s) -> {out / PREDICTIONS_NAME}; {len(no_face)} without a face "
+              f"-> {out / NO_FACE_NAME}", flush=True)
     return frame
+
+
+def config_from_args(args) -> PredictConfig:
+    return PredictConfig(**{f.name: getattr(args, f.name) for f in fields(PredictConfig) if hasattr(args, f.name)})
+
+
+def register(subparsers) -> None:
+    import argparse
+
+    from facefair.align.cli import add_detect_flags
+    from facefair.flags import add_device_flag, add_trust_flag, add_tta_flag
+
+    d = PredictConfig("", "")
+    parser = subparsers.add_parser(
+        "predict", help="predict on cropped faces, or (--detect) on every face in raw photos",
+        description="Predict with a trained model: a folder of images, a CSV with an image column, or one image. "
+                    "The images are cropped faces unless --detect names a face detector; then each face in each "
+                    "photo is aligned FairFace's way and predicted (one row per face). Writes "
+                    f"OUT/{PREDICTIONS_NAME} (and OUT/{NO_FACE_NAME} with --detect).")
+    parser.add_argument("checkpoint", help="a run folder (or its best.pt), or an exported model folder")
+    parser.add_argument("source", help="folder of images, CSV with an image column, or one image")
+    parser.add_argument("--out", default=d.out, help=f"output folder ({PREDICTIONS_NAME}, {NO_FACE_NAME})")
+    parser.add_argument("--image-root", help="folder a CSV source's image paths are relative to (default: the CSV's)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="faces per forward pass")
+    add_device_flag(parser, d.device)
+    add_tta_flag(parser)
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=d.bf16,
+                        help="bfloat16 autocast on the CPU: about 2x faster where the CPU has AVX512-BF16/AMX")
+    parser.add_argument("--thresholds", help="group-specific decision thresholds (thresholds.json from "
+                                             "`facefair mitigate thresholds`) applied to its binary task")
+    parser.add_argument("--group-column", help="column that gives each face's group for --thresholds (default: the "
+                                               "fitted column if it was a prediction, else the model's prediction "
+                                               "of the attribute, e.g. race_pred)")
+    parser.add_argument("--decode-workers", type=int, default=None,
+                        help="cropped faces: image-decoding processes (default: one per core with a GPU, "
+                             "none on a CPU, where torch already uses every core)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_trust_flag(parser)
+    photos = parser.add_argument_group("raw photos (--detect)")
+    add_detect_flags(photos, default=None, workers=False)
+    photos.add_argument("--detect-workers", type=int, default=d.detect_workers,
+                        help="detector processes (photos are spread over them; MTCNN on a GPU: 1)")
+    photos.add_argument("--min-face", type=int, default=d.min_face, help="skip faces smaller than this (px)")
+    photos.add_argument("--max-side", type=int, default=d.max_side,
+                        help="photos are shrunk to this longer side before detection")
+    photos.add_argument("--chip-size", type=int, default=d.chip_size,
+                        help="aligned chip size before resizing to the model")
+    photos.add_argument("--padding", type=float, default=d.padding, help="chip padding (FairFace: 0.25)")
+    photos.add_argument("--save-chips", metavar="DIR", help="also write the aligned chips here")
+    parser.set_defaults(func=_predict)
+
+
+def _predict(args) -> int:
+    from facefair.align.cli import run_guarded
+
+    def run(a) -> int:
+        run_predict(config_from_args(a))
+        return 0
+    return run_guarded(run)(args)

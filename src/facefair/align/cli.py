@@ -19,7 +19,7 @@ def add_detect_flags(parser: argparse.ArgumentParser, *, default: Optional[str] 
                      workers: bool = True) -> None:
     """``--detect`` and the detector's knobs, shared by every command that finds faces.  For
     ``facefair predict --detect``: ``default=None`` (no detection unless asked) and
-    ``workers=False`` where the parser already has its own ``--workers``."""
+    ``workers=False`` (it names its own ``--detect-workers``)."""
     parser.add_argument("--detect", default=default, choices=("auto", *BACKENDS),
                         help="face detector: dlib (FairFace's CNN/MMOD detector; slow on CPU), dlib-hog (fast), "
                              "mtcnn (facenet-pytorch); auto = dlib with a CUDA build of dlib, else dlib-hog")
@@ -101,14 +101,6 @@ def _merge(args) -> int:
                       "labelled_by_dataset": coverage, "labels": label_counts(frame),
                       "problems": len(merged.problems)}, indent=1, default=str))
     return 0
-
-
-def add_photo_flags(parser: argparse.ArgumentParser) -> None:
-    """The chip options of ``facefair predict --detect`` (raw photos)."""
-    parser.add_argument("--chip-size", type=int, default=224, help="with --detect: aligned chip size before "
-                                                                    "resizing to the model")
-    parser.add_argument("--padding", type=float, default=0.25, help="with --detect: chip padding (FairFace: 0.25)")
-    parser.add_argument("--save-chips", metavar="DIR", help="with --detect: also write the aligned chips here")
 
 
 def run_guarded(function):

@@ -11,7 +11,6 @@ still fill a batch.  Output: one row per face with its box, our columns (``T_pre
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -23,9 +22,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from facefair import labels as L
-from facefair.align.detectors import Detector, DetectorConfig, resolve_backend
+from facefair.align.detectors import Detector, DetectorConfig
 from facefair.align.pipeline import AlignConfig, PhotoFaces, chip_name, face_record, iter_photos
-from facefair.evaluate.inference import prediction_columns, predict_batches
+from facefair.evaluate.inference import predict_batches
+from facefair.evaluate.table import prediction_columns
+from facefair.flags import TTA_DEFAULT
 from facefair.models.multitask import MultiTaskModel
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,9 @@ class _Pending:
     images: list[np.ndarray] = field(default_factory=list)
 
 
-def _run_batch(model: MultiTaskModel, pending: _Pending, device: torch.device, tta: bool) -> pd.DataFrame:
+def _run_batch(model: MultiTaskModel, pending: _Pending, device: torch.device, tta: bool, bf16: bool) -> pd.DataFrame:
     images = np.stack(pending.images)
-    outputs, _ = predict_batches(model, _ChipBatch(images), len(images), device, tta=tta)
+    outputs, _ = predict_batches(model, _ChipBatch(images), len(images), device, tta=tta, bf16=bf16)
     frame = pd.DataFrame(pending.records)
     ours = pd.DataFrame(prediction_columns(model.tasks, outputs))
     theirs = pd.DataFrame(fairface_columns(model, outputs))
@@ -128,8 +129,9 @@ def _photo_stream(photo_paths: Sequence[str], detector, config: AlignConfig, wor
 def predict_photos_detailed(model: MultiTaskModel, photo_paths: Sequence[str],
                             detector: Detector | DetectorConfig | str,
                             *, device: torch.device = torch.device("cpu"), batch_size: int = 64, min_face: int = 0,
-                            max_side: int = 800, chip_size: int = 224, padding: float = 0.25, tta: bool = False,
-                            workers: int = 1, chip_dir: Optional[str | Path] = None, progress: bool = True
+                            max_side: int = 800, chip_size: int = 224, padding: float = 0.25,
+                            tta: bool = TTA_DEFAULT, bf16: bool = False, workers: int = 1,
+                            chip_dir: Optional[str | Path] = None, progress: bool = True
                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Like :func:`predict_photos`, but the second value is a table of skipped photos with the
     reason (``no face``, ``no face: N smaller than min_face``, ``unreadable: ...``)."""
@@ -156,11 +158,11 @@ def predict_photos_detailed(model: MultiTaskModel, photo_paths: Sequence[str],
                                     **face_record(face), "face_name_align": name})
             pending.images.append(resize_chip(chip, size))
         if len(pending.images) >= batch_size:
-            parts.append(_run_batch(model, pending, device, tta))
+            parts.append(_run_batch(model, pending, device, tta, bf16))
             pending = _Pending()
         bar.set_postfix(faces=sum(len(p) for p in parts) + len(pending.images), no_face=len(skipped))
     if pending.images:
-        parts.append(_run_batch(model, pending, device, tta))
+        parts.append(_run_batch(model, pending, device, tta, bf16))
     bar.close()
     faces = pd.concat(parts, ignore_index=True) if parts else _empty_faces(model)
     return faces, pd.DataFrame(skipped, columns=["path", "reason"])
@@ -184,7 +186,7 @@ def predict_photos(model: MultiTaskModel, photo_paths: Sequence[str], detector: 
     pixels), ``det_score``, landmarks, per task ``T_pred``/``T_prob_<class>``/``age_pred`` and
     FairFace's columns — and the photos where no face was found (or that could not be read; the
     reasons are logged).  ``detector``: a built :class:`Detector`, a :class:`DetectorConfig`
-    or a backend name; ``options``: ``chip_size``, ``padding``, ``tta``, ``workers``,
+    or a backend name; ``options``: ``chip_size``, ``padding``, ``tta``, ``bf16``, ``workers``,
     ``chip_dir``, ``progress`` (see :func:`predict_photos_detailed`)."""
     faces, skipped = predict_photos_detailed(model, photo_paths, detector, device=device, batch_size=batch_size,
                                              min_face=min_face, max_side=max_side, **options)
@@ -192,8 +194,6 @@ def predict_photos(model: MultiTaskModel, photo_paths: Sequence[str], detector: 
         if row.reason.startswith("unreadable"):
             log.warning("%s: %s", row.path, row.reason)
     return faces, skipped["path"].tolist()
-
-
 def run_predict_photos(checkpoint: str, source: str, out_csv: str, backend: str = "auto", min_face: int = 0,
                        max_side: int = 800, batch_size: int = 64, device: str = "auto", *,
                        workers: Optional[int] = 1,

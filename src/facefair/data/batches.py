@@ -9,7 +9,6 @@ the batch as tensors, on the GPU when there is one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from facefair.data.augment_config import AugmentConfig
 from facefair.data.images import try_decode
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -92,16 +92,6 @@ class FileBatches:
                             collate_fn=_collate, pin_memory=self.pin_memory, drop_last=drop_last,
                             persistent_workers=False, prefetch_factor=4 if self.workers else None)
         yield from loader
-
-
-@dataclass
-class AugmentConfig:
-    scale: tuple[float, float] = (0.85, 1.05)   # zoom range (<1 zooms in)
-    shift: float = 0.06                          # max translation, fraction of the image
-    rotate_degrees: float = 10.0
-    flip: bool = True
-    brightness: float = 0.2
-    contrast: float = 0.2
 
 
 def to_float(batch: torch.Tensor, device: torch.device, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

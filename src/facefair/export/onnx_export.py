@@ -6,7 +6,9 @@ The exported graph is self-contained so a consumer needs no knowledge of our tra
   dynamic.  ``uint8`` 0..255 by default (what any image decoder gives), or ``float32`` 0..1.
   Resizing is *not* in the graph (it depends on the decoder); resize with bilinear filtering as
   :func:`facefair.data.images.decode` does.
-* **normalisation** (/255 for uint8, then ImageNet mean/std) is inside the graph.
+* **normalisation** (/255 for uint8, then ImageNet mean/std) is inside the graph, and so is the
+  flip-TTA every other command applies by default (``tta``: the mirrored batch is predicted too
+  and the two averaged), so the graph gives the numbers ``facefair evaluate`` reports.
 * **outputs**: one per task, named after it: class probabilities ``(N, C)`` for classification
   tasks, years ``(N,)`` for ``age`` — i.e. :meth:`MultiTaskModel.predict` is applied in the graph,
   so a CORAL or a regression age head look the same from outside.
@@ -29,6 +31,8 @@ import torch
 from torch import nn
 
 from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD
+from facefair.evaluate.inference import predict_tensor
+from facefair.flags import TTA_DEFAULT
 from facefair.models.multitask import MultiTaskModel, load_model
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ class ExportConfig:
     opset: int = 17            # widely supported by onnxruntime, TensorRT and onnx.js alike
     dynamic_batch: bool = True
     verify: bool = True        # run the exported file in onnxruntime and compare with PyTorch
+    tta: bool = TTA_DEFAULT    # the mirrored face predicted too, averaged, as every other command does
     atol_probs: float = 1e-4
     atol_years: float = 1e-3
 
@@ -62,9 +67,9 @@ class PredictWrapper(nn.Module):
     logits into probabilities and the age head's output into years."""
 
     def __init__(self, model: MultiTaskModel, input_dtype: InputDtype = "uint8",
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, tta: bool = TTA_DEFAULT):
         super().__init__()
-        self.model, self.input_dtype = model.eval(), input_dtype
+        self.model, self.input_dtype, self.tta = model.eval(), input_dtype, tta
         self.task_names = [t.name for t in model.tasks]
         # Same arithmetic as facefair.data.batches.to_float, so outputs match the PyTorch pipeline.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -75,7 +80,7 @@ class PredictWrapper(nn.Module):
         if self.input_dtype == "uint8":
             x = x / 255
         x = (x - self.mean) / self.std
-        predicted = self.model.predict(self.model(x))
+        predicted = predict_tensor(self.model, x, self.tta)
         return tuple(predicted[name].float() for name in self.task_names)
 
 
@@ -96,6 +101,7 @@ def sidecar_for(model: MultiTaskModel, config: ExportConfig, checkpoint: Optiona
         },
         "input_size": size,
         "normalisation_in_graph": True,
+        "tta_in_graph": config.tta,
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "tasks": [{"name": t.name, "kind": t.kind, "classes": list(t.classes), "output": t.name,
@@ -136,7 +142,7 @@ def export_onnx(model_or_checkpoint: MultiTaskModel | str | Path, onnx_path: str
     else:
         model = model_or_checkpoint
     model = model.cpu().eval()
-    wrapper = PredictWrapper(model, config.input_dtype).eval()
+    wrapper = PredictWrapper(model, config.input_dtype, tta=config.tta).eval()
     size = model.config.resolved_size()
     onnx_path = Path(onnx_path)
     if onnx_path.suffix.lower() == ".json":

@@ -2,7 +2,7 @@
 
     facefair mitigate methods
     facefair mitigate thresholds RUN --task gender --attribute race --constraint equalized_odds
-    facefair mitigate apply-thresholds RUN/thresholded/thresholds.json other/predictions.csv --out post.csv
+    facefair mitigate apply-thresholds RUN/thresholded/thresholds.json other/predictions.csv --out post
 
 Training methods are chosen at ``facefair train --method NAME`` (docs/mitigate.md).
 """
@@ -48,8 +48,10 @@ def _apply(args) -> int:
     if args.attribute_column:
         thresholds.attribute = args.attribute_column
     frame = pd.read_csv(args.predictions)
-    apply_group_thresholds(frame, thresholds, seed=args.seed).to_csv(args.out, index=False)
-    print(json.dumps({"written": args.out, "rows": len(frame), "groups": sorted(thresholds.rules)}))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    apply_group_thresholds(frame, thresholds, seed=args.seed).to_csv(out / "predictions.csv", index=False)
+    print(json.dumps({"written": str(out / "predictions.csv"), "rows": len(frame), "groups": sorted(thresholds.rules)}))
     return 0
 
 
@@ -68,7 +70,7 @@ def register(subparsers) -> None:
                                      "RUN/eval-val/predictions.csv (evaluated first if missing) and apply them to "
                                      "RUN/predictions.csv; writes RUN/thresholded/{predictions.csv,thresholds.json}.")
     fit.add_argument("run", help="finished training run folder")
-    fit.add_argument("--task", default="gender", help="binary task to post-process (default gender)")
+    fit.add_argument("--task", default="gender", help="binary task to post-process")
     fit.add_argument("--attribute", default="race", help="sensitive attribute whose groups get thresholds")
     fit.add_argument("--attribute-column", help="column holding the attribute (default: --attribute; e.g. race_pred "
                                                 "to use predicted race where true race is unknown)")
@@ -83,7 +85,7 @@ def register(subparsers) -> None:
     apply = sub.add_parser("apply-thresholds", help="apply saved thresholds.json to any predictions CSV")
     apply.add_argument("thresholds", help="thresholds.json written by `facefair mitigate thresholds`")
     apply.add_argument("predictions", help="predictions CSV (from training, evaluate or predict)")
-    apply.add_argument("--out", required=True, help="output CSV")
+    apply.add_argument("--out", required=True, help="output folder (OUT/predictions.csv)")
     apply.add_argument("--attribute-column",
                        help="column with each row's group (e.g. race_pred for `facefair predict` output)")
     apply.add_argument("--seed", type=int, default=0)

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
-from facefair.models.backbones import create_backbone, resolve_backbone
+from facefair.models.backbones import create_backbone
+from facefair.models.config import ModelConfig
 from facefair.models.heads import build_heads
 from facefair.models.registry import build_architecture, register_architecture
 from facefair.tasks import TaskSpec
-
-
-@dataclass
-class ModelConfig:
-    backbone: str = "mobilenetv2"
-    image_size: int = 0             # 0: the backbone's default
-    pretrained: bool = False        # timm hub weights (needs internet)
-    weights: Optional[str] = None   # local backbone checkpoint
-    age_head: str = "regression"    # or "coral"
-    dropout: float = 0.2
-    tasks: list[str] = field(default_factory=lambda: ["gender", "race", "age_group", "age"])
-
-    def resolved_size(self) -> int:
-        return self.image_size or resolve_backbone(self.backbone).default_size
 
 
 class MultiTaskModel(nn.Module):

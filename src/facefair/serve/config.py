@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from facefair.flags import TTA_DEFAULT
+
 #: ``none``: every upload is one already-cropped face; the rest are :mod:`facefair.align` backends.
 DETECT_CHOICES = ("none", "auto", "dlib-hog", "dlib", "mtcnn")
 
@@ -23,7 +25,7 @@ class ServeConfig:
     # Detection runs on a copy whose longer side is at most this; chips are cut from the full image.
     detect_side: int = 1280
     padding: float = 0.25          # chip padding around dlib's landmark template (FairFace: 0.25)
-    tta: bool = False              # average with the mirrored face, as ``facefair predict --tta``
+    tta: bool = TTA_DEFAULT        # average with the mirrored face, as every command that predicts
     demo_image: Optional[str] = None  # served at /demo.jpg; the page loads it with ?demo=1
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from facefair.data.batches import to_float
+from facefair.evaluate.inference import predict_tensor
 from facefair.models.multitask import MultiTaskModel
 from facefair.serve.config import ServeConfig
 from facefair.serve.uploads import Upload
@@ -90,10 +91,7 @@ class Predictor:
         """uint8 NHWC faces at the model size -> probabilities / years per task."""
         with self._lock, torch.inference_mode():
             x = to_float(torch.from_numpy(np.ascontiguousarray(chips)), self.device)
-            predicted = self.model.predict(self.model(x))
-            if self.config.tta:  # as facefair.evaluate.inference: mirrored faces are equally plausible
-                mirrored = self.model.predict(self.model(torch.flip(x, dims=[3])))
-                predicted = {k: (v + mirrored[k]) / 2 for k, v in predicted.items()}
+            predicted = predict_tensor(self.model, x, self.config.tta)
             return {k: v.float().cpu().numpy() for k, v in predicted.items()}
 
     def _face(self, i: int, box, score, outputs: dict[str, np.ndarray]) -> dict:

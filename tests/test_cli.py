@@ -1,0 +1,80 @@
+"""The command line: `--help` is fast (no torch imported), shows every default, and the commands
+that predict share one flip-TTA default."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from facefair.cli import build_parser
+from facefair.flags import TTA_DEFAULT
+
+HEAVY = ("torch", "timm", "torchvision")
+
+
+def _subparsers(parser: argparse.ArgumentParser, prefix=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _subparsers(sub, (*prefix, name))
+
+
+def test_help_of_every_command_imports_no_torch():
+    # A fresh interpreter: the test process itself has torch loaded already.
+    code = ("import sys, argparse\n"
+            "from facefair.cli import build_parser\n"
+            "parser = build_parser(); parser.format_help()\n"
+            "todo = [parser]\n"
+            "while todo:\n"
+            "    p = todo.pop()\n"
+            "    p.format_help()\n"
+            "    todo += [s for a in p._actions if isinstance(a, argparse._SubParsersAction) for s in a.choices.values()]\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_entry_point_help_runs():
+    done = subprocess.run([sys.executable, "-m", "facefair", "predict", "--help"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "--detect" in done.stdout and "--decode-workers" in done.stdout
+
+
+def _help(*command: str) -> str:
+    parser = build_parser()
+    for sub_path, sub in _subparsers(parser):
+        if sub_path == command:
+            return " ".join(sub.format_help().split())  # argparse wraps lines; compare on words
+    raise AssertionError(f"no command {command}")
+
+
+@pytest.mark.parametrize("command, shown", [
+    (("predict",), ["--batch-size BATCH_SIZE faces per forward pass (default: 64)", "(default: predictions)"]),
+    (("evaluate",), ["(default: test)", "(default: auto)"]),
+    (("describe",), ["(default: 500)"]),
+    (("baseline",), ["(default: 32)", "(default: 100)"]),
+    (("train",), ["--epochs"]),
+    (("mitigate", "thresholds"), ["(default: equalized_odds)"]),
+])
+def test_help_shows_defaults(command, shown):
+    text = _help(*command)
+    for needle in shown:
+        assert needle in text, (command, needle)
+
+
+@pytest.mark.parametrize("command", [("evaluate",), ("predict",), ("serve",), ("export",)])
+def test_every_command_that_predicts_has_the_one_tta_default(command):
+    parser = dict(_subparsers(build_parser()))[command]
+    tta = next(a for a in parser._actions if "--tta" in a.option_strings)
+    assert tta.default is TTA_DEFAULT
+    assert f"(default: {TTA_DEFAULT})" in " ".join(parser.format_help().split())
+
+
+def test_predict_photos_is_gone():
+    assert "predict-photos" not in dict(_subparsers(build_parser())).keys()
+    assert ("predict-photos",) not in dict(_subparsers(build_parser()))
