@@ -18,9 +18,10 @@ Training (``--method fineface``), five optimiser steps per batch:
   3. the shallowest expert on the deepest or middle expert's crop, or the raw image;
   4. all experts + the concat head (loss x2) on the crop of the combined (summed) maps;
   5. the concat head (loss x2) on the raw image.
-Inference: the mean of the three experts' and the concat head's outputs over the raw image and
-its combined-map crop (CMAL sums the eight logits; the mean has the same argmax and keeps
-probabilities on one head's scale; for exact age it is the mean of years).
+Inference: the mean of the three experts' and the concat head's probabilities over the raw image
+and its combined-map crop (CMAL sums the eight logits; we average probabilities, which ECE and
+the group thresholds read; for exact age it is the mean of years).  A sub-step whose loss is not
+finite is not stepped on; the batch counts as skipped only when none of the five was taken.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from torch import nn
 
 from facefair.runtime import autocast_context
 from facefair.models.backbones import create_backbone
-from facefair.models.heads import CoralHead, build_heads
+from facefair.models.heads import ClassificationHead, CoralHead, build_heads
 from facefair.models.registry import register_architecture
 from facefair.models.multitask import ModelConfig
 from facefair.tasks import TaskSpec
@@ -132,15 +133,35 @@ def crop_resize(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     n, c, height, width = images.shape
     boxes = boxes.to(images.device, torch.float32)
     x0, y0, x1, y1 = boxes.unbind(dim=1)
-    zero = torch.zeros_like(x0)
-    theta = torch.stack([torch.stack([(x1 - x0) / width, zero, (x0 + x1) / width - 1], dim=1),
-                         torch.stack([zero, (y1 - y0) / height, (y0 + y1) / height - 1], dim=1)], dim=1)
-    grid = F.affine_grid(theta, [n, c, height, width], align_corners=False)
+    # The sampling grid F.affine_grid would build for the box, written out with plain arithmetic so
+    # the graph also exports to ONNX (opset 17 has no AffineGrid): output pixel centres in
+    # normalised coordinates, scaled and shifted into the box.
+    centres_x = (torch.arange(width, device=images.device, dtype=torch.float32) * 2 + 1) / width - 1
+    centres_y = (torch.arange(height, device=images.device, dtype=torch.float32) * 2 + 1) / height - 1
+    grid_x = ((x1 - x0) / width)[:, None] * centres_x + ((x0 + x1) / width - 1)[:, None]
+    grid_y = ((y1 - y0) / height)[:, None] * centres_y + ((y0 + y1) / height - 1)[:, None]
+    grid = torch.stack([grid_x[:, None, :].expand(n, height, width), grid_y[:, :, None].expand(n, height, width)],
+                       dim=-1)
     crops = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
     return crops.to(images.dtype).contiguous(memory_format=torch.channels_last)
 
 
 # ---------------------------------------------------------------------------- model
+def pool_outputs(head: nn.Module, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Several heads' outputs as one output of ``head``'s kind whose ``head.predict`` is the mean of
+    their predictions: softmax(log mean p) = mean p; for CORAL, sigmoid(logit mean P(age > k)) =
+    mean P(age > k), so the years are the mean of the heads' years; regression years averaged.
+    Averaged probabilities, not averaged logits: ECE and the group thresholds read them, and the
+    mean of calibrated probabilities stays calibrated where a mean of logits need not."""
+    stacked = torch.stack([o.float() for o in outputs])
+    if isinstance(head, CoralHead):
+        p = torch.sigmoid(stacked).mean(dim=0).clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+    if isinstance(head, ClassificationHead):
+        return torch.log(stacked.softmax(dim=-1).mean(dim=0).clamp_min(1e-12))
+    return stacked.mean(dim=0)
+
+
 class ExpertsPass:
     """What one pass of the model computed: per expert its outputs (or None), its conv-block map."""
 
@@ -173,16 +194,22 @@ class FineFaceModel(nn.Module):
             raise ValueError(f"cam_task {cam_task!r} is not one of the model's tasks {names}")
         self.cam_task = cam_task
 
-    def run(self, images: torch.Tensor, experts: Sequence[int] = (0, 1, 2), concat: bool = False) -> ExpertsPass:
-        """The backbone once, then the chosen experts (0 = shallowest) and optionally the concat head."""
+    def run(self, images: torch.Tensor, experts: Sequence[int] = (0, 1, 2), concat: bool = False,
+            detached: Sequence[int] = ()) -> ExpertsPass:
+        """The backbone once, then the chosen experts (0 = shallowest) and optionally the concat
+        head; ``detached`` experts run too but without an autograd graph (their maps and outputs
+        are only read, e.g. for attention crops)."""
         stages = self.backbone(images)[-3:]
-        needed = sorted(set(experts) | ({0, 1, 2} if concat else set()))
+        if concat and detached:
+            raise ValueError("the concat head back-propagates into every expert: no detached experts with it")
+        needed = sorted(set(experts) | set(detached) | ({0, 1, 2} if concat else set()))
         outputs, maps, pooled = [None] * 3, [None] * 3, [None] * 3
         for i in needed:
-            maps[i] = self.experts[i].block(stages[i])
-            pooled[i] = maps[i].amax(dim=(2, 3))
-            if i in experts:
-                outputs[i] = self.experts[i].classify(pooled[i])
+            with torch.set_grad_enabled(torch.is_grad_enabled() and i not in detached):
+                maps[i] = self.experts[i].block(stages[i])
+                pooled[i] = maps[i].amax(dim=(2, 3))
+                if i in experts or i in detached:
+                    outputs[i] = self.experts[i].classify(pooled[i])
         concat_out = None
         if concat:
             embedded = self.concat_embed(torch.cat(pooled, dim=1))
@@ -200,12 +227,13 @@ class FineFaceModel(nn.Module):
         return crop_resize(images, boxes)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Mean of the 3 experts' and the concat head's outputs over the image and its attention crop."""
+        """The 3 experts' and the concat head's outputs over the image and its attention crop,
+        pooled so that :meth:`predict` gives the mean of the eight heads' probabilities (years)."""
         raw = self.run(images, concat=True)
         crop = self.attention_crop(images, self.attention_maps(raw))
         att = self.run(crop, concat=True)
         heads = [*raw.outputs, raw.concat, *att.outputs, att.concat]
-        return {t.name: torch.stack([h[t.name].float() for h in heads]).mean(dim=0) for t in self.tasks}
+        return {t.name: pool_outputs(self.heads[t.name], [h[t.name] for h in heads]) for t in self.tasks}
 
     @torch.no_grad()
     def predict(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -244,24 +272,28 @@ class FineFaceMethod(TrainingMethod):
         return candidates[int(torch.randint(len(candidates), (1,), generator=generator))]
 
     def train_step(self, trainer, x, targets, positions):
+        """The five sub-steps.  One whose loss is not finite is not stepped on (the others still
+        are), so the batch counts as skipped only when no sub-step updated the weights."""
         t = trainer.config.train
         model, loss_fn = trainer.model, trainer.loss_fn
         weight = self.sample_weight(trainer, positions)
         losses: dict[str, float] = {}
+        failed: list[str] = []
 
         def amp():
             return autocast_context(trainer.device, t.amp, t.bf16)
 
-        def step(name: str, loss: torch.Tensor) -> bool:
-            losses[name] = float(loss.detach())
-            return trainer.optimizer_step(loss)
+        def step(name: str, loss: torch.Tensor) -> None:
+            if trainer.optimizer_step(loss):
+                losses[name] = float(loss.detach())
+            else:
+                failed.append(name)
 
-        # 1. the deepest expert on the raw image; its pass also gives every expert's map
+        # 1. the deepest expert on the raw image; the shallower experts' maps and outputs are only
+        #    read (for the attention crops), so they are computed without an autograd graph
         with amp():
-            first = model.run(x, experts=(0, 1, 2))
-        loss, _ = loss_fn(first.outputs[2], targets, weight)
-        if not step("expert3", loss):
-            return loss, {}, False
+            first = model.run(x, experts=(2,), detached=(0, 1))
+        step("expert3", loss_fn(first.outputs[2], targets, weight)[0])
         maps = model.attention_maps(first)
         crops = [model.attention_crop(x, [m]) for m in maps]
         combined = model.attention_crop(x, maps)
@@ -269,21 +301,21 @@ class FineFaceMethod(TrainingMethod):
         for expert, sources in ((1, (crops[2], crops[0], x)), (0, (crops[2], crops[1], x))):
             with amp():
                 done = model.run(self._choice(trainer, expert, sources), experts=(expert,))
-            loss, _ = loss_fn(done.outputs[expert], targets, weight)
-            if not step(f"expert{expert + 1}", loss):
-                return loss, {}, False
+            step(f"expert{expert + 1}", loss_fn(done.outputs[expert], targets, weight)[0])
         # 4. all experts and the concat head on the combined-map crop
         with amp():
             done = model.run(combined, concat=True)
         loss = sum(loss_fn(done.outputs[i], targets, weight)[0] for i in range(3))
-        loss = loss + 2 * loss_fn(done.concat, targets, weight)[0]
-        if not step("attention", loss):
-            return loss, {}, False
+        step("attention", loss + 2 * loss_fn(done.concat, targets, weight)[0])
         # 5. the concat head on the raw image
         with amp():
             done = model.run(x, experts=(), concat=True)
         loss, parts = loss_fn(done.concat, targets, weight)
-        if not step("concat", 2 * loss):
+        step("concat", 2 * loss)
+        if not losses:
             return loss, {}, False
+        if failed:
+            log.warning("FineFACE: non-finite loss in sub-step(s) %s; the batch's other %d sub-steps were taken",
+                        ", ".join(failed), len(losses))
         total = torch.tensor(sum(losses.values()))
         return total, {**parts, **{f"loss_{k}": v for k, v in losses.items()}}, True
