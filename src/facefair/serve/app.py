@@ -5,6 +5,7 @@ and on ``app.state``; there is no module state, so tests can build several apps 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from importlib import resources
@@ -42,6 +43,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _drain(receive)
             return await _send_413(send, self.message)
         received, started, refused = 0, False, False
 
@@ -54,6 +56,8 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > self.limit and not started:
                     refused = True
+                    if message.get("more_body", False):
+                        await _drain(receive)
                     await _send_413(send, self.message)
                     return {"type": "http.disconnect"}
             return message
@@ -66,6 +70,23 @@ class BodyLimit:
             await send(message)
 
         await self.app(scope, limited_receive, guarded_send)
+
+
+#: A refused body is read on (and dropped) up to this much before the 413 goes out: a client is still
+#: sending when it is refused, and closing a connection with unread data resets it, which loses the
+#: answer.  Only bandwidth is spent, no memory; past this the connection is simply closed.
+DRAIN_BYTES = 16 * 2**20
+
+
+async def _drain(receive) -> None:
+    budget = DRAIN_BYTES
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _send_413(send, message: str) -> None:
@@ -92,7 +113,8 @@ def create_app(checkpoint: str | Path | MultiTaskModel, *, config: Optional[Serv
     if config.demo_image is not None and not Path(config.demo_image).is_file():
         raise FileNotFoundError(f"demo image {config.demo_image} not found")
     device = select_device(config.device)
-    model = checkpoint if isinstance(checkpoint, MultiTaskModel) else load_model(checkpoint, device)
+    model = (checkpoint if isinstance(checkpoint, MultiTaskModel)
+             else load_model(checkpoint, device, trust_checkpoint=config.trust_checkpoint))
     model = model.to(device).eval()
     if detector is None and config.detect != "none":
         detector = make_detector(config.detect, str(device))
@@ -100,6 +122,7 @@ def create_app(checkpoint: str | Path | MultiTaskModel, *, config: Optional[Serv
     static = resources.files("facefair.serve") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
 
+    decode_slots = asyncio.Semaphore(config.max_decodes)
     app = FastAPI(title="facefair", version="1", description="Face attribute predictions (gender, race, age).")
     app.state.config, app.state.predictor = config, predictor
     app.mount("/static", StaticFiles(packages=[("facefair.serve", "static")]), name="static")
@@ -126,19 +149,24 @@ def create_app(checkpoint: str | Path | MultiTaskModel, *, config: Optional[Serv
             raise HTTPException(422, "no image: send it as multipart/form-data field 'file'")
         started = time.perf_counter()
         data = await file.read(config.max_bytes + 1)  # one byte over is enough to know it is too big
-        # Decoding and the model are CPU-bound: keep them off the event loop.
-        try:
-            upload = await run_in_threadpool(read_upload, data, config, draft_size=predictor.draft_size)
-        except UploadError as error:
-            raise HTTPException(error.status, error.message) from None
-        decoded = time.perf_counter()
-        faces = await run_in_threadpool(predictor.faces, upload)
+        # Decoding and the model are CPU-bound: keep them off the event loop.  A slot is held from
+        # decode to prediction, so at most max_decodes decoded images exist at once however many
+        # clients upload in parallel; the others wait with only their (size-limited) bytes.
+        async with decode_slots:
+            waited = time.perf_counter()
+            try:
+                upload = await run_in_threadpool(read_upload, data, config, draft_size=predictor.draft_size)
+            except UploadError as error:
+                raise HTTPException(error.status, error.message) from None
+            decoded = time.perf_counter()
+            faces = await run_in_threadpool(predictor.faces, upload)
         done = time.perf_counter()
         return {"faces": faces,
                 "image": {"width": upload.width, "height": upload.height, "format": upload.format,
                           "filename": file.filename},
                 "detect": predictor.describe()["detect"],
-                "timing_ms": {"decode": round((decoded - started) * 1000, 1),
+                "timing_ms": {"queue": round((waited - started) * 1000, 1),
+                              "decode": round((decoded - waited) * 1000, 1),
                               "model": round((done - decoded) * 1000, 1),
                               "total": round((done - started) * 1000, 1)}}
 

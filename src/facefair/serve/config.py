@@ -22,16 +22,20 @@ class ServeConfig:
     max_side: int = 8000
     max_pixels: int = 50_000_000
     max_faces: int = 32            # bounds model work per request on crowded photos
+    # Uploads decoded at once; the rest wait.  A decode may hold max_pixels x 4 bytes, so this (not
+    # the number of clients) bounds the memory that parallel uploads can take.
+    max_decodes: int = 2
     # Detection runs on a copy whose longer side is at most this; chips are cut from the full image.
     detect_side: int = 1280
     padding: float = 0.25          # chip padding around dlib's landmark template (FairFace: 0.25)
     tta: bool = TTA_DEFAULT        # average with the mirrored face, as every command that predicts
     demo_image: Optional[str] = None  # served at /demo.jpg; the page loads it with ?demo=1
+    trust_checkpoint: bool = False    # unpickle an old .pt beyond tensors (--trust-checkpoint)
 
     def __post_init__(self) -> None:
         if self.detect not in DETECT_CHOICES:
             raise ValueError(f"unknown detect {self.detect!r}: {', '.join(DETECT_CHOICES)}")
-        for name in ("max_bytes", "max_side", "max_pixels", "max_faces", "detect_side"):
+        for name in ("max_bytes", "max_side", "max_pixels", "max_faces", "detect_side", "max_decodes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

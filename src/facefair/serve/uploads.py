@@ -9,18 +9,28 @@ import io
 from dataclasses import dataclass
 from typing import Optional
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from facefair.data.images import to_rgb
 from facefair.serve.config import ServeConfig
 
-#: What browsers and phones produce; MPO is the multi-picture JPEG some cameras write.
-FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+#: What browsers and phones produce.  Only these decoders are tried (``Image.open(formats=...)``):
+#: every other Pillow plugin is attack surface a photo upload does not need.
+FORMATS = ("JPEG", "PNG", "WEBP")
+#: Formats Pillow reports for those decoders: MPO is the multi-picture JPEG some cameras write.
+_OPENED_AS = FORMATS + ("MPO",)
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 def describe_bytes(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def _bomb_size(error: Exception) -> str:
+    """Pillow says 'Image size (900000000 pixels) exceeds limit ...': keep the size."""
+    text = str(error)
+    return text[text.find("(") + 1:text.find(")")] if "(" in text and ")" in text else "size over Pillow's limit"
 
 
 class UploadError(Exception):
@@ -45,15 +55,18 @@ def read_upload(data: bytes, config: ServeConfig, *, draft_size: Optional[int] =
     if len(data) > config.max_bytes:
         raise UploadError(413, f"file is larger than the limit of {describe_bytes(config.max_bytes)}")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
         raise UploadError(415, f"not an image this server reads (supported: {', '.join(FORMATS)})") from None
-    except Image.DecompressionBombError:
-        raise UploadError(413, f"image has too many pixels (limit {config.max_pixels})") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except Image.DecompressionBombError as error:
+        raise UploadError(413, f"image has too many pixels, a decompression bomb ({_bomb_size(error)}; "
+                               f"limit {config.max_pixels})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise UploadError(422, f"corrupt image header: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a decoder bug is the upload's problem, never a 500
+        raise UploadError(422, f"unreadable image header ({type(error).__name__})") from None
     image_format = image.format or ""
-    if image_format not in FORMATS:
+    if image_format not in _OPENED_AS:
         raise UploadError(415, f"{image.format} images are not supported (supported: {', '.join(FORMATS)})")
     width, height = image.size
     if max(width, height) > config.max_side or width * height > config.max_pixels:
@@ -67,9 +80,12 @@ def read_upload(data: bytes, config: ServeConfig, *, draft_size: Optional[int] =
         if draft_size and image.format in ("JPEG", "MPO"):
             image.draft("RGB", (draft_size, draft_size))
         image.load()
-        image = ImageOps.exif_transpose(image).convert("RGB")
-    except Image.DecompressionBombError:
-        raise UploadError(413, f"image has too many pixels (limit {config.max_pixels})") from None
+        image = to_rgb(image)  # the training decoder's conversion: EXIF, 16-bit, alpha over white
+    except Image.DecompressionBombError as error:
+        raise UploadError(413, f"image has too many pixels, a decompression bomb ({_bomb_size(error)}; "
+                               f"limit {config.max_pixels})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise UploadError(422, f"corrupt or truncated image: {error}") from None
+    except Exception as error:  # noqa: BLE001
+        raise UploadError(422, f"cannot decode image ({type(error).__name__})") from None
     return Upload(image, width, height, image_format)
