@@ -36,6 +36,7 @@ _COMMAND_MODULES = (
     "facefair.evaluate.cli",
     "facefair.predict",
     "facefair.audit.cli",
+    "facefair.audit.card",
     "facefair.align.cli",
     "facefair.baselines.cli",
     "facefair.explain.cli",
@@ -43,6 +44,7 @@ _COMMAND_MODULES = (
     "facefair.serve.cli",
     "facefair.export.cli",
     "facefair.mitigate.cli",
+    "facefair.robustness.cli",
 )
 
 

@@ -5,23 +5,34 @@
 >>> result = audit_predictions(frame, AuditConfig(n_boot=1000), source)
 >>> write_audit(result, "runs/utkface-cpu/audit")                   # audit.json, CSVs, audit.html
 
-``compare_runs([...])`` puts several runs side by side (``write_comparison`` writes them).
+``compare_runs({"base": [...], "new": [...]})`` compares runs on the same test rows, paired
+(``write_comparison`` writes compare.csv/json/html); ``write_model_card(run)`` writes MODEL_CARD.md.
 """
 
-from facefair.audit.compare import compare_runs, render_compare_html, write_comparison
-from facefair.audit.config import AuditConfig, AuditResult, TaskInfo
-from facefair.audit.core import audit_predictions
-from facefair.audit.groups import load_predictions
-from facefair.audit.output import result_to_dict, write_audit
-from facefair.audit.report_html import render_html
+import importlib
+
+#: Public name -> module; imported on first use so ``facefair --help`` does not load pandas,
+#: scikit-learn and fairlearn for every command.
+_EXPORTS = {
+    "compare_runs": "compare", "render_compare_html": "compare", "write_comparison": "compare",
+    "parse_compare_items": "compare", "AuditConfig": "config", "AuditResult": "config", "TaskInfo": "config",
+    "audit_predictions": "core", "load_predictions": "groups", "result_to_dict": "output", "write_audit": "output",
+    "render_html": "report_html", "write_model_card": "card", "model_card": "card",
+}
 
 
-def audit_file(path, config: AuditConfig | None = None) -> AuditResult:
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"facefair.audit.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'facefair.audit' has no attribute {name!r}")
+
+
+def audit_file(path, config=None):
     """Load a predictions CSV (or a run folder holding ``predictions.csv``) and audit it."""
+    from facefair.audit.core import audit_predictions
+    from facefair.audit.groups import load_predictions
     frame, source = load_predictions(path)
     return audit_predictions(frame, config, source)
 
 
-__all__ = ["AuditConfig", "AuditResult", "TaskInfo", "audit_predictions", "audit_file", "load_predictions",
-           "write_audit", "result_to_dict", "render_html", "compare_runs", "write_comparison",
-           "render_compare_html"]
+__all__ = sorted([*_EXPORTS, "audit_file"])

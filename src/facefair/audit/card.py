@@ -1,0 +1,262 @@
+"""``facefair card RUN``: RUN/MODEL_CARD.md in the Hugging Face model-card layout.
+
+Every figure comes from the run's ``report.json`` and its audit (``RUN/audit/audit.json``, made
+first when missing) or is counted from the run's own split and labels; the card holds no
+hand-written number.  Layout: YAML metadata (``model-index`` with the test results), model
+details, uses, training data with its group counts, evaluation overall and per group with CIs,
+the audit's largest gaps, limitations, how to reproduce.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+CARD_NAME = "MODEL_CARD.md"
+GROUP_ATTRIBUTES = ("race", "gender", "age_group")
+GAP_METRICS = ("accuracy_difference", "worst_group_accuracy", "equalized_odds_difference", "fnr_difference",
+               "fpr_difference", "mae_difference")
+TASK_NAMES = {"gender": "Gender classification", "race": "Race classification",
+              "age_group": "Age-group classification", "age": "Exact-age estimation"}
+
+
+def _num(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _fmt(value, metric: str) -> str:
+    value = _num(value)
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.2f}" if metric in ("mae", "mean_error", "mae_difference", "worst_group_mae") else f"{value:.3f}"
+
+
+def _with_ci(record: dict, metric: str) -> str:
+    text = _fmt(record.get("value"), metric)
+    low, high = _num(record.get("ci_low")), _num(record.get("ci_high"))
+    return text if math.isnan(low) or math.isnan(high) else f"{text} [{_fmt(low, metric)}, {_fmt(high, metric)}]"
+
+
+def ensure_audit(run: Path, n_boot: int = 1000) -> dict:
+    """RUN/audit/audit.json, made with the default audit settings when missing."""
+    path = run / "audit" / "audit.json"
+    if not path.exists():
+        from facefair.audit.config import AuditConfig
+        from facefair.audit.core import audit_predictions
+        from facefair.audit.groups import load_predictions
+        from facefair.audit.output import write_audit
+        frame, source = load_predictions(run)
+        write_audit(audit_predictions(frame, AuditConfig(n_boot=n_boot), source), run / "audit")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def training_group_counts(run: Path, report: dict) -> tuple[dict[str, dict[str, int]], str]:
+    """Group counts of the run's training split (its splits.csv joined to the dataset's labels),
+    or an empty dict and the reason when the dataset is not on this machine."""
+    import pandas as pd
+    splits_path = run / "splits.csv"
+    data = (report.get("config") or {}).get("data") or {}
+    if not splits_path.exists() or not data.get("data"):
+        return {}, "the run has no splits.csv or no dataset path"
+    try:
+        from facefair.config import DataConfig
+        from facefair.data.prepare import load_table
+        known = {k: v for k, v in data.items() if k in DataConfig.__dataclass_fields__}
+        table = load_table(DataConfig(**known)).frame
+    except (OSError, ValueError, TypeError) as error:
+        return {}, f"the training data could not be read here ({str(error).splitlines()[0]})"
+    splits = pd.read_csv(splits_path)
+    train = table.merge(splits[splits.split == "train"][["path"]], on="path")
+    counts = {a: {str(k): int(v) for k, v in train[a].fillna("(unknown)").value_counts().items()}
+              for a in GROUP_ATTRIBUTES if a in train}
+    return counts, f"{len(train)} training faces"
+
+
+def _metadata(run: Path, report: dict, audit: dict, dataset: str) -> str:
+    lines = ["---", "library_name: timm", "pipeline_tag: image-classification",
+             "tags:", "- face-attributes", "- fairness", "- facefair", "datasets:", f"- {dataset}",
+             "metrics:", "- accuracy", "- f1", "- mae", "model-index:", f"- name: {run.name}", "  results:"]
+    for task, metrics in (audit.get("overall") or {}).items():
+        wanted = [m for m in ("accuracy", "macro_f1", "mae") if m in metrics and metrics[m].get("value") is not None]
+        if not wanted:
+            continue
+        lines += ["  - task:", "      type: image-classification" if task != "age" else "      type: image-regression",
+                  f"      name: {TASK_NAMES.get(task, task)}", "    dataset:", f"      name: {dataset} (test split)",
+                  f"      type: {dataset.lower()}", "    metrics:"]
+        for metric in wanted:
+            value = metrics[metric]["value"]
+            lines += [f"    - type: {'f1' if metric == 'macro_f1' else metric}", f"      value: {value:.4f}",
+                      f"      name: {task} {metric}"]
+    lines.append("---")
+    return "\n".join(lines)
+
+
+def _group_table(audit: dict, task: str, metric: str) -> list[str]:
+    rows = [r for r in audit.get("group_metrics", []) if r["task"] == task and r["metric"] == metric
+            and r.get("class") is None and r["attribute"] in GROUP_ATTRIBUTES]
+    if not rows:
+        return []
+    out = [f"| attribute | group | n | {metric} [95% CI] |", "| --- | --- | ---: | --- |"]
+    for r in rows:
+        mark = " (too few to judge)" if r.get("flagged") else (" (thin cell)" if r.get("thin_cell") else "")
+        n = r.get("support") if r.get("support") is not None else r["n"]
+        out.append(f"| {r['attribute']} | {r['group']}{mark} | {n} | {_with_ci(r, metric)} |")
+    return out
+
+
+def _gap_table(audit: dict) -> list[str]:
+    gaps = [g for g in audit.get("gaps", []) if g.get("class") is None and g["metric"] in GAP_METRICS
+            and g.get("value") is not None]
+    if not gaps:
+        return ["No gap could be judged (no attribute with two groups large enough)."]
+    out = ["| task | across | gap | value [95% CI] | worst group | best group | note |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for metric in GAP_METRICS:
+        rows = sorted((g for g in gaps if g["metric"] == metric), key=lambda g: -_num(g["value"]))
+        for g in rows[:4]:
+            note = g.get("note") or ""
+            if g.get("complete") is False:
+                note = f"incomplete: {note}"
+            out.append(f"| {g['task']} | {g['attribute']} | {metric} | {_with_ci(g, metric)} | "
+                       f"{g.get('worst_group') or '–'} | {g.get('best_group') or '–'} | {note or '–'} |")
+    return out
+
+
+def _infant_caveat(audit: dict) -> str:
+    rows = {r["group"]: r for r in audit.get("group_metrics", []) if r["task"] == "gender"
+            and r["attribute"] == "age_group" and r["metric"] == "accuracy" and r.get("class") is None}
+    overall = (audit.get("overall") or {}).get("gender", {}).get("accuracy")
+    if "0-2" not in rows or overall is None:
+        return ("- **Gender of babies and toddlers.** A 0-2-year-old's gender is barely visible in a face and "
+                "the labels for them are annotators' guesses; this run's test split has no 0-2 group to measure it.")
+    r = rows["0-2"]
+    return (f"- **Gender of babies and toddlers.** Gender accuracy on 0-2-year-olds is {_with_ci(r, 'accuracy')} "
+            f"(n={r['n']}) against {_with_ci(overall, 'accuracy')} overall. A baby's gender is barely visible in a "
+            "face and its label is an annotator's guess: do not read gender predictions for young children.")
+
+
+def model_card(run: str | Path, n_boot: int = 1000) -> str:
+    """The card's Markdown text (runs the audit first when RUN/audit/audit.json is missing)."""
+    run = Path(run)
+    report_path = run / "report.json"
+    if not report_path.exists():
+        raise FileNotFoundError(f"{report_path} not found: is {run} a finished training run?")
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    audit = ensure_audit(run, n_boot)
+    config = report.get("config") or {}
+    model, train, data = config.get("model") or {}, config.get("train") or {}, config.get("data") or {}
+    info = report.get("run") or {}
+    dataset = Path(str(data.get("data") or "unknown")).name or "unknown"
+    tasks = audit.get("tasks") or []
+    counts, counts_source = training_group_counts(run, report)
+    level = f"{(audit.get('config') or {}).get('ci_level', 0.95):.0%}"
+
+    parts = [_metadata(run, report, audit, dataset), f"\n# Model card: {run.name}\n",
+             "Multi-task face-attribute classifier trained with facefair; this card is generated by "
+             "`facefair card` from the run's report.json and its fairness audit (audit/audit.json).\n",
+             "## Model details\n",
+             f"- **Architecture:** {model.get('backbone', '?')} backbone (timm), one head per task; "
+             f"input {model.get('image_size', '?')} px; age head: {model.get('age_head', 'regression')}.",
+             f"- **Initial weights:** {model.get('weights') or ('timm ImageNet' if model.get('pretrained') else 'random')}.",
+             f"- **Tasks:** " + "; ".join(f"{t['name']} ({', '.join(t['classes']) or 'years'})" for t in tasks) + ".",
+             f"- **Training:** method {train.get('method', 'erm')}, {info.get('epochs', train.get('epochs', '?'))} "
+             f"epochs (best epoch {info.get('best_epoch', '?')}), batch {train.get('batch_size', '?')}, "
+             f"lr {train.get('lr', '?')}, seed {train.get('seed', '?')}, test-time mirroring "
+             f"{'on' if train.get('tta', True) else 'off'}; device {info.get('device', '?')}.",
+             f"- **Files:** `best.pt` (weights), `config.yaml` (every setting), `splits.csv` (the split).\n",
+             "## Uses\n", "### Intended uses\n",
+             "- Research on face-attribute recognition and, above all, on how its errors are spread across "
+             "demographic groups (auditing, comparing mitigation methods).",
+             "- Aggregate statistics over image collections where per-person errors cannot harm anyone.\n",
+             "### Out-of-scope uses\n",
+             "- Any decision about a person (hiring, policing, access, credit, medical), identification or "
+             "surveillance.",
+             "- Inferring anyone's gender identity or race: the labels are annotated perceived categories "
+             "(binary gender, a handful of coarse race groups), not how people identify.",
+             "- Faces unlike the training data (not frontal, occluded, other cameras, children for gender), "
+             "without auditing the model on such faces first.\n",
+             "## Training data\n",
+             f"- **Dataset:** {dataset} (`{data.get('data', '?')}`); split sizes: "
+             + ", ".join(f"{k} {v}" for k, v in (info.get("split_sizes") or {}).items()) + ".",
+             f"- **Data problems reported while reading:** {(report.get('data_problems') or {}).get('count', 0)}; "
+             f"unreadable images skipped: {(report.get('skipped_images') or {}).get('count', 0)} "
+             "(listed by name in report.json).\n"]
+    if counts:
+        parts.append(f"Group counts of the training split ({counts_source}):\n")
+        for attribute, values in counts.items():
+            parts.append(f"- **{attribute}:** " + ", ".join(f"{k} {v}" for k, v in values.items()))
+        parts.append("")
+    else:
+        parts.append(f"Training-split group counts are not available: {counts_source}.\n")
+    parts += ["## Evaluation\n",
+              f"Test split: {audit.get('n_rows', '?')} faces. Intervals are {level} bootstrap intervals "
+              f"({(audit.get('config') or {}).get('n_boot', '?')} resamples) from the audit.\n",
+              "### Overall\n", "| task | metric | value [95% CI] | n |", "| --- | --- | --- | ---: |"]
+    for task, metrics in (audit.get("overall") or {}).items():
+        for metric in ("accuracy", "macro_f1", "roc_auc", "ece", "mae", "mean_error"):
+            if metric in metrics and metrics[metric].get("value") is not None:
+                parts.append(f"| {task} | {metric} | {_with_ci(metrics[metric], metric)} | {metrics[metric]['n']} |")
+    parts.append("")
+    parts.append("### Per group\n")
+    for t in tasks:
+        metric = "accuracy" if t["kind"] == "classification" else "mae"
+        table = _group_table(audit, t["name"], metric)
+        if table:
+            parts += [f"**{TASK_NAMES.get(t['name'], t['name'])}** ({metric}):\n", *table, ""]
+        if t["name"] == "gender" and t.get("positive_class") == "Female":
+            for rate, words in (("fnr", "women predicted male"), ("fpr", "men predicted female")):
+                table = _group_table(audit, "gender", rate)
+                if table:
+                    parts += [f"Gender {rate.upper()} ({words}); n is the number of "
+                              f"{'women' if rate == 'fnr' else 'men'} in the group:\n", *table, ""]
+    parts += ["## Fairness: the audit's largest gaps\n", audit.get("summary", ""), "", *_gap_table(audit), "",
+              "Groups too small to judge are left out of every gap; error-rate cells resting on too few faces "
+              "are named and the gap marked incomplete (see audit/audit.html for every gap and group).\n",
+              "## Limitations\n",
+              "- **Label noise.** The labels are annotated (UTKFace's age, gender and race were estimated and then "
+              "checked by people); some are wrong, which caps the measurable accuracy and blurs group gaps. "
+              "`facefair clean` lists likely label errors.",
+              _infant_caveat(audit)]
+    flagged = sorted({f"{r['task']} / {r['attribute']} = {r['group']} (n={r['n']})" for r in audit.get(
+        "group_metrics", []) if r.get("flagged") and r["attribute"] in GROUP_ATTRIBUTES})
+    if flagged:
+        parts.append("- **Groups too small to judge** (figures shown but unreliable): " + "; ".join(flagged) + ".")
+    parts += ["- **Coarse groups.** Race groups such as UTKFace's 'Others' pool very different people; a "
+              "small gap between coarse groups can hide a large one inside them.",
+              "- **Same-distribution test split.** The figures are for faces like the training ones (cropped, "
+              "aligned, mostly frontal); on other photos the errors and the gaps can differ.\n",
+              "## How to reproduce\n", "```bash",
+              f"facefair train --config {run / 'config.yaml'}", f"facefair audit {run}", f"facefair card {run}",
+              "```", ""]
+    return "\n".join(parts)
+
+
+def write_model_card(run: str | Path, out: Optional[str | Path] = None, n_boot: int = 1000) -> Path:
+    path = Path(out) if out else Path(run) / CARD_NAME
+    path.write_text(model_card(run, n_boot), encoding="utf-8")
+    return path
+
+
+def _card_command(args) -> int:
+    path = write_model_card(args.run, args.out, args.n_boot)
+    print(json.dumps({"written": str(path)}))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "card", help="write RUN/MODEL_CARD.md (Hugging Face layout) from report.json and the audit",
+        description="Model card of a finished run, in the Hugging Face layout: metadata, model details, uses, "
+                    "training data with group counts, metrics overall and per group with CIs, the audit's largest "
+                    "gaps, limitations. Every figure comes from RUN/report.json and RUN/audit/audit.json (the audit "
+                    "is run first when missing).")
+    parser.add_argument("run", help="finished training run folder")
+    parser.add_argument("--out", help=f"output file (default RUN/{CARD_NAME})")
+    from facefair.audit.config import AuditConfig
+    parser.add_argument("--n-boot", type=int, default=AuditConfig().n_boot,
+                        help="bootstrap resamples if the audit must be run")
+    parser.set_defaults(func=_card_command)
