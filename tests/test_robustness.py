@@ -149,12 +149,10 @@ def test_end_to_end_on_a_model_trained_on_real_faces(tiny_run, tmp_path):
     """Every condition has its predictions CSV; the table's clean accuracy is the audit's on it;
     re-framing reports how many faces the detector found, per group."""
     from facefair.robustness import ReframeConfig, run_robustness
-    config = RobustnessConfig(corruptions=("gaussian_blur", "occlusion", "reframe"), severities=(1, 5), n_boot=50,
-                              work_size=96, min_group_size=5, reframe=ReframeConfig(detectors=("dlib-hog",),
-                                                                                   paddings=(0.25, 1.25)))
+    config = RobustnessConfig(corruptions=("occlusion", "reframe"), severities=(5,), n_boot=20, work_size=96,
+                              min_group_size=5, reframe=ReframeConfig(detectors=("dlib-hog",), paddings=(1.25,)))
     result = run_robustness(tiny_run, tmp_path / "rob", config, progress=False)
-    names = {"clean", "gaussian_blur-1", "gaussian_blur-5", "occlusion-1", "occlusion-5", "reframe-dlib-hog-0.25",
-             "reframe-dlib-hog-1.25"}
+    names = {"clean", "occlusion-5", "reframe-dlib-hog-1.25"}
     assert set(result.predictions) == names
     assert {p.name for p in (tmp_path / "rob" / "predictions").iterdir()} == {f"{n}.csv" for n in names}
     table = pd.read_csv(tmp_path / "rob" / "robustness.csv")
@@ -167,5 +165,5 @@ def test_end_to_end_on_a_model_trained_on_real_faces(tiny_run, tmp_path):
     assert row.value.iloc[0] == pytest.approx(clean.metric("gender", "overall", "all", "accuracy").value)
     coverage = table[(table.metric == "coverage") & (table.attribute == "overall")]
     assert set(coverage.corruption) == {"reframe-dlib-hog"} and (coverage.value > 0.3).all()
-    assert set(table[table.metric == "accuracy_drop"].corruption) >= {"gaussian_blur", "occlusion"}
+    assert set(table[table.metric == "accuracy_drop"].corruption) == {"occlusion", "reframe-dlib-hog"}
     assert (tmp_path / "rob" / "robustness.html").stat().st_size > 10_000

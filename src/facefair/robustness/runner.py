@@ -167,8 +167,9 @@ def predict_condition(model, condition: Condition, faces: pd.DataFrame, device, 
 
 def _load_model(run: Path, device):
     from facefair.models.multitask import load_model
-    # Whatever the checkpoint format of the day, load_model knows it; a run folder is the fallback.
-    checkpoint = run / "best.pt" if (run / "best.pt").exists() else run
+    # load_model reads every format: the run folder (config.json + model.safetensors) first, an
+    # older run's best.pt otherwise.
+    checkpoint = run / "best.pt" if (run / "best.pt").exists() and not (run / "model.safetensors").exists() else run
     return load_model(checkpoint, device).to(device)
 
 
