@@ -268,7 +268,7 @@ def compare_runs(entries, config: Optional[AuditConfig] = None, reference: Optio
             row["test"], row["discordant"] = "exact McNemar", f"{b} only {reference}, {c} only {row['method']}"
         else:
             p = P.bootstrap_p(row["difference"], diff) if len(diff) else np.nan
-            row["test"] = "paired bootstrap" if len(diff) else ""
+            row["test"] = "" if np.isnan(p) else "paired bootstrap"
         row["p_value"] = p
         spreads = [v for v in (row["seed_std"], ref["seed_std"]) if not np.isnan(v)]
         row["within_seed_noise"] = bool(spreads and abs(row["difference"]) < max(spreads))
@@ -351,7 +351,16 @@ def render_compare_html(table: pd.DataFrame, config: AuditConfig) -> str:
     verdicts = "".join(f"<li class='{escape(str(r.direction))}'>{escape(str(r.verdict))}</li>"
                        for r in significant.itertuples()) or "<li>No difference is significant after Holm.</li>"
     sections = []
+    method_rank = {m: i for i, m in enumerate(dict.fromkeys([reference, *table.method]))}
     for task, part in table.groupby("task", sort=False):
+        # Each metric's methods side by side (reference first): the comparison is read row by row.
+        attribute_rank = {a: i for i, a in enumerate(dict.fromkeys(part.attribute))}
+        metric_rank = {m: i for i, m in enumerate(dict.fromkeys(part.metric))}
+        part = part.assign(_a=part.attribute.map(attribute_rank), _m=part.metric.map(metric_rank),
+                           _r=part.method.map(method_rank)).sort_values(["_a", "_m", "_r"], kind="stable")
+        # A gap no method has (gender FPR across gender groups) is only noise in the table.
+        defined = part.groupby(["attribute", "metric"]).value.transform(lambda v: v.notna().any())
+        part = part[defined.astype(bool)]
         body = []
         for r in part.itertuples():
             seeds = "" if r.n_runs == 1 else (f"<br><span class='ci'>seeds: sd {_fmt(r.seed_std, r.metric)}, "
@@ -366,16 +375,26 @@ def render_compare_html(table: pd.DataFrame, config: AuditConfig) -> str:
             if r.method != reference and r.significant and r.within_seed_noise:
                 word += " (within seed spread)"
             where = "overall" if r.attribute == OVERALL else attribute_label(r.attribute)
-            body.append(f"<tr class='{cls}'><td class='l'>{escape(str(r.method))}</td><td class='l'>{escape(where)}"
-                        f"</td><td class='l'>{escape(r.metric)}{'' if r.higher_is_better else ' ↓'}</td>"
+            body.append(f"<tr class='{cls}'><td class='l'>{escape(where)}</td><td class='l'>{escape(r.metric)}"
+                        f"{'' if r.higher_is_better else ' ↓'}</td><td class='l'>{escape(str(r.method))}</td>"
                         f"<td>{r.n_runs}</td><td>{_fmt(r.value, r.metric)}{seeds}</td><td>{diff}{ci}</td>"
                         f"<td>{escape(str(r.test) if not pd.isna(r.test) else '')}</td><td>{p}</td>"
-                        f"<td class='l'>{escape(word)}</td><td class='l'>{escape(str(r.pareto or ''))}</td></tr>")
-        sections.append(f"<h2>{escape(task_label(task).capitalize())}</h2><table><thead><tr><th class='l'>method</th>"
-                        "<th class='l'>attribute</th><th class='l'>metric</th><th>runs</th><th>value</th>"
-                        f"<th>difference vs {escape(reference)} [{config.ci_level:.0%} paired CI]</th><th>test</th>"
-                        "<th>p</th><th class='l'>verdict</th><th class='l'>Pareto</th></tr></thead>"
-                        f"<tbody>{''.join(body)}</tbody></table>")
+                        f"<td class='l'>{escape(word)}</td></tr>")
+        pareto = part[part.pareto.fillna("") != ""].drop_duplicates(["attribute", "method"])
+        pareto_rows = "".join(
+            f"<tr><td class='l'>{escape(attribute_label(a))}</td>" + "".join(
+                f"<td class='l'>{escape(str(g[g.method == m].pareto.iloc[0]) if (g.method == m).any() else '–')}</td>"
+                for m in method_rank) + "</tr>" for a, g in pareto.groupby("attribute", sort=False))
+        pareto_table = "" if not pareto_rows else (
+            "<h3>Pareto (overall performance against the attribute's fairness gap, from the paired results)</h3>"
+            "<table><thead><tr><th class='l'>attribute</th>" + "".join(f"<th class='l'>{escape(m)}</th>"
+                                                                    for m in method_rank)
+            + f"</tr></thead><tbody>{pareto_rows}</tbody></table>")
+        sections.append(f"<h2>{escape(task_label(task).capitalize())}</h2>{pareto_table}<h3>Every metric and gap</h3>"
+                        "<table><thead><tr><th class='l'>attribute</th><th class='l'>metric</th><th class='l'>method"
+                        f"</th><th>runs</th><th>value</th><th>difference vs {escape(reference)} "
+                        f"[{config.ci_level:.0%} paired CI]</th><th>test</th><th>p</th><th class='l'>verdict</th>"
+                        f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
     notes = "".join(f"<li>{escape(n)}</li>" for n in table.attrs.get("notes", []))
     n_rows = int(table.n_rows.iloc[0]) if len(table) else 0
     return f"""<!DOCTYPE html>

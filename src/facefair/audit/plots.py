@@ -57,6 +57,8 @@ def group_bars(group_metrics: pd.DataFrame, task: str, metrics: Sequence[str], a
         lo = np.nan_to_num(np.clip(value - sub.ci_low.to_numpy(float), 0, None))
         hi = np.nan_to_num(np.clip(sub.ci_high.to_numpy(float) - value, 0, None))
         flagged = sub.flagged.fillna(False).to_numpy(bool)
+        if "thin_cell" in sub:  # a rate resting on too few rows is as unjudgeable as a small group
+            flagged |= sub.thin_cell.fillna(False).to_numpy(bool)
         bars = ax.barh(y + offset, np.nan_to_num(value), height=width * 0.9, color=COLORS[m],
                        xerr=np.vstack([lo, hi]), error_kw={"ecolor": "#222", "capsize": 2, "elinewidth": 0.9},
                        label=METRIC_LABELS.get(metric, metric))
@@ -79,7 +81,7 @@ def group_bars(group_metrics: pd.DataFrame, task: str, metrics: Sequence[str], a
         ax.set_xlim(0, 1.02)
     if len(metrics) > 1:
         ax.legend(fontsize=7, loc="best")
-    ax.set_xlabel(f"whiskers: CI; dashed: overall; hatched: n < {min_group_size}", fontsize=7)
+    ax.set_xlabel(f"whiskers: CI; dashed: overall; hatched: n (or a rate's rows) < {min_group_size}", fontsize=7)
     fig.tight_layout()
     return to_data_uri(fig)
 
