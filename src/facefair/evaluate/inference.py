@@ -13,8 +13,6 @@ from facefair.data.batches import to_float
 from facefair.flags import TTA_DEFAULT
 from facefair.runtime import autocast_context
 
-ATTRIBUTES = ("race", "gender", "age_group")
-
 
 def predict_tensor(model, x: torch.Tensor, tta: bool = TTA_DEFAULT) -> dict[str, torch.Tensor]:
     """Probabilities (classification) or years (age) per task for a normalised NCHW batch; with

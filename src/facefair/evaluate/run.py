@@ -41,7 +41,7 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
                                                   amp=config.train.amp, bf16=config.train.bf16)
     out = Path(out_dir) if out_dir else run / f"eval-{split}"
     report = write_evaluation(out, predictions, metrics, {
-        "run": str(run), "split": split, "data": config.data.data,
+        "run": str(run), "split": split, "data": config.data.data, "tta": tta,
         "skipped_images": {"count": len(skipped) + len(errors), "items": skipped + errors},
         "data_problems": {"count": len(problems), "items": [str(p) for p in problems]}})
     print_headline(split, metrics)
