@@ -150,7 +150,8 @@ def test_end_to_end_on_a_model_trained_on_real_faces(tiny_run, tmp_path):
     re-framing reports how many faces the detector found, per group."""
     from facefair.robustness import ReframeConfig, run_robustness
     config = RobustnessConfig(corruptions=("occlusion", "reframe"), severities=(5,), n_boot=20, work_size=96,
-                              min_group_size=5, reframe=ReframeConfig(detectors=("dlib-hog",), paddings=(1.25,)))
+                              tasks=("gender",), min_group_size=5,
+                              reframe=ReframeConfig(detectors=("dlib-hog",), paddings=(1.25,)))
     result = run_robustness(tiny_run, tmp_path / "rob", config, progress=False)
     names = {"clean", "occlusion-5", "reframe-dlib-hog-1.25"}
     assert set(result.predictions) == names
@@ -159,7 +160,7 @@ def test_end_to_end_on_a_model_trained_on_real_faces(tiny_run, tmp_path):
     splits = pd.read_csv(tiny_run / "splits.csv")
     assert len(result.faces) == (splits.split == "test").sum()
     frame, source = load_predictions(result.predictions["clean"])
-    clean = audit_predictions(frame, AuditConfig(n_boot=0, min_group_size=5), source)
+    clean = audit_predictions(frame, AuditConfig(n_boot=0, min_group_size=5, tasks=("gender",)), source)
     row = table[(table.corruption == "clean") & (table.task == "gender") & (table.attribute == "overall")
                 & (table.metric == "accuracy")]
     assert row.value.iloc[0] == pytest.approx(clean.metric("gender", "overall", "all", "accuracy").value)

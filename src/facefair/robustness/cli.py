@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from facefair.flags import TRUST_HELP, add_device_flag, add_tta_flag
 from facefair.robustness.config import REFRAME, RobustnessConfig
 from facefair.robustness.corruptions import CORRUPTIONS
 from facefair.robustness.reframe import ReframeConfig
@@ -32,6 +33,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="severities 1-5 (default: all)")
     parser.add_argument("--limit", type=int, help="a stratified sample of this many faces (default: the whole split)")
     parser.add_argument("--split", default=d.split, help=f"split of the run to evaluate (default {d.split})")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="tasks to audit (default: every task of the model)")
     parser.add_argument("--n-boot", type=int, default=d.n_boot, help=f"bootstrap resamples (default {d.n_boot})")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the sample, corruptions and bootstrap")
     parser.add_argument("--min-group-size", type=int, default=d.min_group_size,
@@ -45,8 +47,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--border", type=float, default=r.border,
                         help=f"edge padding added around a tight crop before detection (default {r.border})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--device", default=d.device)
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=d.tta)
+    add_device_flag(parser, d.device)
+    add_tta_flag(parser)
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     parser.add_argument("--from-predictions", metavar="DIR",
                         help="audit a folder of per-condition predictions CSVs (any model) instead of running one")
     parser.set_defaults(func=run_command)
@@ -56,8 +59,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 def config_from_args(args) -> RobustnessConfig:
     return RobustnessConfig(
         corruptions=tuple(args.corruptions), severities=tuple(args.severities), limit=args.limit, split=args.split,
+        tasks=tuple(args.tasks) if args.tasks else None,
         work_size=args.work_size, n_boot=args.n_boot, seed=args.seed, min_group_size=args.min_group_size,
-        batch_size=args.batch_size, device=args.device, tta=args.tta,
+        batch_size=args.batch_size, device=args.device, tta=args.tta, trust_checkpoint=args.trust_checkpoint,
         reframe=ReframeConfig(detectors=tuple(args.detectors), paddings=tuple(args.paddings), border=args.border))
 
 

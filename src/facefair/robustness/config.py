@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from facefair.flags import TTA_DEFAULT
 from facefair.robustness.corruptions import DEFAULT_CORRUPTIONS, SEVERITIES, check_names
 from facefair.robustness.reframe import ReframeConfig
 
@@ -29,18 +30,24 @@ class RobustnessConfig:
     #: input as usual: the corrupted photos are the same whatever the model, and the ImageNet-C
     #: severities keep the meaning they have at their native 224 px.
     work_size: int = 224
+    #: Tasks to audit (None: every task the model predicts).
+    tasks: Optional[tuple[str, ...]] = None
     n_boot: int = 1000
     seed: int = 0
     ci_level: float = 0.95
     min_group_size: int = 30
     batch_size: int = 128
     device: str = "auto"
-    tta: bool = True
+    tta: bool = TTA_DEFAULT
+    #: Old pickled ``.pt`` checkpoints beyond plain tensors load only when trusted (``--trust-checkpoint``).
+    trust_checkpoint: bool = False
     reframe: ReframeConfig = field(default_factory=ReframeConfig)
 
     def __post_init__(self) -> None:
         self.corruptions = tuple(self.corruptions)
         self.severities = tuple(int(s) for s in self.severities)
+        if self.tasks is not None:
+            self.tasks = tuple(self.tasks)
         check_names([c for c in self.corruptions if c != REFRAME])
         bad = [s for s in self.severities if s not in SEVERITIES]
         if bad or not self.severities:

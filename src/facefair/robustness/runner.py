@@ -165,12 +165,12 @@ def predict_condition(model, condition: Condition, faces: pd.DataFrame, device, 
     return frame
 
 
-def _load_model(run: Path, device):
+def _load_model(run: Path, device, trust_checkpoint: bool = False):
     from facefair.models.multitask import load_model
     # load_model reads every format: the run folder (config.json + model.safetensors) first, an
     # older run's best.pt otherwise.
     checkpoint = run / "best.pt" if (run / "best.pt").exists() and not (run / "model.safetensors").exists() else run
-    return load_model(checkpoint, device).to(device)
+    return load_model(checkpoint, device, trust_checkpoint=trust_checkpoint).to(device)
 
 
 def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[RobustnessConfig] = None,
@@ -186,7 +186,7 @@ def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[Ro
     run, out = Path(run_dir), Path(out_dir)
     faces, precision = load_faces(run, config)
     device = select_device(config.device)
-    model = _load_model(run, device)
+    model = _load_model(run, device, config.trust_checkpoint)
     images, ok, errors = decode_faces(faces["path"].tolist(), config.work_size)
     notes = [f"{len(errors)} unreadable images have no prediction: {'; '.join(errors[:3])}"] if errors else []
     (out / "predictions").mkdir(parents=True, exist_ok=True)
@@ -211,7 +211,7 @@ def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[Ro
 def audit_config(config: RobustnessConfig):
     """The audit settings every condition is judged with (race, gender, age group, race x gender)."""
     from facefair.audit import AuditConfig
-    return AuditConfig(n_boot=config.n_boot, seed=config.seed, ci_level=config.ci_level,
+    return AuditConfig(n_boot=config.n_boot, seed=config.seed, ci_level=config.ci_level, tasks=config.tasks,
                        min_group_size=config.min_group_size, intersections=(("race", "gender"),))
 
 
