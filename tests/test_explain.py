@@ -70,6 +70,38 @@ def test_gradcam_peaks_on_the_evidence_not_transposed():
     assert cam[inside].mean() > 0.9 and cam[~inside].mean() < 0.05
 
 
+class YoungerWhenBrightModel(BrightSpotModel):
+    """Exact age = 33 - 20 x (bright area): the bright patch pulls the years *down*, so the face is
+    predicted young and all of its evidence is negative."""
+
+    def __init__(self):
+        super().__init__()
+        self.tasks = [TaskSpec("age", "age", "regression", ())]
+        self.heads = nn.ModuleDict({"age": nn.Linear(1, 1)})
+        with torch.no_grad():
+            self.heads["age"].weight.fill_(-20.0)
+            self.heads["age"].bias.fill_(33.0)
+
+    def forward(self, x):
+        return {"age": self.heads["age"](self.features(x).mean(dim=(2, 3)))[:, 0]}
+
+    def predict(self, outputs):
+        return outputs
+
+
+def test_exact_age_map_is_signed_so_a_young_face_is_not_blank(tmp_path):
+    image = np.full((1, 32, 32, 3), 40, dtype=np.uint8)
+    image[0, 4:10, 20:30] = 255
+    result = gradcam(YoungerWhenBrightModel(), image)
+    cam = result.maps["age"][0]
+    assert result.signed["age"] and float(result.predicted["age"][0].split()[0]) < 33
+    assert cam.min() == pytest.approx(-1.0) and cam.max() <= 0  # evidence for "younger", where the patch is
+    row, col = np.unravel_index(cam.argmin(), cam.shape)
+    assert 4 <= row < 10 and 20 <= col < 30
+    png = plot_gradcam_grid(image, result, tmp_path / "age.png")
+    assert png.stat().st_size > 2000
+
+
 @pytest.fixture(scope="module")
 def model_and_faces(tiny_run):
     from facefair.models.multitask import load_model
@@ -87,7 +119,8 @@ def test_gradcam_on_a_trained_model_and_real_faces(model_and_faces, tmp_path):
     for task in result.tasks:
         maps = result.maps[task]
         assert maps.shape == (3, *faces.shape[1:3]) and np.isfinite(maps).all()
-        assert maps.min() >= 0 and maps.max() <= 1
+        assert maps.min() >= (-1 if result.signed[task] else 0) and maps.max() <= 1
+    assert result.signed == {"gender": False, "race": False, "age_group": False, "age": True}
     assert all(p in ("Male", "Female") for p in result.predicted["gender"])
     png = plot_gradcam_grid(faces, result, tmp_path / "cam.png", truths={"gender": predictions["gender_true"].tolist()})
     with Image.open(png) as picture:
