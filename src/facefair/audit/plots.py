@@ -58,7 +58,7 @@ def group_bars(group_metrics: pd.DataFrame, task: str, metrics: Sequence[str], a
         hi = np.nan_to_num(np.clip(sub.ci_high.to_numpy(float) - value, 0, None))
         flagged = sub.flagged.fillna(False).to_numpy(bool)
         if "thin_cell" in sub:  # a rate resting on too few rows is as unjudgeable as a small group
-            flagged |= sub.thin_cell.fillna(False).to_numpy(bool)
+            flagged = flagged | sub.thin_cell.fillna(False).to_numpy(bool)
         bars = ax.barh(y + offset, np.nan_to_num(value), height=width * 0.9, color=COLORS[m],
                        xerr=np.vstack([lo, hi]), error_kw={"ecolor": "#222", "capsize": 2, "elinewidth": 0.9},
                        label=METRIC_LABELS.get(metric, metric))
