@@ -33,7 +33,8 @@ class Section:
         return self
 
     def table(self, frame: pd.DataFrame, *, index: bool = False, digits: int = 3) -> "Section":
-        body = frame.to_html(index=index, border=0, na_rep="", float_format=lambda v: f"{v:,.{digits}f}")
+        body = whole_numbers(frame).to_html(index=index, border=0, na_rep="",
+                                            float_format=lambda v: f"{v:,.{digits}f}")
         self.parts.append(f'<div class="scroll">{body}</div>')
         return self
 
@@ -44,6 +45,19 @@ class Section:
     def raw(self, snippet: str) -> "Section":
         self.parts.append(snippet)
         return self
+
+
+def whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Float columns that hold only whole numbers (counts from ``describe()``, pixel sizes) as
+    integers, so a count prints ``500``, not ``500.000``."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_float_dtype(values):
+            finite = values.dropna()
+            if len(finite) and np.isfinite(finite).all() and (finite == finite.round()).all():
+                out[column] = values.astype("Int64")
+    return out
 
 
 def figure_base64(fig, dpi: int = 100) -> str:
@@ -103,21 +117,27 @@ def joint_heatmaps(joint: pd.DataFrame, rows: str = "race", columns: str = "age_
     row_values = list(dict.fromkeys(joint[rows]))
     col_values = list(dict.fromkeys(joint[columns]))
     peak = max(1, int(joint["count"].max()))
+    cmap = plt.get_cmap("Blues")
     fig, axes = plt.subplots(1, len(panel_values), figsize=(0.75 * len(col_values) * len(panel_values) + 2,
                                                            0.55 * len(row_values) + 1.6), squeeze=False)
     for ax, panel in zip(axes[0], panel_values):
         part = joint if panel is None else joint[joint[panels] == panel]
         grid = (part.pivot_table(index=rows, columns=columns, values="count", aggfunc="sum", fill_value=0)
                 .reindex(index=row_values, columns=col_values, fill_value=0))
-        ax.imshow(grid.to_numpy(), cmap="Blues", vmin=0, vmax=peak, aspect="auto")
+        ax.imshow(grid.to_numpy(), cmap=cmap, vmin=0, vmax=peak, aspect="auto")
         for (i, j), value in np.ndenumerate(grid.to_numpy()):
-            ax.text(j, i, f"{value:,}", ha="center", va="center", fontsize=7,
-                    color="white" if value > peak * 0.6 else "black")
+            ax.text(j, i, f"{value:,}", ha="center", va="center", fontsize=7, color=text_colour(cmap(value / peak)))
         ax.set_xticks(range(len(col_values)), col_values, rotation=45, fontsize=8)
         ax.set_yticks(range(len(row_values)), row_values, fontsize=8)
         ax.set_title(f"{panels} = {panel}" if panel is not None else "all", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba`` (relative luminance)."""
+    r, g, b = rgba[:3]
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5 else "black"
 
 
 def age_histogram(ages: pd.Series):
@@ -152,6 +172,8 @@ def quality_histograms(stats: pd.DataFrame, group: Optional[str] = "race"):
         else:
             ax.hist(values.dropna(), bins=edges, color="#8172b2")
         ax.set_xlabel(label)
+        # Per-group curves are densities (groups differ in size by 6x): the area under each is 1.
+        ax.set_ylabel("density (share of the group per unit)" if groups else "images")
         ax.set_title(column)
     if groups:
         axes[-1].legend(fontsize=7, title=group, title_fontsize=7)
