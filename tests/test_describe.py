@@ -121,3 +121,32 @@ def test_labels_only_fairface_csv_and_its_spreadsheet_mangled_copy(fairface_dir,
     assert not (tmp_path / "clean" / "image_stats_sample.csv").exists()
     with pytest.raises(ValueError, match="--labels-only"):
         describe_dataset(DescribeConfig(data=str(fairface_dir / "fairface_label_val.csv"), out=str(tmp_path / "x")))
+
+
+def test_counts_print_as_integers():
+    from facefair.describe.html import Section
+    stats = pd.DataFrame({"quantity": ["width", "brightness"], "count": [500.0, 500.0], "mean": [200.0, 127.95]})
+    page = "".join(Section("s").table(stats).parts)
+    assert "<td>500</td>" in page and "500.000" not in page and "127.950" in page
+
+
+def test_heatmap_text_is_readable_on_dark_and_light_cells():
+    from facefair.describe.html import joint_heatmaps, text_colour
+    joint = pd.DataFrame({"race": ["White", "White", "Black", "Black"], "age_group": ["0-2", "3-9", "0-2", "3-9"],
+                          "gender": ["Male"] * 4, "count": [1000, 700, 40, 0]})
+    fig = joint_heatmaps(joint)
+    colours = {text.get_text(): text.get_color() for text in fig.axes[0].texts}
+    # Dark blue cells (1,000 and 700 of a 1,000 peak) get white text; pale ones black.
+    assert colours == {"1,000": "white", "700": "white", "40": "black", "0": "black"}
+    assert text_colour((0.0, 0.0, 0.3, 1)) == "white" and text_colour((0.9, 0.95, 1.0, 1)) == "black"
+
+
+def test_density_axes_are_labelled():
+    from facefair.describe.html import quality_histograms
+    rng = np.random.default_rng(0)
+    stats = pd.DataFrame({"brightness": rng.uniform(50, 200, 40), "contrast": rng.uniform(20, 80, 40),
+                          "sharpness": rng.uniform(10, 900, 40), "race": ["White", "Black"] * 20, "error": None})
+    for ax in quality_histograms(stats).axes[:3]:
+        assert ax.get_ylabel().startswith("density") and ax.get_xlabel()
+    for ax in quality_histograms(stats, group=None).axes[:3]:
+        assert ax.get_ylabel() == "images"
