@@ -181,3 +181,24 @@ def test_explain_command_on_a_run(tiny_run, tmp_path):
     page = (out / "explain.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "http" not in page.replace("http-equiv", "")
     assert len(pd.read_csv(out / "explained_images.csv")) == 2
+
+
+def test_missing_image_is_one_line_naming_it(tiny_run, tmp_path, capsys):
+    from facefair.cli import main
+    assert main(["explain", str(tiny_run), "--image", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"facefair explain: error: --image {tmp_path / 'nope.jpg'} not found"
+
+
+def test_galleries_only_of_another_models_predictions_name_that_table(tiny_run, tmp_path):
+    from facefair.cli import main
+    other = tmp_path / "pca-rf" / "predictions.csv"
+    other.parent.mkdir()
+    pd.read_csv(tiny_run / "predictions.csv").to_csv(other, index=False)
+    # `--methods` with no value, as docs/explain.md writes it: the galleries only, no model run.
+    assert main(["explain", str(tiny_run), "--predictions", str(other), "--methods", "--out", str(tmp_path / "g")]) == 0
+    page = (tmp_path / "g" / "explain.html").read_text()
+    title = page.split("<h1>", 1)[1].split("</h1>", 1)[0]
+    assert str(other) in title and str(tiny_run) not in title
+    assert "not necessarily" in page and not (tmp_path / "g" / "gradcam.png").exists()
+    assert main(["explain", str(tiny_run), "--predictions", str(tmp_path / "missing.csv"), "--methods"]) == 2
