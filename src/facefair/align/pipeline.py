@@ -10,7 +10,6 @@ shrunk copy, exactly as FairFace cuts them.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,7 +241,3 @@ def align_paths(paths: Iterable[str], out_dir: str | Path, detector_config: Dete
     result.manifest.to_csv(out / "manifest.csv", index=False)
     result.skipped.to_csv(out / "skipped.csv", index=False)
     return result
-
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
