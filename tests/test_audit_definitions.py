@@ -65,3 +65,12 @@ def test_the_chosen_definitions():
     auc = macro_roc_auc(np.array(["a", "b", "a"]), proba, {"a": 0, "b": 1, "c": 2}, ("a", "b", "c"), None)
     assert auc == pytest.approx(1.0)  # a's column ranks both a rows first; b's column ranks the b row first
     assert AuditConfig().positive_classes["gender"] == "Female"
+
+
+def test_cli_defaults_are_the_audit_configs():
+    import argparse
+
+    from facefair.audit.cli import config_from_args, register
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    assert config_from_args(parser.parse_args(["audit", "preds.csv"])) == AuditConfig()
