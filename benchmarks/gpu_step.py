@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/gpu-throughput.json")
     args = parser.parse_args()
     if args.smoke:
-        args.size, args.batch_size, args.steps, args.warmup, args.device = 32, 4, 2, 1, "cpu"
+        args.size, args.batch_size, args.steps, args.warmup, args.device = 32, 4, 1, 1, "cpu"
         args.variants = [v for v in args.variants if not VARIANTS[v][2]]
 
     import torch

@@ -3,6 +3,8 @@ the CLI, and one end-to-end run on a tiny model trained on real faces."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,3 +170,26 @@ def test_end_to_end_on_a_model_trained_on_real_faces(tiny_run, tmp_path):
     assert set(coverage.corruption) == {"reframe-dlib-hog"} and (coverage.value > 0.3).all()
     assert set(table[table.metric == "accuracy_drop"].corruption) == {"occlusion", "reframe-dlib-hog"}
     assert (tmp_path / "rob" / "robustness.html").stat().st_size > 10_000
+
+
+def test_framing_check_warns_when_faces_fill_less_of_the_image_than_training_chips(utk_sample, tmp_path):
+    """FairFace's margin-1.25 photos against UTKFace-like chips: the same faces, shrunk into a
+    wider frame, must be told apart from chips framed like the training ones."""
+    from PIL import Image
+
+    from facefair.robustness.framing import framing_warning, measure_framing
+    chips = sorted(str(p) for p in utk_sample.iterdir())[::12][:16]
+    wide = []
+    for path in chips:
+        with Image.open(path) as image:
+            canvas = Image.new("RGB", (2 * image.width, 2 * image.height), (120, 120, 120))
+            canvas.paste(image, (image.width // 2, image.height // 2))
+            canvas.save(tmp_path / Path(path).name)
+            wide.append(str(tmp_path / Path(path).name))
+    training = measure_framing(chips[::2], sample=8)
+    assert training.found > 0.5
+    assert framing_warning(measure_framing(chips[1::2], sample=8), training) is None
+    at_hand = measure_framing(wide, sample=8)
+    assert at_hand.face_size == pytest.approx(training.face_size / 2, rel=0.25)
+    warning = framing_warning(at_hand, training)
+    assert warning is not None and "--detect" in warning and "framed unlike" in warning

@@ -153,7 +153,8 @@ def plain_summary(table: pd.DataFrame, severity: float) -> list[str]:
         worst = others.sort_values("overall_drop", ascending=False).head(3)
         hurt = ", ".join(f"{r.corruption}{'' if _is_reframe(r.corruption) else f' {r.severity:g}'}"
                          f"{f' (padding {r.severity:g})' if _is_reframe(r.corruption) else ''}"
-                         f" (-{r.overall_drop * scale:.1f})" for r in worst.itertuples())
+                         f" ({(r.overall_drop if task == 'age' else -r.overall_drop) * scale:+.1f})"
+                         for r in worst.itertuples())
         judged = others[others.worst_falls_fastest.notna()]
         fastest = int(judged.worst_falls_fastest.astype(bool).sum())
         c = clean.iloc[0]
@@ -166,7 +167,11 @@ def plain_summary(table: pd.DataFrame, severity: float) -> list[str]:
 
 
 def write_html(result, config, path: Path, severity: float = 3) -> Path:
+    """``severity``: the level the summary tables show (the highest run at or below it, when it was not run)."""
     table = result.table
+    levels = sorted(s for s in table[~table.corruption.map(_is_reframe) & (table.corruption != CLEAN)].severity.unique())
+    if levels and severity not in levels:
+        severity = max([s for s in levels if s <= severity] or levels)
     tasks = [t for t in dict.fromkeys(table.task) if t != "all"]
     n_faces = len(result.faces)
     conditions = table[["corruption", "severity"]].drop_duplicates()

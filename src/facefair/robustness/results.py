@@ -25,7 +25,7 @@ import pandas as pd
 from facefair.audit import AuditConfig, audit_predictions, load_predictions
 from facefair.audit import bootstrap as B
 from facefair.audit.config import ALL, OVERALL
-from facefair.audit.groups import attribute_values, detect_tasks
+from facefair.audit.groups import attribute_values, detect_tasks, group_order
 from facefair.robustness.config import CLEAN, COLUMNS
 from facefair.robustness.reframe import PREFIX as REFRAME_PREFIX
 
@@ -83,7 +83,7 @@ def _coverage_rows(frame, audit_config, corruption, severity) -> list[dict]:
     rows = []
     for attribute, values in _groups(frame, audit_config).items():
         known = np.array([v is not None for v in values])
-        for group in pd.unique(values[known]):
+        for group in group_order(attribute, list(pd.unique(values[known]))):
             member = values == group
             n = int(member.sum())
             low, high = _mean_interval(predicted[member].astype(float), audit_config, "coverage", corruption,
@@ -133,7 +133,7 @@ def drop_rows(clean: pd.DataFrame, corrupted: pd.DataFrame, audit_config: AuditC
         change = clean_score - score if kind == "classification" else score - clean_score
         for attribute, values in _groups(clean, audit_config).items():
             known = np.array([v is not None for v in values]) & both
-            for group in pd.unique(values[known]):
+            for group in group_order(attribute, list(pd.unique(values[known]))):
                 member = known & (values == group)
                 diff = change[member]
                 low, high = _mean_interval(diff, audit_config, "drop", task, attribute, str(group))
