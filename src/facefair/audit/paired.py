@@ -133,7 +133,8 @@ def regression_scores(task: TaskData, pred: np.ndarray, attribute: str, values: 
     for g in range(len(order)):
         rows = codes == g
         sizes.append(int(rows.sum()))
-        reps = B.regression_replicates(stacked[:, rows], y_true[rows], y_pred[rows])
+        with np.errstate(invalid="ignore", divide="ignore"):  # a group a resample misses: NaN there
+            reps = B.regression_replicates(stacked[:, rows], y_true[rows], y_pred[rows])
         for key in per_group:
             per_group[key].append(reps[key])
     arrays = {key: np.stack(v, axis=1) for key, v in per_group.items()}  # (1 + n_boot, groups)
