@@ -143,3 +143,19 @@ def test_write_comparison_round_trips(tmp_path):
     table = compare_runs([tmp_path / "a.csv", tmp_path / "a.csv"], CONFIG, names=["x", "y"])
     assert set(table.method) == {"x", "y"} and (table[table.method == "y"].difference == 0).all()
     assert set(write_comparison(table, tmp_path / "out")) == {"compare.csv", "compare.json", "compare.html"}
+
+
+def test_exact_age_mae_difference_is_paired_too(tmp_path):
+    rng = np.random.default_rng(4)
+    base = _baseline(800)
+    base["age_true"] = rng.integers(1, 90, len(base)).astype(float)
+    base["age_pred"] = base.age_true + rng.normal(0, 8, len(base))
+    closer = base.copy()
+    closer["age_pred"] = base.age_true + (base.age_pred - base.age_true) * 0.5  # every error halved
+    base.to_csv(tmp_path / "a.csv", index=False)
+    closer.to_csv(tmp_path / "b.csv", index=False)
+    config = AuditConfig(n_boot=300, tasks=("age",), attributes=("race",), intersections=())
+    table = compare_runs([tmp_path / "a.csv", tmp_path / "b.csv"], config)
+    row = table[(table.method == "b") & (table.metric == "mae")].iloc[0]
+    assert row.difference == pytest.approx(-0.5 * np.abs(base.age_pred - base.age_true).mean(), rel=1e-9)
+    assert row.significant and row.direction == "better" and "years" in row.verdict
