@@ -1,7 +1,9 @@
 """The audit on a real model's predictions for ../shared/data/utkface.
 
 Point ``FACEFAIR_REAL_PREDICTIONS`` at a predictions CSV (or a run folder) written by
-``facefair train``/``facefair evaluate``; without it the test is skipped, saying so.
+``facefair train``/``facefair evaluate`` to audit that model; without it the suite trains its
+own small model on real UTKFace faces (the session's ``tiny_run``), so the test always runs
+where the shared data is.
 ``check_real_predictions`` holds the invariants so a fixture-based test can reuse it.
 """
 
@@ -80,25 +82,19 @@ def check_real_predictions(path: str | Path, out_dir: str | Path, n_boot: int = 
     return {"result": result, "paths": paths}
 
 
-def _real_predictions() -> Path:
+@pytest.fixture
+def real_predictions(request) -> Path:
     value = os.environ.get(ENV)
     if not value:
-        pytest.skip(f"no real model's predictions: set {ENV} to a predictions CSV (or run folder) "
-                    "from `facefair train`/`facefair evaluate` on ../shared/data/utkface")
+        return request.getfixturevalue("tiny_run")  # a model trained in this session on real faces
     path = Path(value)
     if not path.exists():
-        pytest.skip(f"{ENV}={value} does not exist")
+        pytest.fail(f"{ENV}={value} does not exist")
     return path
 
 
-def test_audit_of_real_utkface_predictions(tmp_path):
-    path = _real_predictions()
-    checked = check_real_predictions(path, tmp_path)
+def test_audit_of_real_utkface_predictions(real_predictions, tmp_path):
+    checked = check_real_predictions(real_predictions, tmp_path, n_boot=100)
+    path = real_predictions
     frame = pd.read_csv(path / "predictions.csv" if path.is_dir() else path)
     assert checked["result"].n_rows == len(frame)
-
-
-def test_audit_of_a_model_trained_here_on_real_faces(tiny_run, tmp_path):
-    """Always runs where the shared data is: the `tiny_run` model (real UTKFace faces) -> audit."""
-    checked = check_real_predictions(tiny_run, tmp_path, n_boot=100)
-    assert checked["result"].n_rows == len(pd.read_csv(tiny_run / "predictions.csv"))
