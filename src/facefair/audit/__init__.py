@@ -14,7 +14,7 @@ import importlib
 #: Public name -> module; imported on first use so ``facefair --help`` does not load pandas,
 #: scikit-learn and fairlearn for every command.
 _EXPORTS = {
-    "compare_runs": "compare", "render_compare_html": "compare", "write_comparison": "compare",
+    "compare_runs": "compare", "render_compare_html": "compare_html", "write_comparison": "compare",
     "parse_compare_items": "compare", "AuditConfig": "config", "AuditResult": "config", "TaskInfo": "config",
     "audit_predictions": "core", "load_predictions": "groups", "result_to_dict": "output", "write_audit": "output",
     "render_html": "report_html", "write_model_card": "card", "model_card": "card",

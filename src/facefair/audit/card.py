@@ -161,7 +161,8 @@ def model_card(run: str | Path, n_boot: int = 1000) -> str:
              "## Model details\n",
              f"- **Architecture:** {model.get('backbone', '?')} backbone (timm), one head per task; "
              f"input {model.get('image_size', '?')} px; age head: {model.get('age_head', 'regression')}.",
-             f"- **Initial weights:** {model.get('weights') or ('timm ImageNet' if model.get('pretrained') else 'random')}.",
+             "- **Initial weights:** "
+             f"{model.get('weights') or ('timm ImageNet' if model.get('pretrained') else 'random')}.",
              f"- **Tasks:** " + "; ".join(f"{t['name']} ({', '.join(t['classes']) or 'years'})" for t in tasks) + ".",
              f"- **Training:** method {train.get('method', 'erm')}, {info.get('epochs', train.get('epochs', '?'))} "
              f"epochs (best epoch {info.get('best_epoch', '?')}), batch {train.get('batch_size', '?')}, "

@@ -42,9 +42,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                              f"judge' and left out of gaps (default {d.min_group_size})")
     parser.add_argument("--attributes", nargs="+", default=list(d.attributes), metavar="ATTR",
                         help=f"sensitive attribute columns to group by (default: {' '.join(d.attributes)})")
-    parser.add_argument("--intersections", nargs="*", default=[":".join(p) for p in d.intersections],
-                        metavar="A:B", help="intersections to audit, e.g. race:gender race:age_group (none: give "
-                                            f"the flag alone; default {' '.join(':'.join(p) for p in d.intersections)})")
+    intersections = [":".join(p) for p in d.intersections]
+    parser.add_argument("--intersections", nargs="*", default=intersections, metavar="A:B",
+                        help="intersections to audit, e.g. race:gender race:age_group (none: give the flag alone; "
+                             f"default {' '.join(intersections)})")
     parser.add_argument("--tasks", nargs="+", metavar="TASK",
                         help="tasks to audit (default: every task with predictions)")
     parser.add_argument("--bins", type=int, default=d.n_bins, help=f"calibration bins (default {d.n_bins})")

@@ -87,7 +87,8 @@ class AuditResult:
     the group's labelled size ``n``, ``flagged`` (group too small to judge), ``support`` (rows the
     value rests on: the group's negatives for an FPR, its positives for an FNR, else ``n``) and
     ``thin_cell`` (support too small: shown, kept out of the gaps).  ``gaps``: the summary gaps per
-    (task, attribute); ``excluded_cells`` names the thin cells a gap lost, ``complete`` is False then.  ``calibration``: reliability-curve bins.  ``confusion``: counts.
+    (task, attribute); ``excluded_cells`` names the thin cells a gap lost, ``complete`` is False then.
+    ``calibration``: reliability-curve bins.  ``confusion``: counts.
     """
 
     config: AuditConfig
