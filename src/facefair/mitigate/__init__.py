@@ -17,8 +17,8 @@ losses (``--class-weights``) are options of every method.  Group thresholds
 from __future__ import annotations
 
 # Nothing is imported here: the methods register when a run names them
-# (``facefair.train.methods.PROVIDERS``), their models when a checkpoint does
-# (``facefair.models.registry.PROVIDERS``), so the modules of this package import in any order.
+# (``facefair.train.methods.METHODS``), their models when a checkpoint does
+# (``facefair.models.registry.ARCHITECTURES``), so the modules of this package import in any order.
 
 #: method name -> (needs demographic labels, one line) for ``facefair mitigate methods``.
 METHOD_SUMMARIES = {

@@ -15,8 +15,8 @@ from pathlib import Path
 
 def _methods(args) -> int:
     from facefair.mitigate import METHOD_SUMMARIES
-    from facefair.train.methods import METHODS, PROVIDERS
-    for name in sorted({*METHODS, *PROVIDERS}):
+    from facefair.train.methods import METHODS
+    for name in METHODS.names():
         needs, text = METHOD_SUMMARIES.get(name, (None, ""))
         labels = {True: "needs group labels", False: "no group labels", None: ""}[needs]
         print(f"{name:12s} {labels:18s} {text}")

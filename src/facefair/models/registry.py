@@ -1,55 +1,37 @@
-"""Model architectures by name, the way timm's ``register_model`` works.
+"""Model architectures by name (:class:`facefair.registry.Registry`, timm's pattern).
 
 A checkpoint names its architecture (``"multitask"``, ``"fineface"``, ...); ``load_model`` asks
-this registry for a builder that makes the untrained model with the checkpoint's shapes.  A module
-that defines an architecture registers it with :func:`register_architecture`.  Architectures
-defined outside ``facefair.models`` (the mitigation methods') are listed in :data:`PROVIDERS` by
-module path, and imported only when a checkpoint asks for one of them: ``models/`` never imports
-the layers above it, and the registry is filled whatever the import order was.
+:data:`ARCHITECTURES` for the builder that makes the untrained model with the checkpoint's
+shapes.  Architectures defined outside ``facefair.models`` (the mitigation methods') are listed
+by module path and imported only when a checkpoint asks for one of them: ``models/`` never
+imports the layers above it.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+from facefair.registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from facefair.models.multitask import ModelConfig
+    from facefair.models.config import ModelConfig
     from facefair.tasks import TaskSpec
 
-    Builder = Callable[[ModelConfig, Sequence[TaskSpec], Mapping], nn.Module]
-
 #: architecture name -> builder(model_config, tasks, checkpoint) of an untrained model
-ARCHITECTURES: dict[str, "Builder"] = {}
+ARCHITECTURES: "Registry[Callable[[ModelConfig, Sequence[TaskSpec], Mapping], nn.Module]]" = Registry(
+    "model architecture in checkpoint", {
+        "multitask": "facefair.models.multitask",
+        "adversarial": "facefair.mitigate.adversarial",
+        "fineface": "facefair.mitigate.fineface",
+    })
 
-#: architecture name -> the module that registers it (imported on first use, like an entry point)
-PROVIDERS = {
-    "multitask": "facefair.models.multitask",
-    "adversarial": "facefair.mitigate.adversarial",
-    "fineface": "facefair.mitigate.fineface",
-}
-
-
-def register_architecture(name: str):
-    """Decorator: ``@register_architecture("fineface")`` over ``from_checkpoint(config, tasks, checkpoint)``."""
-    def add(builder):
-        ARCHITECTURES[name] = builder
-        return builder
-    return add
-
-
-def architecture_builder(name: str) -> "Builder":
-    if name not in ARCHITECTURES and name in PROVIDERS:
-        importlib.import_module(PROVIDERS[name])
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown model architecture {name!r} in checkpoint; known: "
-                         f"{', '.join(sorted(set(PROVIDERS) | set(ARCHITECTURES)))}")
-    return ARCHITECTURES[name]
+#: ``@register_architecture("fineface")`` over ``from_checkpoint(config, tasks, checkpoint)``
+register_architecture = ARCHITECTURES.register
 
 
 def build_architecture(name: str, model_config: "ModelConfig", tasks: Sequence["TaskSpec"],
                        checkpoint: Mapping) -> "nn.Module":
     """The model ``checkpoint`` was trained with, rebuilt without weights (``load_model`` loads them)."""
-    return architecture_builder(name)(model_config, tasks, checkpoint)
+    return ARCHITECTURES.get(name)(model_config, tasks, checkpoint)

@@ -8,12 +8,12 @@ optimiser steps per batch — the loop, checkpoints, evaluation and reports stay
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
+from facefair.registry import Registry
 from facefair.runtime import autocast_context
 from facefair.models.multitask import ModelConfig, MultiTaskModel
 from facefair.tasks import TaskSpec
@@ -22,21 +22,18 @@ if TYPE_CHECKING:
     from facefair.config import RunConfig
     from facefair.train.loop import Trainer
 
-METHODS: dict[str, Callable[["RunConfig"], "TrainingMethod"]] = {}
-
-#: method name -> the module that registers it, imported when a run asks for the method
-PROVIDERS = {
+#: method name -> TrainingMethod class; the mitigation methods are imported when a run names one
+METHODS: "Registry[Callable[[RunConfig], TrainingMethod]]" = Registry("training method", {
     "reweight": "facefair.mitigate.reweight",
     "adversarial": "facefair.mitigate.adversarial",
     "fineface": "facefair.mitigate.fineface",
-}
+})
 
 
 def register_method(name: str):
     def add(cls):
-        METHODS[name] = cls
         cls.name = name
-        return cls
+        return METHODS.register(name)(cls)
     return add
 
 
@@ -80,8 +77,4 @@ register_method("standard")(TrainingMethod)
 
 def create_method(config: "RunConfig") -> TrainingMethod:
     name = config.train.method
-    if name not in METHODS and name in PROVIDERS:
-        importlib.import_module(PROVIDERS[name])
-    if name not in METHODS:
-        raise ValueError(f"unknown training method {name!r}; known: {', '.join(sorted(set(METHODS) | set(PROVIDERS)))}")
-    return METHODS[name](config)
+    return METHODS.get(name)(config)
