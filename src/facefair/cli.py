@@ -38,6 +38,7 @@ _COMMAND_MODULES = (
     "facefair.audit.cli",
     "facefair.audit.card",
     "facefair.align.cli",
+    "facefair.quality.cli",
     "facefair.baselines.cli",
     "facefair.explain.cli",
     "facefair.describe.cli",

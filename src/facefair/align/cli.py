@@ -1,4 +1,4 @@
-"""``facefair align``, ``clean`` and ``merge`` (registered by ``facefair.cli``).
+"""``facefair align`` and ``merge`` (registered by ``facefair.cli``; ``clean`` lives in ``facefair.quality.cli``).
 
 Nothing heavy is imported here at module level: dlib/facenet-pytorch are loaded only when a
 detector is built, so these commands are always listed and a missing backend fails with the
@@ -50,24 +50,6 @@ def _align(args) -> int:
                          progress=not args.no_progress)
     print(json.dumps({**result.summary(), "manifest": str(Path(args.out) / "manifest.csv"),
                       "skipped": str(Path(args.out) / "skipped.csv")}, indent=1))
-    return 0
-
-
-def _clean(args) -> int:
-    from facefair.align.clean import CleanConfig, clean_table  # noqa: PLC0415
-    from facefair.data.readers import read_dataset  # noqa: PLC0415
-
-    table = read_dataset(args.data, kind=args.kind, image_root=args.image_root)
-    config = CleanConfig(action=args.action, border=args.border, max_side=args.max_side, min_face=args.min_face)
-    result = clean_table(table, detector_config(args), config, workers=args.workers, progress=not args.no_progress)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.table.frame.to_csv(out, index=False)
-    no_face = result.checks[result.checks["face_status"] != "face"]
-    no_face.to_csv(out.with_suffix(".no_face.csv"), index=False)
-    print(result.summary())
-    print(json.dumps({**result.counts, "table": str(out), "no_face_list": str(out.with_suffix(".no_face.csv"))},
-                     indent=1, default=str))
     return 0
 
 
@@ -131,23 +113,6 @@ def register(subparsers) -> None:
                                                                  "(use ~0.25 for tight face crops)")
     align.add_argument("--no-progress", action="store_true")
     align.set_defaults(func=run_guarded(_align))
-
-    clean = subparsers.add_parser(
-        "clean", help="find dataset images without a detectable face; flag or drop them",
-        description="Runs a face detector over every image of a dataset and writes the label table with "
-                    "faces_found/face_score/face_status columns (--action flag) or without the faceless rows "
-                    "(--action drop), plus OUT.no_face.csv; prints counts.")
-    clean.add_argument("data", help="dataset: UTKFace folder, label CSV, ImageFolder tree")
-    clean.add_argument("--kind", default="auto")
-    clean.add_argument("--image-root")
-    clean.add_argument("--out", default="cleaned.csv", help="cleaned label table (readable again with --data)")
-    clean.add_argument("--action", choices=("flag", "drop"), default="flag")
-    add_detect_flags(clean)
-    clean.add_argument("--border", type=float, default=0.25, help="context added around tight crops")
-    clean.add_argument("--max-side", type=int, default=800)
-    clean.add_argument("--min-face", type=int, default=0)
-    clean.add_argument("--no-progress", action="store_true")
-    clean.set_defaults(func=run_guarded(_clean))
 
     merge = subparsers.add_parser(
         "merge", help="combine datasets (UTKFace + FairFace + ...) into one label table",

@@ -1,0 +1,116 @@
+"""Image embeddings for the data checks: an ImageNet backbone (or a trained facefair model) run
+once over the decoded-image cache, pooled features averaged over the image and its mirror.
+
+A linear model on these features is what scores labels out of fold, and their cosine similarity
+is one of the duplicate signals; computing them once serves both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    weights: str = "local:mobilenet_v2"  # ImageNet backbone weights (a path or local:NAME)
+    backbone: str = "mobilenetv2"        # the architecture the weights fit
+    model: Optional[str] = None          # a trained facefair checkpoint (RUN/best.pt): its backbone instead
+    size: int = 112                      # pixels; the recipe's training size, so its cache is reused
+    batch_size: int = 128
+    cache_dir: str = ".facefair-cache"
+    device: str = "cpu"
+    workers: int = 0                     # decode workers for the cache (0: one per core)
+    mirror: bool = False                 # average with the mirrored image (2x the time)
+
+
+@dataclass
+class Embedded:
+    """Features and the decoded pixels of the images that could be read."""
+    paths: list[str]                 # every input path, in input order
+    features: np.ndarray             # (n_readable, dim) float32, L2-normalised
+    rows: np.ndarray                 # index into ``paths`` of each features row
+    images: np.ndarray               # the cache's uint8 array (memory-mapped)
+    image_index: np.ndarray          # cache row of each features row
+    bad: dict[str, str]              # path -> why it could not be decoded
+    source: str                      # what made the features (for the report)
+
+
+def _describe(config: FeatureConfig) -> str:
+    return f"backbone of {config.model}" if config.model else f"ImageNet {config.backbone} ({config.weights})"
+
+
+def _feature_key(config: FeatureConfig) -> str:
+    """Names the network (and its file's size and time) so a retrained model never reuses features."""
+    import hashlib  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from facefair.models.backbones import resolve_weights  # noqa: PLC0415
+
+    weight_file = resolve_weights(config.model or config.weights)
+    stat = os.stat(weight_file)
+    text = f"{config.model}|{config.backbone}|{weight_file}|{stat.st_size}|{stat.st_mtime_ns}|{config.mirror}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _feature_network(config: FeatureConfig, device):
+    if config.model:
+        from facefair.models.multitask import load_model  # noqa: PLC0415
+
+        return load_model(config.model, map_location="cpu").to(device).forward_features
+    from facefair.models.backbones import create_backbone  # noqa: PLC0415
+
+    return create_backbone(config.backbone, weights=config.weights).eval().to(device)
+
+
+def embed(paths: Sequence[str], config: FeatureConfig = FeatureConfig(), *, progress: bool = True) -> Embedded:
+    """Decode (through the shared cache) and embed every image; unreadable ones are left out and named."""
+    import os  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    from facefair.data.batches import to_float  # noqa: PLC0415
+    from facefair.data.cache import build_cache  # noqa: PLC0415
+
+    paths = list(paths)
+    cache = build_cache(paths, config.size, config.cache_dir, workers=config.workers or (os.cpu_count() or 1),
+                        progress=progress)
+    index = cache.indices(paths)
+    rows = np.flatnonzero(index >= 0)
+    stored = cache.directory / f"features-{_feature_key(config)}.npy"
+    if stored.exists():  # the whole cache was embedded before with this network: reuse it
+        every = np.load(stored, mmap_mode="r")
+        bad = {p: cache.bad[p] for p in np.asarray(paths, dtype=object)[index < 0]}
+        return Embedded(paths, np.asarray(every[index[rows]], dtype=np.float32), rows, cache.images, index[rows],
+                        bad, _describe(config))
+    device = torch.device(config.device)
+    network = _feature_network(config, device)
+    chunks = []
+    bar = tqdm(total=len(rows), desc="embedding", unit="img", disable=not progress)
+    with torch.inference_mode():
+        for start in range(0, len(rows), config.batch_size):
+            picked = index[rows[start:start + config.batch_size]]
+            order = np.argsort(picked)  # memory-map reads in file order
+            batch = torch.from_numpy(np.ascontiguousarray(cache.images[picked[order]]))
+            x = to_float(batch, device)
+            out = network(x).float()
+            if config.mirror:  # the mirror is as much the same face; averaging steadies turned heads
+                out = (out + network(torch.flip(x, dims=[3])).float()) / 2
+            restored = torch.empty_like(out)
+            restored[torch.from_numpy(order)] = out
+            chunks.append(restored.cpu().numpy())
+            bar.update(len(picked))
+    bar.close()
+    features = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
+    features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    if len(rows) == len(cache.paths) - len(cache.bad) and len(rows):
+        every = np.zeros((len(cache.paths), features.shape[1]), np.float32)
+        every[index[rows]] = features
+        staging = stored.with_name(stored.name + f".{os.getpid()}.npy")
+        np.save(staging, every)
+        os.replace(staging, stored)
+    bad = {p: cache.bad[p] for p in np.asarray(paths, dtype=object)[index < 0]}
+    return Embedded(paths, features.astype(np.float32), rows, cache.images, index[rows], bad, _describe(config))
