@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from facefair.align.compose import compose_set, match_detections
+from photo_compose import compose_set, match_detections
 from facefair.align.detectors import DetectorConfig, available_backends, make_detector
 from facefair.align.photos import FAIRFACE_COLUMNS, predict_photos
 from facefair.models.multitask import load_model
