@@ -78,9 +78,10 @@ def test_merge_utkface_and_fairface(dirty_utk, fairface_dir, tmp_path, capsys):
 
     val = tmp_path / "fairface_val.csv"
     pd.read_csv(fairface_dir / "fairface_label_val.csv").head(50).to_csv(val, index=False)
-    out = tmp_path / "merged.csv"
-    assert main(["merge", str(dirty_utk), str(val), "--out", str(out), "--no-require-images"]) == 0
+    assert main(["merge", str(dirty_utk), str(val), "--out", str(tmp_path / "merged"), "--no-require-images"]) == 0
     report = json.loads(capsys.readouterr().out)
+    out = tmp_path / "merged" / "labels.csv"
+    assert report["table"] == str(out)
     merged = pd.read_csv(out)
     assert report["race_scheme"] == "race5" and report["images"] == len(merged) == 13 + 50
     assert set(merged["dataset"]) == {"utkface", "fairface"}

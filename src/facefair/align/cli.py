@@ -73,7 +73,7 @@ def _merge(args) -> int:
 
     tables = [read_source(spec, require_images=args.require_images) for spec in args.sources]
     merged = concat_tables(tables, race_scheme=args.race_scheme)
-    out = Path(args.out)
+    out = Path(args.out) / "labels.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     merged.frame.to_csv(out, index=False)
     frame = merged.frame
@@ -120,7 +120,7 @@ def register(subparsers) -> None:
                     "years give age groups, a dataset column says where each row came from, and tasks a source "
                     "lacks stay empty (masked in training).")
     merge.add_argument("sources", nargs="+", help="dataset folders or label CSVs (CSV@IMAGE_ROOT)")
-    merge.add_argument("--out", default="merged.csv")
+    merge.add_argument("--out", default="merged", help="output folder: OUT/labels.csv (readable again with --data)")
     merge.add_argument("--race-scheme", choices=("race7", "race5", "race4"),
                        help="default: the coarsest scheme every source maps into")
     merge.add_argument("--require-images", action=argparse.BooleanOptionalAction, default=True,
