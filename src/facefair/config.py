@@ -39,6 +39,13 @@ class DataConfig:
     cache_dir: Optional[str] = _help("decoded-image cache folder; empty string reads JPEGs every epoch",
                                      default=".facefair-cache")
     workers: int = _help("decode workers (0: one per core)", default=0)
+    exclude: list[str] = _help("files of `facefair clean` (label_issues.csv) or any CSV with a path column: those "
+                               "train labels (rows with a task) or train images (rows without) are left out",
+                               default_factory=list)
+    relabel: list[str] = _help("label_issues.csv files whose suggested_label replaces the train label",
+                               default_factory=list)
+    split_groups: Optional[str] = _help("duplicates.csv (path,cluster): a fresh split keeps each cluster in one "
+                                        "split", default=None)
 
 
 @dataclass

@@ -69,7 +69,8 @@ def training_group_counts(run: Path, report: dict) -> tuple[dict[str, dict[str, 
         table = load_table(DataConfig(**known)).frame
     except (OSError, ValueError, TypeError) as error:
         return {}, f"the training data could not be read here ({str(error).splitlines()[0]})"
-    splits = pd.read_csv(splits_path)
+    from facefair.data.splits import data_root, read_saved_splits
+    splits = read_saved_splits(splits_path, table["path"], data_root(data.get("data"), data.get("image_root")))
     train = table.merge(splits[splits.split == "train"][["path"]], on="path")
     counts = {a: {str(k): int(v) for k, v in train[a].fillna("(unknown)").value_counts().items()}
               for a in GROUP_ATTRIBUTES if a in train}

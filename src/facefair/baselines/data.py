@@ -15,7 +15,7 @@ import pandas as pd
 
 from facefair.data.cache import build_cache
 from facefair.data.readers import LabelTable, read_dataset, restrict_race_scheme
-from facefair.data.splits import assign_splits
+from facefair.data.splits import assign_splits, data_root, read_saved_splits
 
 
 @dataclass
@@ -49,14 +49,15 @@ def load_split_table(selection: DataSelection) -> SplitTable:
     table = restrict_race_scheme(
         read_dataset(selection.data, kind=selection.kind, image_root=selection.image_root), selection.race_scheme)
     frame = table.frame
+    root = data_root(selection.data, selection.image_root)
     if selection.splits_file is not None:
-        saved = pd.read_csv(selection.splits_file, usecols=["path"])
-        known = frame["path"].isin(set(saved["path"]))
+        # Saved paths are relative to the data root (older runs: absolute); read_saved_splits matches both.
+        known = read_saved_splits(selection.splits_file, frame["path"], root)["split"].notna().to_numpy()
         if not known.any():
             raise ValueError(f"no image of {selection.data} is listed in {selection.splits_file}: "
-                             "was that run trained on this dataset (same absolute paths)?")
+                             "was that run trained on this dataset?")
         frame = frame[known].reset_index(drop=True)
-    frame = assign_splits(frame, splits_file=selection.splits_file, by=list(selection.split_by),
+    frame = assign_splits(frame, splits_file=selection.splits_file, root=root, by=list(selection.split_by),
                           val_fraction=selection.val_fraction, test_fraction=selection.test_fraction,
                           seed=selection.seed)
     return SplitTable(frame, table, [str(p) for p in table.problems])

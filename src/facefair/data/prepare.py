@@ -16,7 +16,9 @@ from facefair.config import DataConfig
 from facefair.data.batches import ArrayBatches, FileBatches
 from facefair.data.cache import build_cache
 from facefair.data.readers import LabelTable, Problem, read_dataset, restrict_race_scheme
-from facefair.data.splits import SPLITS, _room, strata, assign_splits, check_splits, save_splits
+from facefair.data.exclusions import apply_actions
+from facefair.data.splits import (SPLITS, _room, assign_splits, check_splits, data_root, read_groups, save_splits,
+                                  strata)
 from facefair.tasks import TaskSpec, encode_targets, make_tasks, usable_tasks
 
 log = logging.getLogger("facefair")
@@ -68,11 +70,21 @@ def prepare_data(config: DataConfig, task_names: list[str], image_size: int, bat
     splits_file = config.splits_file
     if splits_file is None and out_dir is not None and (out_dir / "splits.csv").exists():
         splits_file = str(out_dir / "splits.csv")  # a resumed or re-evaluated run keeps its split
-    frame = assign_splits(frame, splits_file=splits_file, by=config.split_by, val_fraction=config.val_fraction,
-                          test_fraction=config.test_fraction, seed=seed)
+    root = data_root(config.data, config.image_root)
+    groups = read_groups(config.split_groups, frame["path"], root) if config.split_groups else None
+    if groups is not None and splits_file is not None:
+        log.warning("split_groups %s is not used: the split comes from %s", config.split_groups, splits_file)
+    frame = assign_splits(frame, splits_file=splits_file, root=root, by=config.split_by,
+                          val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=seed,
+                          groups=groups)
     check_splits(frame)
     if out_dir is not None and write:
-        save_splits(frame, out_dir / "splits.csv")
+        save_splits(frame, out_dir / "splits.csv", root)
+    if config.exclude or config.relabel:  # after the split is saved: val/test rows are never touched
+        frame, actions = apply_actions(frame, root, exclude=config.exclude, relabel=config.relabel)
+        log.info("data actions on train rows: %s", actions["action"].value_counts().to_dict() or "none matched")
+        if out_dir is not None and write:
+            actions.to_csv(out_dir / "data_actions.csv", index=False)
 
     names = usable_tasks(frame, task_names)
     dropped = sorted(set(task_names) - set(names))

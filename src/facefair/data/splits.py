@@ -89,6 +89,17 @@ def make_splits(frame: pd.DataFrame, *, by: Sequence[str] = ("gender", "race", "
     return split
 
 
+def data_root(data: str | Path | None, image_root: str | Path | None = None) -> Optional[Path]:
+    """The folder saved paths are relative to: a CSV's image root, the dataset folder, or the
+    label CSV's own folder."""
+    if image_root:
+        return Path(image_root)
+    if not data:
+        return None
+    source = Path(data)
+    return source if source.is_dir() else source.parent
+
+
 def path_keys(paths: Sequence[str] | pd.Series, root: str | Path | None) -> pd.Series:
     """Each path relative to ``root`` (POSIX separators) when it lies under it, else as given."""
     paths = pd.Series(list(paths) if not isinstance(paths, pd.Series) else paths)
