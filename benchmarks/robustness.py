@@ -51,11 +51,14 @@ def main() -> None:
     parser.add_argument("--n-boot", type=int, default=500)
     parser.add_argument("--detectors", nargs="+", default=["dlib-hog", "mtcnn"])
     parser.add_argument("--corruptions", nargs="+", default=None)
+    parser.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--work-size", type=int, default=224)
     parser.add_argument("--out-dir", help="robustness folder (default RUN/robustness)")
     parser.add_argument("--results", default="benchmarks/results")
     args = parser.parse_args()
 
-    config = RobustnessConfig(limit=args.limit, n_boot=args.n_boot,
+    config = RobustnessConfig(limit=args.limit, n_boot=args.n_boot, severities=tuple(args.severities),
+                              work_size=args.work_size,
                               reframe=ReframeConfig(detectors=tuple(args.detectors)),
                               **({"corruptions": tuple(args.corruptions)} if args.corruptions else {}))
     out = Path(args.out_dir) if args.out_dir else Path(args.run) / "robustness"
