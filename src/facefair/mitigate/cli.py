@@ -44,6 +44,9 @@ def _thresholds(args) -> int:
 def _apply(args) -> int:
     import pandas as pd
     from facefair.mitigate.thresholds import GroupThresholds, apply_group_thresholds
+    for given in (args.thresholds, args.predictions):
+        if not Path(given).is_file():
+            raise FileNotFoundError(f"{given} not found")
     thresholds = GroupThresholds.from_json(Path(args.thresholds).read_text())
     if args.attribute_column:
         thresholds.attribute = args.attribute_column
