@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from facefair.runtime import select_device
+
 
 @dataclass
 class Distributed:
@@ -44,11 +46,10 @@ class Distributed:
         return context
 
     def device(self, requested: str) -> torch.device:
-        if requested == "auto":
-            requested = "cuda" if torch.cuda.is_available() else "cpu"
-        if requested == "cuda" and self.enabled:
-            return torch.device("cuda", self.local_rank)
-        return torch.device(requested)
+        device = select_device(requested)
+        if device.type == "cuda" and device.index is None and self.enabled:
+            return torch.device("cuda", self.local_rank)  # each process its own GPU
+        return device
 
     def per_rank_batch(self, batch_size: int) -> int:
         if batch_size % self.world_size:
