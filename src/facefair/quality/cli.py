@@ -96,7 +96,8 @@ def register(subparsers) -> None:
     scorer.add_argument("--weights", default="local:mobilenet_v2", help="ImageNet backbone weights for features")
     scorer.add_argument("--model", help="a trained facefair checkpoint (RUN/best.pt) whose backbone gives the "
                                         "features instead; only for images it was not trained on")
-    scorer.add_argument("--size", type=int, default=112, help="image size the features are computed at")
+    scorer.add_argument("--size", type=int, default=0, help="image size the features are computed at (0: the "
+                                                             "--model's own size, else 112)")
     scorer.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,
                         help="average features of each image and its mirror (2x the time)")
     scorer.add_argument("--tasks", nargs="+", default=["gender", "race", "age_group"])

@@ -154,10 +154,11 @@ def disagreements(clusters: pd.DataFrame) -> dict[str, int]:
     return out
 
 
-def crossing_clusters(clusters: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
-    """Clusters whose images sit in more than one split (``splits``: path, split, matched by the
-    same path keys), with the splits each one spans."""
-    with_split = clusters.merge(splits[["path", "split"]], on="path", how="left")
+def crossing_clusters(clusters: pd.DataFrame, splits: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """Clusters whose images sit in more than one split, with the splits each one spans; the
+    split comes from ``clusters``' own column or from ``splits`` (path, split)."""
+    with_split = clusters if splits is None else clusters.drop(columns="split", errors="ignore").merge(
+        splits[["path", "split"]], on="path", how="left")
     spans = with_split.groupby("cluster")["split"].agg(lambda s: "+".join(sorted(set(s.dropna()))))
     crossing = spans[spans.str.contains(r"\+")]
     return pd.DataFrame({"cluster": crossing.index, "splits": crossing.to_numpy()})

@@ -19,7 +19,7 @@ class FeatureConfig:
     weights: str = "local:mobilenet_v2"  # ImageNet backbone weights (a path or local:NAME)
     backbone: str = "mobilenetv2"        # the architecture the weights fit
     model: Optional[str] = None          # a trained facefair checkpoint (RUN/best.pt): its backbone instead
-    size: int = 112                      # pixels; the recipe's training size, so its cache is reused
+    size: int = 0                        # pixels; 0: the --model's own, else 112 (the recipe's cache)
     batch_size: int = 128
     cache_dir: str = ".facefair-cache"
     device: str = "cpu"
@@ -37,6 +37,15 @@ class Embedded:
     image_index: np.ndarray          # cache row of each features row
     bad: dict[str, str]              # path -> why it could not be decoded
     source: str                      # what made the features (for the report)
+    size: int = 0                    # pixels the features were computed at
+
+
+def _model_size(config: FeatureConfig) -> int:
+    if not config.model:
+        return 112
+    from facefair.models.serialization import read_checkpoint  # noqa: PLC0415
+
+    return int(read_checkpoint(config.model, "cpu")["model"].get("image_size") or 224)
 
 
 def _describe(config: FeatureConfig) -> str:
@@ -51,6 +60,9 @@ def _feature_key(config: FeatureConfig) -> str:
     from facefair.models.backbones import resolve_weights  # noqa: PLC0415
 
     weight_file = resolve_weights(config.model or config.weights)
+    if weight_file.is_dir():  # a run or export folder: its weights file is what changes
+        weight_file = next((weight_file / n for n in ("model.safetensors", "best.pt") if (weight_file / n).exists()),
+                           weight_file)
     stat = os.stat(weight_file)
     text = f"{config.model}|{config.backbone}|{weight_file}|{stat.st_size}|{stat.st_mtime_ns}|{config.mirror}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -76,7 +88,8 @@ def embed(paths: Sequence[str], config: FeatureConfig = FeatureConfig(), *, prog
     from facefair.data.cache import build_cache  # noqa: PLC0415
 
     paths = list(paths)
-    cache = build_cache(paths, config.size, config.cache_dir, workers=config.workers or (os.cpu_count() or 1),
+    size = config.size or _model_size(config)
+    cache = build_cache(paths, size, config.cache_dir, workers=config.workers or (os.cpu_count() or 1),
                         progress=progress)
     index = cache.indices(paths)
     rows = np.flatnonzero(index >= 0)
@@ -85,7 +98,7 @@ def embed(paths: Sequence[str], config: FeatureConfig = FeatureConfig(), *, prog
         every = np.load(stored, mmap_mode="r")
         bad = {p: cache.bad[p] for p in np.asarray(paths, dtype=object)[index < 0]}
         return Embedded(paths, np.asarray(every[index[rows]], dtype=np.float32), rows, cache.images, index[rows],
-                        bad, _describe(config))
+                        bad, _describe(config), size)
     device = torch.device(config.device)
     network = _feature_network(config, device)
     chunks = []
@@ -113,4 +126,5 @@ def embed(paths: Sequence[str], config: FeatureConfig = FeatureConfig(), *, prog
         np.save(staging, every)
         os.replace(staging, stored)
     bad = {p: cache.bad[p] for p in np.asarray(paths, dtype=object)[index < 0]}
-    return Embedded(paths, features.astype(np.float32), rows, cache.images, index[rows], bad, _describe(config))
+    return Embedded(paths, features.astype(np.float32), rows, cache.images, index[rows], bad, _describe(config),
+                    size)

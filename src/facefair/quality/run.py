@@ -76,7 +76,7 @@ def run_quality(table: LabelTable, out_dir: str | Path, config: QualityConfig = 
     readable = frame.iloc[embedded.rows].reset_index(drop=True)
     result = QualityResult()
     summary: dict = {"images": len(frame), "unreadable": len(embedded.bad), "features": embedded.source,
-                     "feature_size": config.features.size, "embed_seconds": round(time.perf_counter() - started, 1)}
+                     "feature_size": embedded.size, "embed_seconds": round(time.perf_counter() - started, 1)}
     if config.labels:
         from facefair.quality.labels import check_labels  # noqa: PLC0415
         from facefair.quality.rates import group_rates  # noqa: PLC0415
