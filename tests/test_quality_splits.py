@@ -3,6 +3,8 @@ still read), duplicate clusters kept in one split, and train-only exclusions and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,3 +86,27 @@ def test_a_file_without_paths_is_one_clear_error(tmp_path):
     pd.DataFrame({"file": ["a"]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match="bad.csv: needs column"):
         apply_actions(frame, tmp_path, exclude=[tmp_path / "bad.csv"])
+
+
+def test_training_data_honours_exclude_and_writes_what_it_did(utk_sample, tmp_path):
+    """prepare_data (what `facefair train` runs): the saved split is relative, flagged train labels
+    are masked, test labels are not, and RUN/data_actions.csv lists each change."""
+    from facefair.config import DataConfig
+    from facefair.data.prepare import prepare_data
+
+    config = DataConfig(data=str(utk_sample), cache_dir=str(tmp_path / "cache"))
+    first = prepare_data(config, ["gender", "race"], 32, 16, seed=0, out_dir=tmp_path, progress=False)
+    saved = pd.read_csv(tmp_path / "splits.csv")
+    assert not saved["path"].str.startswith("/").any()
+    train, test = first.splits["train"].frame, first.splits["test"].frame
+    listed = pd.DataFrame({"path": [Path(p).name for p in (train["path"][0], train["path"][1], test["path"][0])],
+                           "task": "gender", "suggested_label": "Female", "is_label_issue": True})
+    listed.to_csv(tmp_path / "label_issues.csv", index=False)
+    config.exclude = [str(tmp_path / "label_issues.csv")]
+    again = prepare_data(config, ["gender", "race"], 32, 16, seed=0, out_dir=tmp_path, progress=False)
+    masked = again.splits["train"].frame.set_index("path")
+    assert masked.loc[[train["path"][0], train["path"][1]], "gender"].isna().all()
+    assert again.splits["test"].frame.set_index("path").at[test["path"][0], "gender"] == test["gender"][0]
+    assert (again.splits["train"].targets["gender"] < 0).sum() == (first.splits["train"].targets["gender"] < 0).sum() + 2
+    actions = pd.read_csv(tmp_path / "data_actions.csv")
+    assert len(actions) == 2 and set(actions["action"]) == {"label masked"}
