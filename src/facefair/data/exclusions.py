@@ -40,7 +40,8 @@ def apply_actions(frame: pd.DataFrame, root: str | Path | None, *, exclude: Sequ
     actions: list[dict] = []
     editable = frame["split"].isin(splits).to_numpy()
     drop = pd.Series(False, index=frame.index)
-    for source, needs in [(f, ("path",)) for f in exclude] + [(f, ("path", "task", "suggested_label")) for f in relabel]:
+    jobs = [(f, ("path",)) for f in exclude] + [(f, ("path", "task", "suggested_label")) for f in relabel]
+    for source, needs in jobs:
         is_relabel = "suggested_label" in needs
         listed = _listed(source, needs)
         if not len(listed):

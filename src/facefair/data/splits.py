@@ -70,7 +70,8 @@ def make_splits(frame: pd.DataFrame, *, by: Sequence[str] = ("gender", "race", "
     ``groups`` (a group id per row, NaN for rows in no group) each group goes to one split whole:
     one representative row per group is split (stratified on its labels), the rest follow it."""
     if groups is not None and groups.notna().any():
-        ids = groups.astype(object).where(groups.notna(), pd.Series([f"_row{i}" for i in frame.index], index=frame.index))
+        own = pd.Series([f"_row{i}" for i in frame.index], index=frame.index)  # ungrouped rows: a group each
+        ids = groups.astype(object).where(groups.notna(), own)
         first = ~ids.duplicated()
         chosen = make_splits(frame[first], by=by, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
         return ids.map(dict(zip(ids[first], chosen))).rename("split")
@@ -160,7 +161,8 @@ def assign_splits(frame: pd.DataFrame, *, splits_file: str | Path | None = None,
         frame["split"] = read_saved_splits(splits_file, frame["path"], root)["split"].to_numpy()
         unknown = frame["split"].isna()
         if unknown.any():
-            raise ValueError(f"{int(unknown.sum())} images are not in {splits_file}, e.g. {frame.loc[unknown, 'path'].iloc[0]}")
+            raise ValueError(f"{int(unknown.sum())} images are not in {splits_file}, "
+                             f"e.g. {frame.loc[unknown, 'path'].iloc[0]}")
         return frame
     if "split" in frame and frame["split"].notna().all():
         if not (frame["split"] == "val").any():

@@ -95,7 +95,8 @@ def run_quality(table: LabelTable, out_dir: str | Path, config: QualityConfig = 
             for task, part in scored.groupby("task")}
         summary["label_check"] = asdict(config.label_check) | {"seconds": round(time.perf_counter() - t0, 1)}
     if config.duplicates:
-        from facefair.quality.duplicates import cluster_pairs, crossing_clusters, disagreements, find_pairs  # noqa: PLC0415
+        from facefair.quality.duplicates import (cluster_pairs, crossing_clusters,  # noqa: PLC0415
+                                                 disagreements, find_pairs)
 
         t0 = time.perf_counter()
         pairs = find_pairs(readable["path"].tolist(), embedded.images, embedded.image_index, embedded.features,
