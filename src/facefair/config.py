@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,9 @@ class TrainConfig:
     seed: int = _help("random seed (splits, init, order, augmentation)", default=0)
     deterministic: bool = _help("deterministic kernels (slower)", default=False)
     resume: bool = _help("continue from OUT_DIR/last.pt", default=False)
+    force: bool = _help("with --resume: continue even where the config differs from the saved run's", default=False)
+    trust_checkpoint: bool = _help("with --resume: unpickle an old last.pt that holds more than tensors "
+                                   "(only for files you trust: a pickle can run code)", default=False)
     device: str = _help("auto, cpu, cuda or cuda:N", default="auto")
     max_bad_steps: int = _help("abort after this many consecutive non-finite losses", default=20)
     tensorboard: bool = _help("write TensorBoard logs under OUT_DIR/tb", default=True)
@@ -96,20 +100,104 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "RunConfig":
+        """Unknown sections and keys are errors naming them (with the closest valid name), so a
+        typo never silently trains with the defaults; values must have the field's type."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"the config must be a mapping of sections ({', '.join(_SECTIONS)}), "
+                             f"not a {type(raw).__name__}")
         config = cls()
-        for section in ("data", "model", "train", "augment"):
-            values = raw.get(section) or {}
+        unknown_sections = [name for name in raw if name not in _SECTIONS]
+        if unknown_sections:
+            raise ValueError("; ".join(_unknown("section", str(name), _SECTIONS) for name in unknown_sections))
+        for section, values in raw.items():
+            values = {} if values is None else values
+            if not isinstance(values, dict):
+                raise ValueError(f"section {section}: expected KEY: VALUE lines, got {type(values).__name__}")
             target = getattr(config, section)
-            known = {f.name for f in dataclasses.fields(target)}
-            unknown = set(values) - known
+            hints = typing.get_type_hints(type(target))
+            known = [f.name for f in dataclasses.fields(target)]
+            unknown = [key for key in values if key not in known]
             if unknown:
-                raise ValueError(f"unknown {section} options {sorted(unknown)}")
+                raise ValueError("; ".join(_unknown(f"{section} option", str(k), known) for k in unknown))
             for key, value in values.items():
-                setattr(target, key, tuple(value) if isinstance(getattr(target, key), tuple) else value)
+                setattr(target, key, _checked(f"{section}.{key}", value, hints[key]))
         return config
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+def _unknown(what: str, name: str, valid) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(valid)}"
+    return f"unknown {what} {name!r} ({hint})"
+
+
+def _checked(name: str, value, annotation):
+    """``value`` if it has the field's type (ints pass for floats; lists for tuples), else a ValueError."""
+    kind = _flag_type(annotation)
+    optional = type(None) in typing.get_args(annotation)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{name}: a value is required")
+    origin = typing.get_origin(kind)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            value = [value] if origin is list and isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name}: expected a list, got {value!r}")
+        args = [a for a in typing.get_args(kind) if a is not Ellipsis]
+        if origin is tuple and len(args) > 1 and len(value) != len(args):
+            raise ValueError(f"{name}: expected {len(args)} values, got {list(value)!r}")
+        items = [_checked(name, v, args[min(i, len(args) - 1)]) for i, v in enumerate(value)] if args else list(value)
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{name}: expected KEY: VALUE pairs, got {value!r}")
+        return dict(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected a whole number, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError(f"{name}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
+#: Settings that change how a run executes or reports, not what it computes: ``--resume`` may change them.
+RESUME_FREE = {"train.resume", "train.force", "train.trust_checkpoint", "train.device", "train.progress",
+               "train.tensorboard", "train.results_csv", "train.out_dir", "train.max_bad_steps",
+               "data.cache_dir", "data.workers"}
+
+
+def run_differences(saved: dict, current: dict) -> list[str]:
+    """``section.key: saved -> current`` for every setting that alters the run, e.g. for ``--resume``."""
+    differences = []
+    defaults = RunConfig().to_dict()  # what a setting newer than the saved run meant when it was made
+    for section in sorted(set(saved) | set(current)):
+        old, new = saved.get(section) or {}, current.get(section) or {}
+        for key in sorted(set(old) | set(new)):
+            name = f"{section}.{key}"
+            fallback = (defaults.get(section) or {}).get(key)
+            before, after = _comparable(old.get(key, fallback)), _comparable(new.get(key, fallback))
+            if name not in RESUME_FREE and before != after:
+                differences.append(f"{name}: {before!r} -> {after!r}")
+    return differences
+
+
+def _comparable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "augment": AugmentConfig}
 _MODEL_HELP = {
     "backbone": "resnet18/34/50, convnext_tiny, efficientnetv2_s, vit_b_16, mobilenetv2, ... or any timm name",
     "image_size": "input size in pixels (0: the backbone's default)",
@@ -129,25 +217,31 @@ def _flag_type(annotation):
     return annotation
 
 
-def add_config_flags(parser: argparse.ArgumentParser, sections=("data", "model", "train")) -> None:
-    """One flag per config field; defaults are None so only flags given on the command line override YAML."""
+def add_config_flags(parser: argparse.ArgumentParser, sections=("data", "model", "train", "augment")) -> None:
+    """One flag per config field; defaults are None so only flags given on the command line override YAML.
+    Augmentation flags carry the section's name (``--augment-flip``): bare ``--scale`` would say nothing."""
     parser.add_argument("--config", help="YAML file with data:/model:/train:/augment: sections")
     for section in sections:
         group = parser.add_argument_group(section)
         hints = typing.get_type_hints(_SECTIONS[section])
         defaults = _SECTIONS[section]()
+        prefix = "augment-" if section == "augment" else ""
         for f in dataclasses.fields(_SECTIONS[section]):
-            flag = "--" + f.name.replace("_", "-")
+            flag = "--" + prefix + f.name.replace("_", "-")
             kind = _flag_type(hints[f.name])
             default = getattr(defaults, f.name)
             help_text = f.metadata.get("help") or _MODEL_HELP.get(f.name, "")
             if default not in (None, "", [], {}):
-                help_text += f" (default: {' '.join(map(str, default)) if isinstance(default, list) else default})"
+                shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+                help_text += f" (default: {shown})"
             common = {"dest": f"{section}.{f.name}", "default": None, "help": help_text}
             if kind is bool:
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
             elif typing.get_origin(kind) is list:
                 group.add_argument(flag, nargs="*", metavar=f.name.upper(), **common)
+            elif typing.get_origin(kind) is tuple:
+                args = typing.get_args(kind)
+                group.add_argument(flag, nargs=len(args), type=args[0], metavar=f.name.upper(), **common)
             elif typing.get_origin(kind) is dict:
                 group.add_argument(flag, nargs="*", metavar="KEY=VALUE", **common)
             else:
@@ -161,14 +255,47 @@ def _number_or_text(text: str):
         return text
 
 
+def parse_pairs(flag: str, items: list[str]) -> dict:
+    """``["age=0.5", "race=2"]`` -> ``{"age": 0.5, "race": 2.0}``; anything else is one clear line."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{flag}: {item!r} is not KEY=VALUE (for example {flag} age=0.5)")
+        pairs[key.strip()] = _number_or_text(value.strip())
+    return pairs
+
+
+def load_yaml_config(path: str | Path) -> RunConfig:
+    """A YAML config file as a RunConfig; every problem is one line naming the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {path} not found") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{path}:{where}: not valid YAML ({problem})") from None
+    try:
+        return RunConfig.from_dict(raw or {})
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    raw = yaml.safe_load(Path(args.config).read_text()) if getattr(args, "config", None) else {}
-    config = RunConfig.from_dict(raw or {})
+    config = load_yaml_config(args.config) if getattr(args, "config", None) else RunConfig()
     for dest, value in vars(args).items():
         if "." not in dest or value is None:
             continue
         section, name = dest.split(".", 1)
-        if isinstance(getattr(getattr(config, section), name), dict):
-            value = {k: _number_or_text(v) for k, v in (item.split("=", 1) for item in value)}
+        current = getattr(getattr(config, section), name)
+        if isinstance(current, dict):
+            value = parse_pairs("--" + name.replace("_", "-"), value)
+        elif isinstance(current, tuple):
+            value = tuple(value)
         setattr(getattr(config, section), name, value)
     return config

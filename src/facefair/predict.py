@@ -73,9 +73,7 @@ class PredictConfig:
 
 
 def list_images(source: str | Path, image_root: Optional[str | Path] = None) -> list[str]:
-    import pandas as pd
-
-    from facefair.data.readers import IMAGE_EXTENSIONS, detect_columns
+    from facefair.data.readers import IMAGE_EXTENSIONS, detect_columns, read_csv_table
 
     source = Path(source)
     if source.is_dir():
@@ -84,8 +82,11 @@ def list_images(source: str | Path, image_root: Optional[str | Path] = None) -> 
         raise FileNotFoundError(f"{source} not found: give a folder of images, a CSV with an image column, "
                                 f"or one image")
     if source.suffix.lower() == ".csv":
-        frame = pd.read_csv(source, dtype=str, keep_default_na=False)
-        column = detect_columns(frame.columns)["path"]
+        frame = read_csv_table(source)
+        try:
+            column = detect_columns(frame.columns)["path"]
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from None
         root = Path(image_root) if image_root else source.parent
         return [p if Path(p).is_absolute() else str(root / p) for p in frame[column]]
     if source.suffix.lower() in IMAGE_EXTENSIONS:

@@ -8,6 +8,7 @@ way (malformed names, unknown labels, missing files), each naming the file or ro
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 from facefair import labels as L
 
 LABEL_COLUMNS = ("age", "age_group", "gender", "race")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
 @dataclass
@@ -154,23 +155,48 @@ def _resolver(root: Path, relative: list[str]):
     return resolve
 
 
+def read_csv_table(path: str | Path, nrows: Optional[int] = None) -> pd.DataFrame:
+    """A label CSV as text columns, as spreadsheets save them: UTF-8 with or without a BOM, and
+    comma, semicolon (Excel in many locales), tab or pipe separated (sniffed from the header)."""
+    path = Path(path)
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline()
+    if not header.strip():
+        raise ValueError(f"{path}: empty file (no header line)")
+    try:
+        sep = csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:  # a single column
+        sep = ","
+    try:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", nrows=nrows)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable CSV ({str(error).strip().splitlines()[0]})") from None
+
+
 def read_label_csv(csv_path: str | Path, image_root: str | Path | None = None, *, dataset: str | None = None,
                    require_images: bool = True, race_scheme: Optional[str] = None) -> LabelTable:
     """Any label CSV (FairFace's included); columns are auto-detected and labels normalised."""
     csv_path = Path(csv_path)
-    raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    raw = read_csv_table(csv_path)
     if raw.empty:
         raise ValueError(f"{csv_path}: no rows")
-    columns = detect_columns(raw.columns)
+    try:
+        columns = detect_columns(raw.columns)
+    except ValueError as error:
+        raise ValueError(f"{csv_path}: {error}") from None
     root = Path(image_root) if image_root is not None else csv_path.parent
     relative = raw[columns["path"]].astype(str).str.strip().tolist()
     resolve = _resolver(root, relative)
-    rows, problems = [], []
+    rows, problems, first_row = [], [], {}
     for i, rel in enumerate(relative):
         where = f"{csv_path.name}:{i + 2}"  # +2: header line and 1-based rows, as an editor shows them
         if not rel:
             problems.append(Problem(where, "empty image path; row skipped"))
             continue
+        if rel in first_row:  # the same image twice would be trained on twice, or split across train and test
+            problems.append(Problem(where, f"duplicate of row {first_row[rel]} ({rel}); row skipped"))
+            continue
+        first_row[rel] = i + 2
         path = Path(rel) if Path(rel).is_absolute() else resolve(rel)
         if require_images and not path.exists():
             problems.append(Problem(where, f"image not found: {path}; row skipped"))
@@ -263,7 +289,7 @@ def read_dataset(source: str | Path, *, kind: str = "auto", image_root: str | Pa
         raise FileNotFoundError(f"dataset not found: {source}")
     if kind == "auto":
         if source.is_file():
-            header = pd.read_csv(source, nrows=0).columns.str.lower()
+            header = read_csv_table(source, nrows=0).columns.str.lower()
             # FairFace's own label files also carry service_test; any other CSV with these
             # columns keeps its own race names (and has its scheme inferred).
             kind = "fairface" if {"file", "age", "gender", "race", "service_test"} <= set(header) else "csv"

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
-from facefair.config import RunConfig
+from facefair.config import load_yaml_config
 from facefair.evaluate.report import evaluate_split, print_headline, write_evaluation
 from facefair.labels import RACE_SCHEMES
 from facefair.models.multitask import load_model
@@ -17,13 +15,13 @@ from facefair.data.prepare import prepare_data, whole_table_split
 
 def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = None, data: Optional[str] = None,
                  kind: str = "auto", image_root: Optional[str] = None, device: str = "auto", tta: bool = True,
-                 batch_size: int = 128) -> dict:
+                 batch_size: int = 128, trust_checkpoint: bool = False) -> dict:
     run = Path(run_dir)
-    if not (run / "best.pt").exists():
-        raise FileNotFoundError(f"{run / 'best.pt'} not found: is {run} a finished training run?")
-    config = RunConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    if not (run / "config.yaml").exists():
+        raise FileNotFoundError(f"{run / 'config.yaml'} not found: is {run} a finished training run?")
+    config = load_yaml_config(run / "config.yaml")
     torch_device = select_device(device)
-    model = load_model(run / "best.pt", torch_device).to(torch_device)
+    model = load_model(run, torch_device, trust_checkpoint=trust_checkpoint).to(torch_device)
     size = model.config.resolved_size()
     if data is not None:
         # Labels of another dataset are mapped into the model's race scheme (FairFace race7 -> UTK race5).

@@ -34,12 +34,13 @@ class ExplainConfig:
     seed: int = 0
     device: str = "cpu"
     layer: Optional[str] = None               # Grad-CAM layer name (default: found automatically)
+    trust_checkpoint: bool = False            # unpickle an old .pt beyond tensors (--trust-checkpoint)
 
 
 def _resolve(config: ExplainConfig) -> tuple[Path, Optional[Path], Path]:
     source = Path(config.source)
     if source.is_dir():
-        checkpoint = source / "best.pt"
+        checkpoint = source  # load_model reads the folder's config.json + model.safetensors (or best.pt)
         predictions = Path(config.predictions) if config.predictions else source / "predictions.csv"
         out = Path(config.out) if config.out else source / "explain"
     else:
@@ -124,7 +125,7 @@ def _explain_faces(config: ExplainConfig, checkpoint: Path, predictions, predict
     else:
         raise ValueError("nothing to explain: give --image files, or a run folder with predictions.csv")
     device = select_device(config.device)
-    model = load_model(checkpoint, device).to(device)
+    model = load_model(checkpoint, device, trust_checkpoint=config.trust_checkpoint).to(device)
     size = model.config.resolved_size()
     tasks = list(config.tasks) or [t.name for t in model.tasks]
     unknown = [t for t in tasks if t not in {s.name for s in model.tasks}]
@@ -173,13 +174,14 @@ def _explain(args) -> int:
     written = run_explain(ExplainConfig(
         source=args.source, out=args.out, images=args.image or (), predictions=args.predictions, sample=args.sample,
         per_group=args.per_group, group_attribute=args.group_attribute, methods=args.methods, tasks=args.tasks or (),
-        lime_samples=args.lime_samples, gallery=args.gallery, seed=args.seed, device=args.device, layer=args.layer))
+        lime_samples=args.lime_samples, gallery=args.gallery, seed=args.seed, device=args.device, layer=args.layer,
+        trust_checkpoint=args.trust_checkpoint))
     print(json.dumps(written, indent=1), flush=True)
     return 0
 
 
 def register(subparsers) -> None:
-    from facefair.flags import add_device_flag
+    from facefair.flags import add_device_flag, add_trust_flag
 
     parser = subparsers.add_parser(
         "explain", help="Grad-CAM / LIME explanations and confident-error galleries (PNG + HTML)",
@@ -200,4 +202,5 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_device_flag(parser, "cpu")
     parser.add_argument("--out", help="output folder (default RUN/explain)")
+    add_trust_flag(parser)
     parser.set_defaults(func=_explain)

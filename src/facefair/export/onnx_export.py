@@ -129,7 +129,8 @@ def example_input(size: int, batch: int, input_dtype: InputDtype, seed: int = 0)
 
 
 def export_onnx(model_or_checkpoint: MultiTaskModel | str | Path, onnx_path: str | Path,
-                config: Optional[ExportConfig] = None, *, verify_images: Optional[np.ndarray] = None) -> ExportResult:
+                config: Optional[ExportConfig] = None, *, verify_images: Optional[np.ndarray] = None,
+                trust_checkpoint: bool = False) -> ExportResult:
     """Write ``onnx_path`` and its sidecar JSON; returns where they are and, with ``config.verify``,
     the largest onnxruntime-vs-PyTorch difference per output (raises if over tolerance).
 
@@ -138,7 +139,7 @@ def export_onnx(model_or_checkpoint: MultiTaskModel | str | Path, onnx_path: str
     checkpoint = None
     if isinstance(model_or_checkpoint, (str, Path)):
         checkpoint = model_or_checkpoint
-        model = load_model(checkpoint, "cpu")
+        model = load_model(checkpoint, "cpu", trust_checkpoint=trust_checkpoint)
     else:
         model = model_or_checkpoint
     model = model.cpu().eval()

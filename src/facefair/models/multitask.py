@@ -46,11 +46,22 @@ def from_checkpoint(config: ModelConfig, tasks: Sequence[TaskSpec], checkpoint) 
     return MultiTaskModel(config, tasks, load_weights=False)
 
 
-def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> MultiTaskModel:
-    """Rebuild a trained model from ``best.pt``/``last.pt`` alone (no hub or weight file needed)."""
-    checkpoint = torch.load(checkpoint_path, map_location=map_location, weights_only=False)
-    config = ModelConfig(**checkpoint["model"])
-    tasks = [TaskSpec.from_dict(t) for t in checkpoint["tasks"]]
+def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu", *,
+               trust_checkpoint: bool = False) -> MultiTaskModel:
+    """Rebuild a trained model from its files alone (no hub or weight file needed): a run or export
+    folder (``config.json`` + ``model.safetensors``, no pickle), or a ``.pt`` checkpoint, which is
+    unpickled beyond tensors only with ``trust_checkpoint`` (``--trust-checkpoint``)."""
+    from facefair.models.serialization import CheckpointError, read_checkpoint
+    checkpoint = read_checkpoint(checkpoint_path, map_location, trust=trust_checkpoint)
+    try:
+        config = ModelConfig(**checkpoint["model"])
+        tasks = [TaskSpec.from_dict(t) for t in checkpoint["tasks"]]
+    except (TypeError, KeyError, ValueError) as error:
+        raise CheckpointError(f"{checkpoint_path}: model description does not fit this facefair ({error})") from None
     model = build_architecture(checkpoint.get("architecture", "multitask"), config, tasks, checkpoint)
-    model.load_state_dict(checkpoint["model_state"])
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{checkpoint_path}: weights do not fit the model it describes "
+                              f"({str(error).splitlines()[0]})") from None
     return model.eval()

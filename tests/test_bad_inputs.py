@@ -1,0 +1,295 @@
+"""The bad-input corpus: images, label CSVs, configs and checkpoints as users really have them.
+
+Each case asserts two things: the message names the file (and row), and the run's other
+outputs are complete (every other image predicted or cached, every other CSV row read) or,
+for a file the run cannot start without, that it stops in one line having written nothing.
+Everything is made in a temp dir; the model is untrained and tiny (the format is under test).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from facefair.cli import main
+
+GOOD = ["good0.jpg", "good1.png", "good2.webp", "good3.jpg"]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A valid, tiny PNG whose header claims width x height pixels (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+
+
+def _face(seed: int, size=(48, 48)) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size[::-1], 3), dtype=np.uint8))
+
+
+def _exif_rotated() -> bytes:
+    """Stored 60x30 with the top half red and bottom half blue, EXIF orientation 6 (shown rotated
+    90 degrees clockwise): a viewer shows the red half on the right."""
+    array = np.zeros((30, 60, 3), np.uint8)
+    array[:15, :, 0] = 255
+    array[15:, :, 2] = 255
+    image, buffer = Image.fromarray(array), io.BytesIO()
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(buffer, "JPEG", exif=exif, quality=95)
+    return buffer.getvalue()
+
+
+def _write(path: Path, image: Image.Image, fmt: str, **save) -> None:
+    image.save(path, fmt, **save)
+
+
+#: name -> (how to make it, None if it must decode, else text its error must contain)
+IMAGE_CASES = {
+    "bomb.png": (lambda p: p.write_bytes(_png_header(30_000, 30_000)), "decompression bomb"),
+    "truncated.jpg": (lambda p: p.write_bytes(_encoded(_face(9, (200, 200)), "JPEG")[:400]), "truncated"),
+    "zero_bytes.jpg": (lambda p: p.write_bytes(b""), "empty file"),
+    "text_named.jpg": (lambda p: p.write_text("name,age\nx,3\n"), "not an image"),
+    "png_named.jpg": (lambda p: _write(p, _face(10), "PNG"), None),          # wrong extension: decodes
+    "cmyk.jpg": (lambda p: _write(p, _face(11).convert("CMYK"), "JPEG"), None),
+    "sixteen_bit.png": (lambda p: Image.fromarray(np.full((40, 40), 40_000, np.uint16)).save(p), None),
+    "palette_alpha.png": (lambda p: _write(p, _palette_with_transparency(), "PNG"), None),
+    "grayscale.png": (lambda p: _write(p, _face(12).convert("L"), "PNG"), None),
+    "alpha.png": (lambda p: _write(p, _transparent(), "PNG"), None),
+    "exif_rotated.jpg": (lambda p: p.write_bytes(_exif_rotated()), None),
+    "animated.gif": (lambda p: _face(13).save(p, "GIF", save_all=True, append_images=[_face(14)], duration=50), None),
+}
+
+
+def _encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def _palette_with_transparency() -> Image.Image:
+    image = _face(15).convert("P")
+    image.info["transparency"] = 0
+    return image
+
+
+def _transparent() -> Image.Image:
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 1] = 200           # green under a fully transparent alpha: must not show
+    return Image.fromarray(rgba, "RGBA")
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for i, name in enumerate(GOOD):
+        _face(i).save(folder / name, {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[Path(name).suffix])
+    for name, (make, _) in IMAGE_CASES.items():
+        make(folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    import torch
+
+    from facefair.models.multitask import ModelConfig, MultiTaskModel
+    from facefair.models.serialization import save_pretrained
+    from facefair.tasks import make_tasks
+    torch.manual_seed(0)
+    model = MultiTaskModel(ModelConfig(backbone="mobilenetv2", image_size=32, dropout=0.0),
+                           make_tasks(["gender", "race", "age"], "race5"), load_weights=False)
+    return save_pretrained(model.state_dict(), model.describe(), tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def predicted(image_folder, model_dir, tmp_path_factory) -> pd.DataFrame:
+    out = tmp_path_factory.mktemp("predicted")
+    assert main(["predict", str(model_dir), str(image_folder), "--out", str(out), "--decode-workers", "0",
+                 "--no-progress", "--no-tta"]) == 0
+    return pd.read_csv(out / "predictions.csv").set_index("path")
+
+
+@pytest.fixture(scope="module")
+def cached(image_folder, tmp_path_factory):
+    from facefair.data.cache import build_cache
+    paths = sorted(str(p) for p in image_folder.iterdir())
+    return build_cache(paths, 32, tmp_path_factory.mktemp("cache"), workers=1, progress=False)
+
+
+@pytest.mark.parametrize("name", list(IMAGE_CASES))
+def test_image_decodes_or_is_reported_by_name_and_the_others_are_predicted(name, predicted, cached, image_folder):
+    expected_error = IMAGE_CASES[name][1]
+    by_name = {Path(p).name: row for p, row in predicted.iterrows()}
+    assert len(by_name) == len(GOOD) + len(IMAGE_CASES)          # every file has its row
+    for good in GOOD:                                             # ... and the good faces their predictions
+        assert pd.isna(by_name[good]["error"]) and by_name[good]["gender_pred"] in ("Male", "Female")
+    row = by_name[name]
+    path = str(image_folder / name)
+    if expected_error is None:
+        assert pd.isna(row["error"]) and row["gender_pred"] in ("Male", "Female") and np.isfinite(row["age_pred"])
+        assert path not in cached.bad and cached.images[cached.indices([path])[0]].shape == (32, 32, 3)
+    else:
+        assert expected_error in row["error"] and pd.isna(row["gender_pred"])
+        assert expected_error in cached.bad[path] and name in cached.bad[path]
+
+
+def test_pixels_of_converted_images_are_what_a_viewer_shows(image_folder):
+    from facefair.data.images import decode
+    rotated = decode(image_folder / "exif_rotated.jpg", 32)
+    assert rotated[:, -8:, 0].mean() > 200 and rotated[:, :8, 2].mean() > 200   # red right, blue left
+    sixteen = decode(image_folder / "sixteen_bit.png", 32)
+    assert abs(int(sixteen[0, 0, 0]) - round(40_000 / 65535 * 255)) <= 1         # scaled, not clipped to 255
+    assert (decode(image_folder / "alpha.png", 32) == 255).all()                 # transparent -> white
+    gif = decode(image_folder / "animated.gif", 48)
+    first = np.asarray(Image.open(image_folder / "animated.gif").convert("RGB"))
+    assert np.abs(gif.astype(int) - first.astype(int)).mean() < 1               # the first frame
+
+
+def test_four_faces_and_a_bomb_give_four_predictions_and_name_the_bomb(model_dir, tmp_path, capsys):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(4):
+        _face(i).save(folder / f"face{i}.jpg")
+    (folder / "bomb.png").write_bytes(_png_header(30_000, 30_000))
+    assert main(["predict", str(model_dir), str(folder), "--out", str(tmp_path / "out"), "--decode-workers", "0",
+                 "--no-progress"]) == 0
+    frame = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert frame["gender_pred"].notna().sum() == 4 and frame["error"].notna().sum() == 1
+    bomb = frame[frame["error"].notna()].iloc[0]
+    assert bomb["path"].endswith("bomb.png") and "decompression bomb" in bomb["error"]
+    assert "1 unreadable" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------- CSVs
+def _csv_images(folder: Path, n: int = 4) -> list[str]:
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        _face(i).save(folder / f"f{i}.jpg")
+    return [f"f{i}.jpg" for i in range(n)]
+
+
+CSV_CASES = {
+    # name -> (file text from the image names, rows read, text a problem/error must contain, row it names)
+    "bom": (lambda f: "\ufefffile,gender,race,age\n" + "".join(f"{x},Male,White,30\n" for x in f), 4, None, None),
+    "semicolon": (lambda f: "file;gender;race;age\n" + "".join(f"{x};Female;Black;41\n" for x in f), 4, None, None),
+    "unknown_labels": (lambda f: "file,gender,race,age\n" + f"{f[0]},robot,White,30\n"
+                       + "".join(f"{x},Male,White,30\n" for x in f[1:]), 4, "unknown gender label 'robot'", 2),
+    "duplicate_rows": (lambda f: "file,gender,age\n" + "".join(f"{x},Male,30\n" for x in f) + f"{f[1]},Male,30\n",
+                       4, "duplicate of row 3", 6),
+    "missing_image": (lambda f: "file,gender,age\n" + "".join(f"{x},Male,30\n" for x in f) + "gone.jpg,Male,30\n",
+                      4, "image not found", 6),
+    "missing_label_column": (lambda f: "file,age\n" + "".join(f"{x},30\n" for x in f), 4, None, None),
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_CASES))
+def test_label_csv_rows_are_read_or_reported_by_row(case, tmp_path):
+    from facefair.data.readers import read_dataset
+    text, rows, problem, row = CSV_CASES[case]
+    csv = tmp_path / "labels.csv"
+    csv.write_text(text(_csv_images(tmp_path)), encoding="utf-8")
+    table = read_dataset(csv)
+    assert len(table.frame) == rows                               # every good row is kept
+    if problem is None:
+        assert not table.problems and (table.frame["age"] > 0).all()
+    else:
+        messages = [str(p) for p in table.problems]
+        assert any(problem in m and f"labels.csv:{row}" in m for m in messages), messages
+    if case == "bom":
+        assert (table.frame["gender"] == "Male").all()            # the BOM did not eat the first header
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty file"),
+    ("gender,race,age\nMale,White,30\n", "no image column"),
+    ("file,gender\n", "no rows"),
+])
+def test_label_csv_that_cannot_start_a_run_is_one_line_naming_it(text, message, tmp_path, capsys):
+    csv = tmp_path / "labels.csv"
+    csv.write_text(text)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(csv), "--out-dir", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and str(csv) in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (out / "last.pt").exists() and not (out / "report.json").exists()
+
+
+# --------------------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("text, message", [
+    ("trian:\n  epochs: 2\n", "unknown section 'trian' (did you mean 'train'?)"),
+    ("train:\n  epohcs: 2\n", "unknown train option 'epohcs' (did you mean 'epochs'?)"),
+    ("train:\n  lr: fast\n", "train.lr: expected a number, got 'fast'"),
+    ("augment:\n  scale: [0.9]\n", "augment.scale: expected 2 values"),
+    ("train: [\n", "line 2: not valid YAML"),
+    ("- train\n- model\n", "must be a mapping of sections"),
+])
+def test_config_problems_stop_in_one_line_naming_the_file_and_key(text, message, tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    assert main(["train", "--config", str(config), "--out-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and str(config) in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_malformed_key_value_flag_is_one_line(tmp_path, capsys):
+    assert main(["train", "--task-weights", "age", "--out-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--task-weights: 'age' is not KEY=VALUE" in err and len(err.splitlines()) == 1
+
+
+def test_augment_is_settable_from_the_command_line():
+    from facefair.cli import build_parser
+    from facefair.config import config_from_args
+    args = build_parser().parse_args(["train", "--augment-scale", "0.9", "1.1", "--no-augment-flip",
+                                      "--augment-rotate-degrees", "3"])
+    augment = config_from_args(args).augment
+    assert augment.scale == (0.9, 1.1) and augment.flip is False and augment.rotate_degrees == 3.0
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+class _RunsCode:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("pickle_with_code", "refused to load"),
+    ("truncated_safetensors", "unreadable or truncated"),
+    ("empty_pt", "empty file"),
+    ("random_bytes_pt", "not a readable checkpoint"),
+])
+def test_checkpoint_problems_stop_predict_in_one_line_naming_the_file(case, message, model_dir, image_folder,
+                                                                     tmp_path, capsys):
+    import shutil
+
+    import torch
+    if case == "pickle_with_code":
+        bad = tmp_path / "evil.pt"
+        torch.save({"model": {}, "tasks": [], "model_state": {}, "x": _RunsCode(tmp_path / "touched")}, bad)
+        named = bad
+    elif case == "truncated_safetensors":
+        bad = tmp_path / "model"
+        shutil.copytree(model_dir, bad)
+        named = bad / "model.safetensors"
+        named.write_bytes(named.read_bytes()[:5000])
+    else:
+        bad = named = tmp_path / "model.pt"
+        bad.write_bytes(b"" if case == "empty_pt" else np.random.default_rng(0).bytes(3000))
+    out = tmp_path / "out"
+    assert main(["predict", str(bad), str(image_folder), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and str(named) in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (out / "predictions.csv").exists() and not (tmp_path / "touched").exists()
