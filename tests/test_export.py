@@ -17,6 +17,7 @@ ort = pytest.importorskip("onnxruntime")
 from facefair.cli import main  # noqa: E402
 from facefair.data.batches import to_float  # noqa: E402
 from facefair.data.images import decode  # noqa: E402
+from facefair.evaluate.inference import predict_tensor  # noqa: E402
 from facefair.export.onnx_export import ExportConfig, export_onnx, read_sidecar  # noqa: E402
 from facefair.models.multitask import MultiTaskModel, load_model  # noqa: E402
 
@@ -30,9 +31,10 @@ def _faces(folder: Path, size: int, n: int = 5) -> np.ndarray:
     return np.stack([decode(p, size) for p in paths])
 
 
-def _pytorch(model: MultiTaskModel, faces: np.ndarray) -> dict[str, np.ndarray]:
+def _pytorch(model: MultiTaskModel, faces: np.ndarray, tta: bool = True) -> dict[str, np.ndarray]:
+    """What evaluate/predict/serve compute (the same flip-TTA default as the export)."""
     with torch.no_grad():
-        predicted = model.predict(model(to_float(torch.from_numpy(faces), torch.device("cpu"))))
+        predicted = predict_tensor(model, to_float(torch.from_numpy(faces), torch.device("cpu")), tta)
     return {k: v.numpy() for k, v in predicted.items()}
 
 
@@ -55,17 +57,18 @@ def _assert_match(model: MultiTaskModel, got: dict, want: dict, batch: int) -> N
 
 
 def test_cli_export_uint8_matches_pytorch_on_real_faces(tiny_run, utk_sample, tmp_path, capsys):
-    out = tmp_path / "model.onnx"
-    assert main(["export", str(tiny_run / "best.pt"), "--onnx", str(out)]) == 0
+    assert main(["export", str(tiny_run / "best.pt"), "--onnx", "--out", str(tmp_path)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["outputs"] == ["gender", "race", "age_group", "age"]
+    assert printed["outputs"] == ["gender", "race", "age_group", "age"] and printed["tta"] is True
+    out = tmp_path / "model.onnx"
+    assert printed["onnx"] == str(out) and printed["sidecar"] == str(tmp_path / "model.json")
 
     model = load_model(tiny_run / "best.pt")
     size = model.config.resolved_size()
     sidecar = read_sidecar(out)
     assert sidecar["input"] == {**sidecar["input"], "name": "images", "dtype": "uint8", "layout": "NCHW",
                                 "shape": ["batch", 3, size, size]}
-    assert sidecar["input_size"] == size and sidecar["normalisation_in_graph"] is True
+    assert sidecar["input_size"] == size and sidecar["normalisation_in_graph"] is True and sidecar["tta_in_graph"]
     assert sidecar["mean"] == pytest.approx([0.485, 0.456, 0.406]) and sidecar["std"] == pytest.approx([0.229, 0.224, 0.225])
     assert [(t["name"], t["kind"], tuple(t["classes"])) for t in sidecar["tasks"]] == \
         [(t.name, t.kind, t.classes) for t in model.tasks]
@@ -104,6 +107,17 @@ def test_float_input_and_coral_age_head(tiny_run, utk_sample, tmp_path):
         _assert_match(model, _onnx(out, floats[:batch]), {k: v[:batch] for k, v in want.items()}, batch)
 
 
-def test_export_refuses_json_name(tiny_run, tmp_path, capsys):
-    assert main(["export", str(tiny_run / "best.pt"), "--onnx", str(tmp_path / "model.json")]) == 2
-    assert "sidecar" in capsys.readouterr().err
+def test_export_without_a_format_is_one_line(tiny_run, tmp_path, capsys):
+    assert main(["export", str(tiny_run / "best.pt"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--onnx" in err and len(err.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+def test_no_tta_graph_is_the_plain_prediction(tiny_run, utk_sample, tmp_path):
+    """``--no-tta`` exports the single pass; the default graph's numbers differ from it (the mirror is in)."""
+    model = load_model(tiny_run / "best.pt")
+    faces = _faces(utk_sample, model.config.resolved_size(), n=3)
+    nchw = np.ascontiguousarray(faces.transpose(0, 3, 1, 2))
+    export_onnx(model, tmp_path / "plain.onnx", ExportConfig(tta=False))
+    _assert_match(model, _onnx(tmp_path / "plain.onnx", nchw), _pytorch(model, faces, tta=False), 3)
+    assert np.abs(_pytorch(model, faces, tta=True)["age"] - _onnx(tmp_path / "plain.onnx", nchw)["age"]).max() > 1e-3

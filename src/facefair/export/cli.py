@@ -1,40 +1,68 @@
-"""``facefair export CHECKPOINT --onnx OUT.onnx``."""
+"""``facefair export CHECKPOINT --onnx --out DIR``: DIR/model.onnx + DIR/model.json (the sidecar)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from facefair.flags import TTA_DEFAULT
+
+
+ONNX_NAME = "model.onnx"
+
+
+def _out_dir(args) -> Path:
+    if args.out:
+        return Path(args.out)
+    source = Path(args.checkpoint)
+    return (source if source.is_dir() else source.parent) / "export"
 
 
 def _export(args) -> int:
+    if not args.onnx:
+        raise ValueError("give --onnx (written into --out DIR)")
+    out = _out_dir(args)
+    summary: dict = {"out": str(out)}
+    if args.onnx:
+        summary.update(_export_onnx(args, out / ONNX_NAME))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _export_onnx(args, onnx_path: Path) -> dict:
     # Imported here so ``facefair --help`` works without torch.onnx/onnx/onnxruntime loaded.
     from facefair.export.onnx_export import ExportConfig, export_onnx
     config = ExportConfig(input_dtype=args.input_dtype, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                          verify=args.verify)
-    result = export_onnx(args.checkpoint, args.onnx, config)
+                          verify=args.verify, tta=args.tta)
+    result = export_onnx(args.checkpoint, onnx_path, config)
     summary = {"onnx": str(result.onnx_path), "sidecar": str(result.sidecar_path),
-               "input": result.sidecar["input"]["shape"], "input_dtype": config.input_dtype,
+               "input": result.sidecar["input"]["shape"], "input_dtype": config.input_dtype, "tta": config.tta,
                "outputs": [t["name"] for t in result.sidecar["tasks"]]}
     if result.max_abs_diff:
         summary["max_abs_diff_vs_pytorch"] = {k: float(f"{v:.3g}") for k, v in result.max_abs_diff.items()}
-    print(json.dumps(summary, indent=1))
-    return 0
+    return summary
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export", help="export a trained model to ONNX (preprocessing and probabilities in the graph)",
-        description="Export a run's checkpoint to ONNX. The graph takes NCHW RGB images at the model's size "
-                    "(uint8 0..255 by default) and applies normalisation itself; it outputs class "
-                    "probabilities per classification task and years for age. A sidecar JSON beside the "
-                    ".onnx file lists tasks, classes, input size, mean and std.")
-    parser.add_argument("checkpoint", help="best.pt of a run")
-    parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write (sidecar: OUT.json)")
+        description="Export a run's model to ONNX, into --out DIR. The ONNX graph takes NCHW "
+                    "RGB images at the model's size (uint8 0..255 by default) and applies normalisation itself; "
+                    "it outputs class "
+                    "probabilities per classification task and years for age, with the same flip-TTA as evaluate, "
+                    "predict and serve. The sidecar model.json lists tasks, classes, input size, mean and std.")
+    parser.add_argument("checkpoint", help="a run folder (or its best.pt), or an exported model folder")
+    parser.add_argument("--out", help="output folder (default: RUN/export, or export/ beside a model file)")
+    parser.add_argument("--onnx", action="store_true", help=f"write OUT/{ONNX_NAME} and its sidecar OUT/model.json")
     parser.add_argument("--input-dtype", choices=("uint8", "float32"), default="uint8",
-                        help="uint8 0..255 (default) or float32 0..1 input")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
+                        help="uint8 0..255 or float32 0..1 input")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version")
     parser.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
-                        help="dynamic batch axis (default on)")
+                        help="dynamic batch axis")
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
-                        help="check the file in onnxruntime against PyTorch (default on)")
+                        help="check the file in onnxruntime against PyTorch")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA_DEFAULT,
+                        help="the mirror-TTA of every other command inside the graph (the mirrored face is "
+                             "predicted too and the two averaged); --no-tta: half the compute, numbers differ")
     parser.set_defaults(func=_export)
