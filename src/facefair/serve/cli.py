@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from facefair.flags import add_device_flag, add_tta_flag
 from facefair.serve.config import DETECT_CHOICES, ServeConfig
 
 
@@ -33,18 +34,17 @@ def register(subparsers) -> None:
                     "with their predictions; GET / is a page to drop a photo on; GET /health describes the "
                     "model. With --detect none each upload is one already-cropped face.")
     parser.add_argument("checkpoint", help="best.pt of a run")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; "
-                        "0.0.0.0 exposes it to the network)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to "
+                                                                     "the network)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--detect", choices=DETECT_CHOICES, default="none",
-                        help="face detector from facefair.align (default none: uploads are face crops)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+                        help="face detector from facefair.align (none: uploads are face crops)")
+    add_device_flag(parser, "cpu")
     parser.add_argument("--max-mb", type=float, default=defaults.max_bytes / 2**20, help="largest upload, MiB")
     parser.add_argument("--max-side", type=int, default=defaults.max_side, help="largest image side, pixels")
     parser.add_argument("--max-megapixels", type=float, default=defaults.max_pixels / 1e6)
     parser.add_argument("--max-faces", type=int, default=defaults.max_faces, help="faces predicted per photo")
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
-                        help="average with the mirrored face")
+    add_tta_flag(parser)
     parser.add_argument("--demo-image", help="an image served at /demo.jpg; open /?demo=1 to see it predicted")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(func=_serve)
