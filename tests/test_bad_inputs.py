@@ -293,3 +293,21 @@ def test_checkpoint_problems_stop_predict_in_one_line_naming_the_file(case, mess
     err = capsys.readouterr().err.strip()
     assert message in err and str(named) in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (out / "predictions.csv").exists() and not (tmp_path / "touched").exists()
+
+
+@pytest.mark.parametrize("name", list(IMAGE_CASES))
+def test_align_reads_the_photo_or_names_why_not(name, image_folder):
+    pytest.importorskip("facefair.align.chips")
+    from facefair.align.pipeline import AlignConfig, process_photo
+
+    class NoFaces:  # the decoder is under test, not a detector
+        def detect(self, image):
+            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+            return []
+
+    result = process_photo(str(image_folder / name), NoFaces(), AlignConfig())
+    expected_error = IMAGE_CASES[name][1]
+    if expected_error is None:
+        assert result.error is None and result.width > 0
+    else:
+        assert result.error is not None and result.error.startswith("unreadable") and not result.faces

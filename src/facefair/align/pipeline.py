@@ -17,11 +17,12 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm.auto import tqdm
 
 from facefair.align.chips import align_faces
 from facefair.align.detectors import Detector, DetectorConfig, Face, make_detector, resolve_backend
+from facefair.data.images import BadImage, check_size, to_rgb
 from facefair.data.readers import IMAGE_EXTENSIONS
 
 
@@ -84,13 +85,14 @@ def load_photo(path: str | Path, max_side: int) -> tuple[np.ndarray, int, int, f
     """RGB uint8 image shrunk to ``max_side``, the original width and height, and the factor from
     shrunk to original pixels.  EXIF rotation is applied (phone photos are stored sideways)."""
     with Image.open(path) as image:
+        check_size(image)  # a decompression bomb is refused before any pixel is decoded
         width, height = image.size
         if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientations that swap the sides
             width, height = height, width
         if max_side and max(width, height) > max_side:
             # JPEG: decode at a reduced scale, much faster; must come before anything loads the pixels.
             image.draft("RGB", (max_side, max_side))
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = to_rgb(image)  # EXIF, 16-bit, alpha and palette handled as for training images
     if max_side and max(width, height) > max_side:
         scale = max_side / max(width, height)
         image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))),
@@ -105,8 +107,11 @@ def process_photo(path: str, detector: Detector, config: AlignConfig) -> PhotoFa
     result = PhotoFaces(path)
     try:
         image, result.width, result.height, factor = load_photo(path, config.max_side)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError, BadImage, Image.DecompressionBombError) as error:
         result.error = f"unreadable: {error}"
+        return result
+    except Exception as error:  # noqa: BLE001 - one odd file must not end a run over thousands
+        result.error = f"unreadable: {type(error).__name__}: {error}"
         return result
     pad = int(round(config.border * max(image.shape[:2])))
     padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else image
