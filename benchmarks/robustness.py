@@ -21,12 +21,14 @@ from facefair.robustness import ReframeConfig, RobustnessConfig, run_robustness
 from facefair.robustness.results import summary_table
 
 
-def markdown(summary, label: str, run: str, config: RobustnessConfig, seconds: float, faces: int) -> str:
+def markdown(summary, label: str, run: str, config: RobustnessConfig, seconds: float, faces: int,
+             note: str = "") -> str:
     lines = [f"# Robustness audit: {label}", "",
              f"Run `{run}`; {faces} test faces (stratified sample), {config.n_boot} bootstrap resamples, "
              f"faces decoded at {config.work_size} px; wall time {seconds / 60:.1f} min on "
              f"{platform.machine()} ({platform.processor() or 'cpu'}). Drops are paired (same faces clean vs "
-             "corrupted); positive = worse. Accuracy for gender/race/age_group, MAE in years for age.", ""]
+             "corrupted); positive = worse. Accuracy for gender/race/age_group, MAE in years for age.", *([note] if note else []),
+             ""]
     for task, part in summary.groupby("task", sort=False):
         lines += [f"## {task}", "", "| condition | severity / padding | overall | drop vs clean | worst race | "
                   "its figure | degree of bias (race) | race that drops most | its drop | clean-worst falls fastest |",
@@ -55,6 +57,9 @@ def main() -> None:
     parser.add_argument("--work-size", type=int, default=224)
     parser.add_argument("--out-dir", help="robustness folder (default RUN/robustness)")
     parser.add_argument("--results", default="benchmarks/results")
+    parser.add_argument("--from-predictions", metavar="DIR",
+                        help="audit per-condition predictions CSVs already written (e.g. gathered from two "
+                             "partial runs on the same faces) instead of running the model")
     args = parser.parse_args()
 
     config = RobustnessConfig(limit=args.limit, n_boot=args.n_boot, severities=tuple(args.severities),
@@ -63,14 +68,20 @@ def main() -> None:
                               **({"corruptions": tuple(args.corruptions)} if args.corruptions else {}))
     out = Path(args.out_dir) if args.out_dir else Path(args.run) / "robustness"
     started = time.perf_counter()
-    result = run_robustness(args.run, out, config)
+    if args.from_predictions:
+        from facefair.robustness.runner import audit_folder
+        result = audit_folder(args.from_predictions, out, config)
+    else:
+        result = run_robustness(args.run, out, config)
     seconds = time.perf_counter() - started
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "robustness.csv", results / f"robustness-{args.name}.csv")
     summary = summary_table(result.table, "race", 3)
     (results / f"robustness-{args.name}.md").write_text(
-        markdown(summary, args.label, args.run, config, seconds, len(result.faces)))
+        markdown(summary, args.label, args.run, config, seconds, len(result.faces),
+                 f"Audited from the predictions CSVs in `{args.from_predictions}` (the wall time is the audit's only)."
+                 if args.from_predictions else ""))
     print(json.dumps({"csv": str(results / f"robustness-{args.name}.csv"), "rows": len(result.table),
                       "faces": len(result.faces), "minutes": round(seconds / 60, 1)}, indent=1))
 

@@ -179,7 +179,7 @@ def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[Ro
     ``robustness.csv``, ``faces.csv`` and ``robustness.html``."""
     from facefair.robustness.html import write_html
     from facefair.robustness.results import robustness_table
-    from facefair.runtime import select_device
+    from facefair.runtime import select_device, write_atomic
 
     config = config or RobustnessConfig()
     started = time.perf_counter()
@@ -197,7 +197,8 @@ def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[Ro
     for condition in conditions(images, ok, config, progress=say):
         frame = predict_condition(model, condition, faces, device, config, **precision)
         path = out / "predictions" / f"{condition.name}.csv"
-        frame.to_csv(path, index=False)
+        # atomic: a run killed mid-way leaves only whole CSVs, which --from-predictions can audit
+        write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
         result.predictions[condition.name] = path
     if say:
         say(f"{len(result.predictions)} conditions predicted; auditing")
