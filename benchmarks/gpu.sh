@@ -90,15 +90,16 @@ timeout "$ACC_TIMEOUT" "$PY" -m facefair train --data "$DATA" --backbone mobilen
 RC=$?
 END=$(date +%s)
 "$PY" - "$WORK/run" "$RESULTS/gpu-accuracy.json" "$DATA_KIND" "$((END - START))" "$RC" "$SIZE" "$EPOCHS" \
-    "${WEIGHTS_ARGS[*]:-none}" <<'EOF'
+    "${WEIGHTS_ARGS[*]:-none}" "$SMOKE" <<'EOF'
 import json, sys
 from pathlib import Path
-run, out, kind, seconds, rc, size, epochs, weights = sys.argv[1:9]
+run, out, kind, seconds, rc, size, epochs, weights, smoke = sys.argv[1:10]
 report = Path(run) / "report.json"
 headline = json.loads(report.read_text()).get("headline", {}) if report.is_file() else {}
 Path(out).write_text(json.dumps({
     "what": "facefair train, mobilenetv2, AMP + channels-last, UTKFace stratified split, test figures",
-    "data": kind, "meaningful": kind == "real", "image_size": int(size), "epochs": int(epochs),
+    "data": kind, "smoke": smoke == "1", "meaningful": kind == "real" and smoke != "1",
+    "image_size": int(size), "epochs": int(epochs),
     "weights": weights, "wall_s": int(seconds), "exit_code": int(rc), "test": headline}, indent=1))
 print(f"written {out}: {headline}")
 EOF
