@@ -306,9 +306,9 @@ def test_predict_applies_group_thresholds_at_predict_time(tiny_run, utk_sample, 
     faces = sorted(utk_sample.iterdir())[:20]
     listing = tmp_path / "faces.csv"
     pd.DataFrame({"file": [str(f) for f in faces]}).to_csv(listing, index=False)
-    out = tmp_path / "post.csv"
-    assert main(["predict", str(tiny_run / "best.pt"), str(listing), "--out", str(out),
+    out = tmp_path / "post"
+    assert main(["predict", str(tiny_run), str(listing), "--out", str(out),
                  "--thresholds", str(tiny_run / "thresholded" / "thresholds.json")]) == 0
-    post = pd.read_csv(out)
+    post = pd.read_csv(out / "predictions.csv")
     assert {"gender_pred", "gender_pred_raw", "race_pred"} <= set(post.columns) and len(post) == 20
     assert post["gender_pred"].isin(["Male", "Female"]).all()
