@@ -39,6 +39,15 @@ def test_copies_cluster_and_distinct_images_do_not(tmp_path):
     assert frozenset(("img1.png", "img1_copy.png")) in linked
     assert len(linked) == 2, linked  # none of the 28 distinct images is linked
     assert set(pairs["signal"]) == {"phash", "exact"}
+    # A pHash match the embeddings disagree with (cosine below confirm_cosine) is not a link;
+    # identical bytes need no confirmation.
+    features = np.eye(len(stack), dtype=np.float32)
+    features[-1] = features[1]
+    confirmed = find_pairs([str(p) for p in paths], stack, np.arange(len(stack)), features, DuplicateConfig())
+    assert confirmed["signal"].tolist() == ["exact"]
+    features[-2] = features[0]
+    confirmed = find_pairs([str(p) for p in paths], stack, np.arange(len(stack)), features, DuplicateConfig())
+    assert sorted(confirmed["signal"]) == ["exact", "phash"] and (confirmed["cosine"] == 1).all()
 
 
 def test_clusters_crossing_and_disagreements():

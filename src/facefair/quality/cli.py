@@ -62,7 +62,8 @@ def _clean(args) -> int:
             features=FeatureConfig(weights=args.weights, model=args.model, size=args.size, cache_dir=args.cache_dir,
                                    device=args.device, mirror=args.mirror, batch_size=args.batch_size),
             label_check=LabelCheckConfig(tasks=tuple(args.tasks), folds=args.folds, c=args.c, seed=args.seed),
-            duplicate=DuplicateConfig(max_distance=args.max_distance, min_cosine=args.min_cosine))
+            duplicate=DuplicateConfig(max_distance=args.max_distance, min_cosine=args.min_cosine,
+                                      confirm_cosine=args.confirm_cosine if args.confirm_cosine >= 0 else None))
         result = run_quality(table, out, config, root=data_root(args.data, args.image_root),
                              progress=not args.no_progress)
         report.update(result.summary)
@@ -111,6 +112,8 @@ def register(subparsers) -> None:
     dups = clean.add_argument_group("duplicates (--duplicates)")
     dups.add_argument("--max-distance", type=int, default=4, help="pHash bits (of 64) a near-duplicate may differ by")
     dups.add_argument("--min-cosine", type=float, help="also link images whose embeddings are this similar")
+    dups.add_argument("--confirm-cosine", type=float, default=0.85,
+                      help="a pHash match counts only if the embeddings are at least this similar (negative: off)")
     dups.add_argument("--split", help="splits.csv: report duplicate clusters that cross train/val/test")
     clean.add_argument("--html", action=argparse.BooleanOptionalAction, default=True, help="write clean.html")
     faces = clean.add_argument_group("face check (--faces)")
