@@ -112,3 +112,16 @@ def test_fineface_is_served(fineface_folder, utk_sample):
     assert response.status_code == 200, response.text
     faces = response.json()["faces"]
     assert len(faces) == 1 and set(faces[0]["predictions"]) == {"gender", "race"} and "age" in faces[0]
+
+
+def test_a_loaded_fineface_model_is_served_too(utk_sample):
+    """create_app takes a loaded model of any architecture, not only MultiTaskModel."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from facefair.serve.app import create_app
+    client = TestClient(create_app(_model().eval(), detect="none", device="cpu"))
+    face = sorted(utk_sample.glob("*.jpg"))[0]
+    response = client.post("/predict", files={"file": ("face.jpg", io.BytesIO(face.read_bytes()), "image/jpeg")})
+    assert response.status_code == 200, response.text
+    assert response.json()["faces"][0]["predictions"]["gender"]["label"] in ("Male", "Female")

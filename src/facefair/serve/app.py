@@ -10,18 +10,21 @@ import json
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from facefair.models.multitask import MultiTaskModel, load_model
+from facefair.models.multitask import load_model
 from facefair.runtime import select_device
 from facefair.serve.config import ServeConfig
 from facefair.serve.predictor import Predictor, make_detector
 from facefair.serve.uploads import UploadError, describe_bytes, read_upload
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: Room for the multipart envelope (boundaries, part headers) around a file of ``max_bytes``.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -97,24 +100,25 @@ async def _send_413(send, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(checkpoint: str | Path | MultiTaskModel, *, config: Optional[ServeConfig] = None,
+def create_app(checkpoint: "str | Path | nn.Module", *, config: Optional[ServeConfig] = None,
                detector=None, **settings) -> FastAPI:
-    """The app serving ``checkpoint`` (a ``best.pt`` path, or a loaded model).
+    """The app serving ``checkpoint``: a run or model folder / ``.pt`` path, or a loaded model of
+    any registered architecture (MultiTaskModel, FineFACE, the adversarial model).
 
     Settings are :class:`ServeConfig` fields (``detect='none'``, ``max_bytes``, ``max_side``,
     ``max_pixels``, ``device``, ``tta``, ``demo_image`` ...), or pass a whole ``config``.
     ``detector``: an object with ``detect(rgb_uint8) -> [facefair.align.detectors.Face]`` to use
     instead of building ``config.detect`` (tests, custom detectors)."""
     if config is None:
-        name = "<model>" if isinstance(checkpoint, MultiTaskModel) else str(checkpoint)
+        name = str(checkpoint) if isinstance(checkpoint, (str, Path)) else "<model>"
         config = ServeConfig(checkpoint=name, **settings)
     elif settings:
         raise TypeError("give either config or keyword settings, not both")
     if config.demo_image is not None and not Path(config.demo_image).is_file():
         raise FileNotFoundError(f"demo image {config.demo_image} not found")
     device = select_device(config.device)
-    model = (checkpoint if isinstance(checkpoint, MultiTaskModel)
-             else load_model(checkpoint, device, trust_checkpoint=config.trust_checkpoint))
+    model = (load_model(checkpoint, device, trust_checkpoint=config.trust_checkpoint)
+             if isinstance(checkpoint, (str, Path)) else checkpoint)
     model = model.to(device).eval()
     if detector is None and config.detect != "none":
         detector = make_detector(config.detect, str(device))
