@@ -1,42 +1,141 @@
-"""torchrun with 2 CPU processes (gloo) must train the same model as one process."""
+"""torchrun with 2 CPU processes (gloo) must train the same model as one process, with a
+BatchNorm backbone and rows that lack some labels (so each rank's share of a task differs)."""
 
 import json
 import subprocess
 import sys
 
+import pandas as pd
 import torch
 import yaml
 
 # No augmentation and no dropout: what remains random is shared by all ranks (split, order, init).
-# A ViT has LayerNorm, not BatchNorm, so half-batches per rank normalise exactly like the full batch.
 NO_AUGMENT = {"augment": {"scale": [1.0, 1.0], "shift": 0.0, "rotate_degrees": 0.0, "flip": False,
                           "brightness": 0.0, "contrast": 0.0}}
 
 
-def _train(command: list[str], tmp_path, name: str, data) -> dict:
+def _partly_labelled(utk_sample, tmp_path):
+    """UTKFace labels as a CSV with a third of the genders, races and ages blanked (different rows)."""
+    rows = []
+    for i, path in enumerate(sorted(utk_sample.glob("*.jpg"))):
+        age, gender, race = path.name.split("_")[:3]
+        rows.append({"file": str(path), "gender": "" if i % 3 == 0 else gender,
+                     "race": "" if i % 3 == 1 else race, "age": "" if i % 5 == 2 else age})
+    table = tmp_path / "partly_labelled.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    return table
+
+
+def _train(command: list[str], tmp_path, name: str, data, extra=()) -> dict:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(NO_AUGMENT))
-    args = ["-m", "facefair", "train", "--config", str(config), "--data", str(data), "--backbone", "vit_tiny_patch16_224",
+    args = ["-m", "facefair", "train", "--config", str(config), "--data", str(data), "--backbone", "mobilenetv2",
             "--image-size", "32", "--epochs", "2", "--batch-size", "32", "--limit", "200", "--dropout", "0",
             "--tasks", "gender", "race", "age", "--no-progress", "--no-tensorboard", "--no-tta", "--deterministic",
-            "--workers", "1", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / name)]
+            "--workers", "1", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(tmp_path / name), *extra]
     result = subprocess.run(command + args, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return json.loads((tmp_path / name / "report.json").read_text())
+    return json.loads((tmp_path / name / "report.json").read_text()), result.stderr
 
 
-def test_two_process_gloo_matches_single_process(utk_sample, tmp_path):
-    single = _train([sys.executable], tmp_path, "single", utk_sample)
-    ddp = _train([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
-                 tmp_path, "ddp", utk_sample)
+def test_two_process_gloo_run_matches_single_process(utk_sample, tmp_path, mobilenet_weights):
+    """End to end under torchrun, with a BatchNorm backbone and partly labelled rows.  The first
+    epoch must agree closely; later ones only roughly, because AdamW turns float noise in
+    near-zero gradients (biases a BatchNorm cancels) into lr-sized steps, so two exact
+    implementations drift apart (the gradient test below is the exact check)."""
+    data = _partly_labelled(utk_sample, tmp_path)
+    # ImageNet weights: a randomly initialised BatchNorm net at 32 px is so ill-conditioned that
+    # float noise (thread counts, reduction order) alone moves its first-epoch loss by percents.
+    extra = ("--weights", str(mobilenet_weights), "--lr", "1e-4")
+    single, _ = _train([sys.executable], tmp_path, "single", data, extra)
+    ddp, log = _train([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
+                      tmp_path, "ddp", data, extra)
     assert ddp["run"]["processes"] == 2 and single["run"]["processes"] == 1
-    a = torch.load(tmp_path / "single" / "last.pt", weights_only=False)["model_state"]
-    b = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)["model_state"]
-    for key in a:
-        assert torch.allclose(a[key].float(), b[key].float(), atol=2e-4, rtol=1e-3), key
+    assert "BatchNorm layers synchronised over 2 processes" in log
+    first_single, first_ddp = single["history"][0]["train_loss"], ddp["history"][0]["train_loss"]
+    assert abs(first_single - first_ddp) < 2e-3, (first_single, first_ddp)  # measured: 3e-4
     for epoch_single, epoch_ddp in zip(single["history"], ddp["history"]):
-        assert abs(epoch_single["train_loss"] - epoch_ddp["train_loss"]) < 1e-3
+        assert abs(epoch_single["train_loss"] - epoch_ddp["train_loss"]) < 0.02 * epoch_single["train_loss"]
         assert epoch_single["train_images"] == epoch_ddp["train_images"]
+    a = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model_state"]
+    b = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model_state"]
+    for key in (k for k in a if k.endswith("running_var")):  # the synchronised statistics
+        assert torch.allclose(a[key], b[key], rtol=0.05, atol=1e-3), key
     # Both evaluated the whole test split (sharded across ranks in the DDP run).
     assert single["metrics"]["gender"]["n"] == ddp["metrics"]["gender"]["n"]
-    assert abs(single["metrics"]["age"]["mae"] - ddp["metrics"]["age"]["mae"]) < 1e-2
+    assert abs(single["metrics"]["age"]["mae"] - ddp["metrics"]["age"]["mae"]) < 0.5
+
+
+def _batch():
+    from facefair.tasks import IGNORE_INDEX
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 3, 32, 32, generator=g)
+    targets = {"gender": torch.randint(0, 2, (32,), generator=g), "race": torch.randint(0, 5, (32,), generator=g),
+               "age": torch.rand(32, generator=g) * 80}
+    # Labels missing unevenly: rank 0 (even rows) holds 6 genders of its 16 rows, rank 1 holds 10.
+    targets["gender"][:12] = IGNORE_INDEX
+    targets["race"][1::3] = IGNORE_INDEX
+    targets["age"][2::5] = float("nan")
+    return x, targets
+
+
+def _bn_model():
+    from facefair.models.multitask import ModelConfig, MultiTaskModel
+    from facefair.tasks import make_tasks
+    torch.manual_seed(0)
+    return MultiTaskModel(ModelConfig(backbone="mobilenetv2", image_size=32, dropout=0.0),
+                          make_tasks(["gender", "race", "age"], "race5"), load_weights=False).train()
+
+
+def _gradient_worker(rank, port, out):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from facefair.train.distributed import Distributed
+    from facefair.train.losses import MultiTaskLoss
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    context = Distributed(rank, 2, rank)
+    model = context.sync_batchnorm(_bn_model(), torch.device("cpu"))
+    loss_fn = MultiTaskLoss(model.tasks, model.heads, global_sum=context.sum_tensor, world_size=2)
+    x, targets = _batch()
+    rows = torch.arange(rank, 32, 2)  # the interleaved shard Distributed.shard gives each rank
+    wrapped = DistributedDataParallel(model)  # kept alive: its hooks average the gradients in backward
+    loss, _ = loss_fn(wrapped(x[rows]), {k: v[rows] for k, v in targets.items()})
+    loss.backward()
+    if rank == 0:
+        torch.save({k: p.grad for k, p in model.named_parameters()}, out)
+    dist.destroy_process_group()
+
+
+def test_synced_batchnorm_and_global_label_counts_give_the_single_process_gradient(tmp_path):
+    """One step, exactly: 2 gloo processes with half a batch each must produce the gradient one
+    process gets from the whole batch, for a BatchNorm backbone and unevenly missing labels.
+    (Without the BatchNorm sync the relative error is ~1.7; with per-rank loss means ~2e-2 in the heads.)"""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from facefair.train.losses import MultiTaskLoss
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_gradient_worker, args=(port, str(tmp_path / "grads.pt")), nprocs=2)
+    distributed = torch.load(tmp_path / "grads.pt", weights_only=True)
+    model = _bn_model()
+    x, targets = _batch()
+    loss, _ = MultiTaskLoss(model.tasks, model.heads)(model(x), targets)
+    loss.backward()
+    single = {k: p.grad for k, p in model.named_parameters()}
+
+    def relative(keys):
+        a = torch.cat([single[k].flatten() for k in keys])
+        b = torch.cat([distributed[k].flatten() for k in keys])
+        return float((a - b).norm() / a.norm())
+
+    assert relative(list(single)) < 1e-2
+    assert relative([k for k in single if k.startswith("heads.")]) < 1e-3
+    norm = torch.cat([g.flatten() for g in single.values()]).norm()
+    for key, grad in single.items():
+        if grad.norm() > 1e-3 * norm:  # below that a gradient is float noise (e.g. a bias a BatchNorm cancels)
+            cosine = torch.nn.functional.cosine_similarity(grad.flatten(), distributed[key].flatten(), dim=0)
+            assert cosine > 0.9999, key

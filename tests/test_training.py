@@ -154,8 +154,8 @@ def test_cli_train_evaluate_predict(utk_sample, tmp_path, capsys):
     for f in sorted(utk_sample.iterdir())[:5]:
         shutil.copy(f, faces / f.name)
     (faces / "broken.jpg").write_bytes(b"nope")
-    assert main(["predict", str(out / "best.pt"), str(faces), "--out", str(tmp_path / "p.csv"), "--workers", "0"]) == 0
-    predictions = pd.read_csv(tmp_path / "p.csv")
+    assert main(["predict", str(out / "best.pt"), str(faces), "--out", str(tmp_path / "p"), "--decode-workers", "0"]) == 0
+    predictions = pd.read_csv(tmp_path / "p" / "predictions.csv")
     assert len(predictions) == 6
     broken = predictions[predictions["path"].str.endswith("broken.jpg")].iloc[0]
     assert "unreadable" in broken["error"] and pd.isna(broken["gender_pred"])

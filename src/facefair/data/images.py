@@ -71,11 +71,11 @@ def decode(path: str | Path, size: int) -> np.ndarray:
         raise BadImage(f"{path}: decompression bomb ({error})") from None
     except UnidentifiedImageError:
         empty = Path(path).is_file() and Path(path).stat().st_size == 0
-        raise BadImage(f"{path}: {'empty file (0 bytes)' if empty else 'not an image Pillow can read'}") from None
+        raise BadImage(f"{path}: unreadable: {'empty file (0 bytes)' if empty else 'not an image Pillow can read'}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise BadImage(f"{path}: unreadable or truncated image ({error})") from None
     except Exception as error:  # noqa: BLE001 - a decoder bug on one file must not end the run
-        raise BadImage(f"{path}: cannot decode ({type(error).__name__}: {error})") from None
+        raise BadImage(f"{path}: unreadable: cannot decode ({type(error).__name__}: {error})") from None
 
 
 def try_decode(path: str | Path, size: int) -> tuple[Optional[np.ndarray], Optional[str]]:

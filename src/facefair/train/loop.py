@@ -102,6 +102,7 @@ class Trainer:
         if self.dist.enabled and type(self.method).train_step is not TrainingMethod.train_step:
             raise ValueError(f"method {self.method.name!r} takes its own optimiser steps; train it in one process")
         self.model = self.method.build_model(config.model, self.tasks).to(self.device)
+        self.model = self.dist.sync_batchnorm(self.model, self.device)
         if config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = self.model
@@ -114,7 +115,9 @@ class Trainer:
         train = self.data.splits["train"]
         self.loss_fn = MultiTaskLoss(self.tasks, self.model.heads, task_weights=config.train.task_weights,
                                      class_weights=self._class_weights(train) if config.train.class_weights else None,
-                                     label_smoothing=config.train.label_smoothing).to(self.device)
+                                     label_smoothing=config.train.label_smoothing,
+                                     global_sum=self.dist.sum_tensor if self.dist.enabled else None,
+                                     world_size=self.dist.world_size).to(self.device)
         self.sample_weights = (balanced_weights(train.frame, config.train.sampler_by)
                                if config.train.sampler == "balanced" else None)
         if config.train.sampler not in ("none", "balanced"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,10 +22,17 @@ def inverse_frequency_weights(encoded: np.ndarray, num_classes: int) -> torch.Te
 
 
 class MultiTaskLoss(nn.Module):
+    """``global_sum``: under DDP, a function summing a tensor over every rank.  Each task's loss is
+    then this rank's sum over its labelled rows divided by the global labelled count (or weight),
+    times the world size: DDP averages gradients over ranks, so the step is that of the mean over
+    every labelled row of the global batch, exactly as in one process, however the labels fall."""
+
     def __init__(self, tasks: Sequence[TaskSpec], heads: nn.ModuleDict, *, task_weights: Optional[dict] = None,
-                 class_weights: Optional[dict[str, torch.Tensor]] = None, label_smoothing: float = 0.0):
+                 class_weights: Optional[dict[str, torch.Tensor]] = None, label_smoothing: float = 0.0,
+                 global_sum: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, world_size: int = 1):
         super().__init__()
         self.tasks, self.heads = list(tasks), heads
+        self.global_sum, self.world_size = global_sum, world_size
         self.task_weights = {t.name: float((task_weights or {}).get(t.name, 1.0)) for t in tasks}
         unknown = set(task_weights or {}) - set(self.task_weights)
         if unknown:
@@ -41,29 +48,49 @@ class MultiTaskLoss(nn.Module):
         ``sample_weight`` (per row) reweights rows, e.g. inversely to their demographic group's size."""
         total = outputs[self.tasks[0].name].new_zeros((), dtype=torch.float32)
         parts: dict[str, float] = {}
+        sums, counts = {}, {}
         for task in self.tasks:
             output, target = outputs[task.name], targets[task.name]
+            mask = target != IGNORE_INDEX if task.kind == "classification" else ~torch.isnan(target)
+            if not mask.any():
+                continue
+            weight = None if sample_weight is None else sample_weight[mask]
             if task.kind == "classification":
-                mask = target != IGNORE_INDEX
-                if not mask.any():
-                    continue
                 per_row = self.cross_entropy[task.name](output[mask].float(), target[mask])
-                loss = self._reduce(per_row, target[mask], task.name, sample_weight, mask)
+                sums[task.name], counts[task.name] = self._terms(per_row, target[mask], task.name, weight)
             else:
-                mask = ~torch.isnan(target)
-                if not mask.any():
-                    continue
-                loss = self.heads[task.name].loss(output[mask].float(), target[mask],
-                                                  None if sample_weight is None else sample_weight[mask])
+                mean = self.heads[task.name].loss(output[mask].float(), target[mask], weight)
+                count = mask.sum().float() if weight is None else weight.float().sum()
+                sums[task.name], counts[task.name] = mean * count, count  # the head gives a mean: back to a sum
+        if self.global_sum is None:
+            for name, value in sums.items():
+                loss = value / counts[name].clamp_min(1e-12)
+                total = total + self.task_weights[name] * loss
+                parts[name] = float(loss.detach())
+            return total, parts
+        # One all-reduce of every task's count; a task this rank does not label still joins the
+        # graph with a zero, since DDP expects a gradient for every head from every rank.
+        local = torch.stack([counts[t.name].detach().float() if t.name in counts else total.new_zeros(())
+                             for t in self.tasks])
+        global_counts = self.global_sum(local)
+        for task, count in zip(self.tasks, global_counts):
+            if float(count) <= 0:
+                total = total + 0.0 * outputs[task.name].float().sum()
+                continue
+            value = sums.get(task.name)
+            if value is None:
+                value = 0.0 * outputs[task.name].float().sum()
+            loss = value * self.world_size / count
             total = total + self.task_weights[task.name] * loss
             parts[task.name] = float(loss.detach())
         return total, parts
 
-    def _reduce(self, per_row: torch.Tensor, target: torch.Tensor, task: str, sample_weight, mask) -> torch.Tensor:
-        """Mean as CrossEntropyLoss(reduction='mean') defines it: divided by the summed weights."""
+    def _terms(self, per_row: torch.Tensor, target: torch.Tensor, task: str, sample_weight):
+        """Numerator and denominator of the mean CrossEntropyLoss(reduction='mean') defines: the
+        weighted sum of losses and the summed weights."""
         weight = self.cross_entropy[task].weight
         denominator = weight[target] if weight is not None else torch.ones_like(per_row)
         if sample_weight is not None:
-            per_row = per_row * sample_weight[mask]
-            denominator = denominator * sample_weight[mask]
-        return per_row.sum() / denominator.sum().clamp_min(1e-12)
+            per_row = per_row * sample_weight
+            denominator = denominator * sample_weight
+        return per_row.sum(), denominator.sum()
