@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from facefair.flags import add_device_flag, add_tta_flag
+from facefair.flags import add_device_flag, add_trust_flag, add_tta_flag
 from facefair.serve.config import DETECT_CHOICES, ServeConfig
 
 
@@ -18,8 +18,8 @@ def _serve(args) -> int:
                          "pip install fastapi uvicorn python-multipart") from error
     config = ServeConfig(checkpoint=args.checkpoint, detect=args.detect, device=args.device,
                          max_bytes=int(args.max_mb * 2**20), max_side=args.max_side,
-                         max_pixels=int(args.max_megapixels * 1e6), max_faces=args.max_faces,
-                         tta=args.tta, demo_image=args.demo_image)
+                         max_pixels=int(args.max_megapixels * 1e6), max_faces=args.max_faces, max_decodes=args.max_decodes,
+                         tta=args.tta, demo_image=args.demo_image, trust_checkpoint=args.trust_checkpoint)
     app = create_app(args.checkpoint, config=config)
     print(f"facefair serve: http://{args.host}:{args.port}/  (POST /predict, GET /health)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         description="Serve a trained model over HTTP: POST /predict (multipart field 'file') returns the faces "
                     "with their predictions; GET / is a page to drop a photo on; GET /health describes the "
                     "model. With --detect none each upload is one already-cropped face.")
-    parser.add_argument("checkpoint", help="best.pt of a run")
+    parser.add_argument("checkpoint", help="a run folder (or its best.pt), or an exported model folder")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to "
                                                                      "the network)")
     parser.add_argument("--port", type=int, default=8000)
@@ -46,5 +46,8 @@ def register(subparsers) -> None:
     parser.add_argument("--max-faces", type=int, default=defaults.max_faces, help="faces predicted per photo")
     add_tta_flag(parser)
     parser.add_argument("--demo-image", help="an image served at /demo.jpg; open /?demo=1 to see it predicted")
+    parser.add_argument("--max-decodes", type=int, default=defaults.max_decodes,
+                        help="uploads decoded at the same time; the rest wait (bounds memory under load)")
+    add_trust_flag(parser)
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(func=_serve)
