@@ -1,21 +1,22 @@
-"""Bias-mitigation benchmark on UTKFace: the same split, backbone, input size and epochs for every
-method, then gender accuracy and fairness across race x gender groups with bootstrap CIs, a
-table and a Pareto plot (accuracy vs degree of bias).
+"""Bias-mitigation benchmark on UTKFace that can tell an effect from noise.
 
-    .venv/bin/python benchmarks/mitigation.py                                  # the CPU defaults
-    .venv/bin/python benchmarks/mitigation.py --limit 1500 --epochs 1 --size 48   # smoke run
+Every method trains on the same split (the recipe's seed-0 split by default), with the same backbone,
+input size, epochs and budget, for several seeds; all are evaluated on the same untouched test rows,
+and each method is compared with the baseline *paired* (same rows resampled for both runs): paired
+bootstrap CIs of the differences, exact McNemar p-values for accuracy, Holm correction over all
+comparisons (``facefair audit --compare``'s machinery).
 
-Methods: baseline (standard training), reweight (loss weights by race x gender), balanced
-(race x gender balanced sampling), adversarial (gradient-reversal adversary on race), fineface
-(cross-layer attention experts, no group labels), thresholds (the baseline post-processed with
-race-specific equalized-odds thresholds fitted on its validation predictions).
+    .venv/bin/python benchmarks/mitigation.py train       # train every missing run (resumable)
+    .venv/bin/python benchmarks/mitigation.py analyse     # paired comparison -> benchmarks/results/
+    .venv/bin/python benchmarks/mitigation.py train --limit 1500 --epochs 1 --size 48 --seeds 0  # smoke
 
-Writes benchmarks/results/mitigation.{csv,md} and mitigation_pareto.png; the runs stay under
---out-dir (compare them further with ``facefair audit --compare``).  Figures come from
-``facefair.audit`` (stratified bootstrap, seeded): accuracy over all test rows, worst-group
-accuracy / degree of bias / max-min ratio over race x gender groups, equalized-odds difference
-of the gender prediction (Female positive) across races.  Groups with fewer than
---min-group-size test rows are left out of the gaps.
+Methods: baseline (standard training), reweight (loss weights by race x gender), balanced (race x
+gender balanced sampling), adversarial (gradient-reversal adversary on race), fineface (cross-layer
+attention experts, no group labels), thresholds (each baseline seed post-processed with race-specific
+equalized-odds thresholds fitted on its validation predictions), and two data-quality variants from
+``facefair clean``: clean-labels (the baseline without the train rows whose gender label cleanlab
+flags) and dedup (the baseline without the train rows whose near-duplicate cluster reaches val/test).
+Test rows are never removed, so every run stays paired with the baseline.
 """
 
 from __future__ import annotations
@@ -29,12 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from facefair.config import DataConfig, RunConfig, TrainConfig
-from facefair.models.multitask import ModelConfig
-
 GROUPS = ["race", "gender"]
 
-#: name -> (TrainConfig overrides, needs group labels, description)
+#: name -> (TrainConfig overrides or None for post-processing/data variants, needs group labels, description)
 METHODS = {
     "baseline": ({"method": "standard"}, False, "standard training"),
     "reweight": ({"method": "reweight", "group_by": GROUPS}, True, "loss weights 1/|race x gender group|"),
@@ -42,209 +40,296 @@ METHODS = {
     "adversarial": ({"method": "adversarial", "group_by": ["race"]}, True, "gradient-reversal adversary on race"),
     "fineface": ({"method": "fineface"}, False, "FineFACE cross-layer attention experts"),
     "thresholds": (None, True, "baseline + race-specific equalized-odds thresholds (fitted on val)"),
+    "clean-labels": ({"method": "standard"}, False, "baseline without train rows whose gender label cleanlab flags"),
+    "dedup": ({"method": "standard"}, False, "baseline without train rows duplicated in val/test"),
 }
-
-#: column -> (audit attribute, audit metric or None for overall accuracy, higher is better)
-FIGURES = {
-    "gender_accuracy": ("overall", None, True),
-    "worst_group_accuracy": ("race:gender", "worst_group_accuracy", True),
-    "degree_of_bias": ("race:gender", "degree_of_bias", False),
-    "max_min_ratio": ("race:gender", "accuracy_max_min_ratio", False),
-    "equalized_odds_difference": ("race", "equalized_odds_difference", False),
-}
+#: the split value that keeps a row out of train, val and test alike (the data-quality variants)
+HELD_OUT = "excluded"
 
 
-def run_config(args, name: str, splits_file: str | None) -> RunConfig:
-    overrides = dict(METHODS[name][0])
-    if name == "adversarial":
+def run_dir(args, method: str, seed: int) -> Path:
+    return Path(args.out_dir) / method / f"s{seed}"
+
+
+def _key(path: str) -> str:
+    # UTKFace names are unique; label_issues/duplicates files may store paths relative to the data root.
+    return os.path.basename(str(path))
+
+
+def excluded_rows(args, method: str, splits: pd.DataFrame) -> set[str]:
+    """Train-row keys the data-quality variant leaves out (never val/test rows)."""
+    train_keys = set(splits.loc[splits["split"] == "train", "path"].map(_key))
+    if method == "clean-labels":
+        issues = pd.read_csv(args.label_issues)
+        if "task" in issues:
+            issues = issues[issues["task"] == "gender"]
+        flag = next((c for c in ("is_label_issue", "flagged", "label_issue") if c in issues), None)
+        if flag is not None:
+            issues = issues[issues[flag].astype(bool)]
+        return set(issues["path"].map(_key)) & train_keys
+    if method == "dedup":
+        dups = pd.read_csv(args.duplicates)
+        cluster = next(c for c in ("cluster", "cluster_id", "group") if c in dups)
+        split_of = dict(zip(splits["path"].map(_key), splits["split"]))
+        dups = dups.assign(key=dups["path"].map(_key))
+        dups["split"] = dups["key"].map(split_of)
+        reaches_eval = dups.groupby(cluster)["split"].transform(lambda s: s.isin(["val", "test"]).any())
+        return set(dups.loc[reaches_eval & (dups["split"] == "train"), "key"])
+    return set()
+
+
+def _gender_race(path: str) -> str:
+    """UTKFace's AGE_GENDER_RACE_... name -> 'GENDER_RACE' ('?' for a missing field)."""
+    parts = _key(path).split("_")
+    return "_".join(p if len(p) == 1 else "?" for p in (parts + ["", ""])[1:3])
+
+
+def base_splits(args) -> str:
+    """The split every run uses: ``--splits``, with the train rows cut to a stratified (race x gender)
+    ``--train-limit`` subset when one is given.  Val and test rows are never touched, so every run
+    is scored on the same test faces."""
+    if not args.train_limit:
+        return args.splits
+    out = Path(args.out_dir) / f"splits-train{args.train_limit}.csv"
+    if not out.exists():
+        from sklearn.model_selection import train_test_split
+        splits = pd.read_csv(args.splits)
+        train = splits[splits["split"] == "train"]
+        if args.train_limit < len(train):
+            keys = train["path"].map(_gender_race)
+            keep, _ = train_test_split(train.index, train_size=args.train_limit, random_state=0, stratify=keys)
+            splits.loc[train.index.difference(keep), "split"] = HELD_OUT
+        out.parent.mkdir(parents=True, exist_ok=True)
+        splits.to_csv(out, index=False)
+    return str(out)
+
+
+def splits_for(args, method: str, seed: int) -> str:
+    if method not in ("clean-labels", "dedup"):
+        return base_splits(args)
+    splits = pd.read_csv(base_splits(args))
+    drop = excluded_rows(args, method, splits)
+    out = Path(args.out_dir) / method / f"splits-{method}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        held = splits.assign(split=splits["split"].where(~splits["path"].map(_key).isin(drop), HELD_OUT))
+        held.to_csv(out, index=False)
+        print(f"   {method}: {len(drop)} of {int((splits.split == 'train').sum())} train rows held out -> {out}",
+              flush=True)
+    return str(out)
+
+
+def run_config(args, method: str, seed: int):
+    from facefair.config import DataConfig, RunConfig, TrainConfig
+    from facefair.models.multitask import ModelConfig
+    overrides = dict(METHODS[method][0])
+    if method == "adversarial":
         overrides["method_options"] = {"adversary_weight": args.adversary_weight}
-    if name == "fineface":
+    if method == "fineface":
         overrides["method_options"] = {"expert_width": args.expert_width}
-    out = Path(args.out_dir)
+    out = run_dir(args, method, seed)
     return RunConfig(
-        data=DataConfig(data=args.data, limit=args.limit, splits_file=splits_file, cache_dir=args.cache_dir),
+        data=DataConfig(data=args.data, limit=args.limit, splits_file=splits_for(args, method, seed),
+                        cache_dir=args.cache_dir),
         model=ModelConfig(backbone=args.backbone, image_size=args.size, weights=args.weights or None, tasks=args.tasks),
-        train=TrainConfig(out_dir=str(out / name), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          seed=args.seed, progress=False, tensorboard=False, device=args.device, bf16=args.bf16,
-                          results_csv=str(out / "benchmark_results.csv"), **overrides))
+        train=TrainConfig(out_dir=str(out), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          warmup_epochs=args.warmup_epochs, seed=seed, progress=False, tensorboard=False,
+                          device=args.device, bf16=args.bf16, tta=args.tta,
+                          results_csv=str(Path(args.out_dir) / "benchmark_results.csv"), **overrides))
 
 
-def train_methods(args) -> dict[str, dict]:
+def plan(args) -> list[tuple[str, int]]:
+    """Seed-major order, so a budget that runs out still leaves whole seeds of every method."""
+    order = [(m, s) for s in args.seeds for m in args.methods if m != "fineface"]
+    # FineFACE costs several baseline runs: after every seed of the others, on its own seeds.
+    return order + [("fineface", s) for s in args.fineface_seeds if "fineface" in args.methods]
+
+
+def train_all(args) -> None:
     from facefair.train.loop import train
-    runs: dict[str, dict] = {}
-    splits_file = None
-    for name in [m for m in args.methods if METHODS[m][0] is not None]:
-        run = Path(args.out_dir) / name
-        if args.reuse and (run / "report.json").exists():
-            print(f"== {name}: reusing {run}", flush=True)
-            report = json.loads((run / "report.json").read_text())
+    started = time.perf_counter()
+    for method, seed in plan(args):
+        out = run_dir(args, method, seed)
+        if (out / "predictions.csv").exists():
+            print(f"== {method} s{seed}: done already ({out})", flush=True)
+            continue
+        if method in ("clean-labels", "dedup"):
+            needed = args.label_issues if method == "clean-labels" else args.duplicates
+            if not Path(needed).exists():
+                print(f"== {method} s{seed}: skipped, {needed} not written yet (facefair clean)", flush=True)
+                continue
+        t0 = time.perf_counter()
+        if method == "thresholds":
+            base = run_dir(args, "baseline", seed)
+            if not (base / "predictions.csv").exists():
+                print(f"== thresholds s{seed}: skipped, baseline s{seed} missing", flush=True)
+                continue
+            from facefair.mitigate.thresholds import threshold_run
+            print(f"== thresholds s{seed}: post-processing {base}", flush=True)
+            try:
+                threshold_run(base, task="gender", attribute="race", constraint="equalized_odds",
+                              device=args.device, seed=seed, out_dir=out)
+            except ValueError as error:  # e.g. a group with one class in a smoke run's val split
+                print(f"   thresholds s{seed}: not fitted: {error}", flush=True)
+                continue
+            base_seconds = json.loads((base / "benchmark_timing.json").read_text())["seconds"]
         else:
-            print(f"== {name}: training ({METHODS[name][2]})", flush=True)
-            started = time.perf_counter()
-            report = train(run_config(args, name, splits_file))
-            report["run"]["benchmark_seconds"] = round(time.perf_counter() - started, 1)
-            (run / "benchmark_timing.json").write_text(json.dumps({"seconds": report["run"]["benchmark_seconds"]}))
-        timing = run / "benchmark_timing.json"
-        seconds = json.loads(timing.read_text())["seconds"] if timing.exists() else None
-        runs[name] = {"dir": run, "predictions": run / "predictions.csv", "seconds": seconds,
-                      "best_epoch": report["run"]["best_epoch"], "device": report["run"]["device"]}
-        splits_file = splits_file or str(run / "splits.csv")  # every later method trains on this split
+            print(f"== {method} s{seed}: training ({METHODS[method][2]})", flush=True)
+            train(run_config(args, method, seed))
+            base_seconds = 0.0
+        seconds = round(time.perf_counter() - t0 + base_seconds, 1)
+        (out / "benchmark_timing.json").write_text(json.dumps({"seconds": seconds, "method": method, "seed": seed}))
+        print(f"   {method} s{seed}: {seconds / 60:.1f} min (elapsed {(time.perf_counter() - started) / 60:.1f})",
+              flush=True)
+
+
+def setting_text(args) -> str:
+    return (f"Setting: {args.backbone} ({args.weights or 'random init'}), {args.size} px, {args.epochs} epoch(s) "
+            f"(warm-up {args.warmup_epochs}), batch {args.batch_size}, lr {args.lr}, bf16 {args.bf16}, flip-TTA "
+            f"{args.tta}, tasks {'+'.join(args.tasks)}, seeds {' '.join(map(str, args.seeds))} (FineFACE "
+            f"{' '.join(map(str, args.fineface_seeds))}), {'all images' if not args.limit else f'{args.limit} images'}"
+            f" of {args.data}, one split for every run ({args.splits}; "
+            f"{'all train rows' if not args.train_limit else f'train rows cut to a race x gender stratified {args.train_limit}'}"
+            f", every val/test row). Machine: {os.cpu_count()} CPU cores "
+            f"({platform.processor() or platform.machine()}).")
+
+
+#: table column -> (audit attribute, metric); "overall" is every test row
+FIGURES = {
+    "gender accuracy": ("overall", "accuracy"),
+    "worst race x gender accuracy": ("race:gender", "worst_group_accuracy"),
+    "degree of bias (race x gender)": ("race:gender", "degree_of_bias"),
+    "equalized-odds diff (race)": ("race", "equalized_odds_difference"),
+}
+
+
+def finished_runs(args) -> dict[str, list[Path]]:
+    runs: dict[str, list[Path]] = {}
+    for method in args.methods:
+        for seed in (args.fineface_seeds if method == "fineface" else args.seeds):
+            path = run_dir(args, method, seed)
+            if (path / "predictions.csv").exists():
+                runs.setdefault(method, []).append(path)
+    if "baseline" not in runs:
+        raise SystemExit("no finished baseline run to compare against: run the train phase first")
     return runs
 
 
-def post_process(args, runs: dict[str, dict]) -> None:
-    if "thresholds" not in args.methods:
-        return
-    if "baseline" not in runs:
-        raise ValueError("the thresholds row post-processes the baseline: keep baseline in --methods")
-    from facefair.mitigate.thresholds import threshold_run
-    started = time.perf_counter()
-    summary = threshold_run(runs["baseline"]["dir"], task="gender", attribute="race", constraint="equalized_odds",
-                            device=args.device, seed=args.seed)
-    out, base = Path(summary["out"]), runs["baseline"]
-    seconds = time.perf_counter() - started + (base["seconds"] or 0)  # the baseline's training + post-processing
-    runs["thresholds"] = {"dir": out, "predictions": out / "predictions.csv", "best_epoch": base["best_epoch"],
-                          "seconds": round(seconds, 1), "device": base["device"]}
+def _seconds(paths: list[Path]) -> float:
+    found = [json.loads((p / "benchmark_timing.json").read_text())["seconds"] for p in paths
+             if (p / "benchmark_timing.json").exists()]
+    return sum(found) / len(found) if found else float("nan")
 
 
-def figures(predictions: Path, args) -> dict[str, float]:
-    from facefair.audit import AuditConfig, audit_predictions
-    frame = pd.read_csv(predictions)
-    result = audit_predictions(frame, AuditConfig(attributes=("race",), intersections=(tuple(GROUPS),),
-                                                  tasks=("gender",), n_boot=args.bootstrap, seed=args.seed,
-                                                  min_group_size=args.min_group_size), str(predictions))
-    row: dict[str, float] = {"n_test": int(result.task("gender").n)}
-    for column, (attribute, metric, _) in FIGURES.items():
-        try:
-            found = result.metric("gender", "overall", "all", "accuracy") if metric is None \
-                else result.gap("gender", attribute, metric)
-            row[column], row[f"{column}_lo"], row[f"{column}_hi"] = (float(found["value"]), float(found["ci_low"]),
-                                                                     float(found["ci_high"]))
-        except KeyError:  # e.g. every group too small in a smoke run
-            row[column] = row[f"{column}_lo"] = row[f"{column}_hi"] = float("nan")
-    sizes = result.group_metrics
-    sizes = sizes[(sizes.attribute == "race:gender") & (sizes.metric == "accuracy")]
-    row["groups_used"] = int((~sizes["flagged"]).sum())
-    row["smallest_group"] = int(sizes["n"].min()) if len(sizes) else 0
-    return row
+def _cell(row: pd.Series, points: bool) -> tuple[str, str]:
+    scale, unit = (100.0, " pts") if points else (1.0, "")
+    value = f"{row.value:.3f}" + (f" (sd {row.seed_std:.3f})" if row.n_runs > 1 else "")
+    if row.method == row.reference or pd.isna(row.difference):
+        return value, ""
+    diff = (f"{row.difference * scale:+.1f} [{row.ci_low * scale:+.1f}, {row.ci_high * scale:+.1f}]{unit}"
+            if points else f"{row.difference:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}]")
+    verdict = "**significant**" if row.significant else "n.s."
+    noise = ", within seed noise" if row.within_seed_noise else ""
+    return value, f"{diff}, p={row.p_value:.3g} (Holm {row.p_holm:.3g}) {verdict}{noise}"
 
 
-def pareto_flags(table: pd.DataFrame) -> pd.Series:
-    """Non-dominated on (higher accuracy, lower degree of bias)."""
-    acc, dob = table["gender_accuracy"], table["degree_of_bias"]
-    return pd.Series([not ((acc >= a) & (dob <= d) & ((acc > a) | (dob < d))).any() for a, d in zip(acc, dob)],
-                     index=table.index)
-
-
-def plot(table: pd.DataFrame, path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    for _, row in table.iterrows():
-        xerr = [[row.degree_of_bias - row.degree_of_bias_lo], [row.degree_of_bias_hi - row.degree_of_bias]]
-        yerr = [[row.gender_accuracy - row.gender_accuracy_lo], [row.gender_accuracy_hi - row.gender_accuracy]]
-        ax.errorbar(row.degree_of_bias, row.gender_accuracy, xerr=xerr, yerr=yerr, fmt="o" if row.pareto else "s",
-                    capsize=3, label=f"{row.method}{' (Pareto)' if row.pareto else ''}")
-        ax.annotate(row.method, (row.degree_of_bias, row.gender_accuracy), textcoords="offset points", xytext=(5, 5),
-                    fontsize=8)
-    front = table[table.pareto].sort_values("degree_of_bias")
-    ax.plot(front.degree_of_bias, front.gender_accuracy, "k--", lw=0.8, alpha=0.6)
-    ax.set_xlabel("degree of bias (std of race x gender group accuracies; lower is fairer)")
-    ax.set_ylabel("gender accuracy (test)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-
-
-def _cell(row, column: str, digits: int = 3) -> str:
-    value, low, high = row[column], row[f"{column}_lo"], row[f"{column}_hi"]
-    if pd.isna(value):
-        return "n/a"
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def markdown(table: pd.DataFrame, args, setting: str) -> str:
-    lines = [
-        "# Bias mitigation on UTKFace (gender classification)", "",
-        setting, "",
-        "| method | group labels | gender acc | worst-group acc | degree of bias | max/min acc | EO difference "
-        "| Pareto | train min |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for _, row in table.iterrows():
-        minutes = "" if pd.isna(row.seconds) else f"{row.seconds / 60:.1f}"
-        lines.append(f"| {row.method} | {'yes' if row.needs_group_labels else 'no'} | {_cell(row, 'gender_accuracy')} "
-                     f"| {_cell(row, 'worst_group_accuracy')} | {_cell(row, 'degree_of_bias')} "
-                     f"| {_cell(row, 'max_min_ratio')} | {_cell(row, 'equalized_odds_difference')} "
-                     f"| {'yes' if row.pareto else ''} | {minutes} |")
-    lines += ["",
-              f"95% bootstrap CIs ({args.bootstrap} stratified resamples, seed {args.seed}, via `facefair.audit`). "
-              "Worst-group accuracy, degree of bias (population std) and max/min ratio are over race x gender "
-              f"groups with >= {args.min_group_size} test rows ({int(table.groups_used.iloc[0])} groups used, "
-              f"smallest {int(table.smallest_group.iloc[0])} rows); the equalized-odds difference is fairlearn's "
-              "(max of the TPR and FPR gaps, Female positive) across races. Pareto: no other method is at least "
-              "as accurate and as fair and strictly better in one. `train min` is wall time including evaluation "
-              "(thresholds: the baseline's plus fitting); "
-              "FineFACE takes 5 optimiser steps per batch and two passes per image at inference, so equal epochs "
-              "cost it several times the baseline's time. The thresholds row randomises some decisions (seeded).",
-              ""]
+def markdown(table: pd.DataFrame, runs: dict[str, list[Path]], args, wall: str) -> str:
+    lines = ["# Bias mitigation on UTKFace (gender), paired against the baseline", "", setting_text(args), "", wall, ""]
+    header = ["method", "seeds", "group labels", "train min"]
+    for name in FIGURES:
+        header += [name, f"diff vs baseline ({name})"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, paths in runs.items():
+        cells = [method, " ".join(p.name for p in paths), "yes" if METHODS[method][1] else "no",
+                 f"{_seconds(paths) / 60:.1f}"]
+        for attribute, metric in FIGURES.values():
+            match = table[(table.method == method) & (table.task == "gender") & (table.attribute == attribute)
+                          & (table.metric == metric)]
+            cells += list(_cell(match.iloc[0], points=metric != "degree_of_bias" and "difference" not in metric)
+                          if len(match) else ("n/a", ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    pareto = table[(table.task == "gender") & (table.attribute == "race:gender") & (table.metric == "degree_of_bias")]
+    lines += ["", "Pareto (paired: a method is dominated only when another is significantly better on one axis and "
+              "not significantly worse on the other):", ""]
+    lines += [f"- {r.method}: {r.pareto}" for r in pareto.itertuples()]
+    verdicts = table[(table.task == "gender") & (table.method != "baseline") & table.verdict.astype(bool)
+                     & table.apply(lambda r: (r.attribute, r.metric) in FIGURES.values(), axis=1)]
+    lines += ["", "In words (every figure above; Holm over all compared metrics and gaps):", ""]
+    lines += [f"- {r.verdict}" for r in verdicts.itertuples()]
+    lines += ["", "Values are the mean over seeds (sd: seed-to-seed standard deviation). Differences: the seed-averaged "
+              f"method minus the seed-averaged baseline, 95% paired bootstrap CI ({args.bootstrap} resamples of the "
+              "same test rows for every run); p: exact McNemar on the discordant rows when each side has one run, "
+              "else the paired bootstrap; Holm-corrected over every compared metric and gap of every method. "
+              f"Gaps are over groups with >= {args.min_group_size} test rows (`facefair.audit`'s definitions). "
+              "`train min`: wall time per run on a shared 2-core machine (other jobs ran at the same time, so "
+              "times are inflated and only roughly comparable); thresholds: the baseline's plus fitting. "
+              "Full table: mitigation/compare.csv and compare.html.", ""]
     return "\n".join(lines)
+
+
+def analyse(args) -> None:
+    from facefair.audit import AuditConfig
+    from facefair.audit.compare import compare_runs, write_comparison
+    started = time.perf_counter()
+    runs = finished_runs(args)
+    config = AuditConfig(attributes=("race",), intersections=(tuple(GROUPS),), tasks=("gender",),
+                         n_boot=args.bootstrap, seed=0, min_group_size=args.min_group_size)
+    table = compare_runs({m: [p / "predictions.csv" for p in paths] for m, paths in runs.items()}, config,
+                         reference="baseline")
+    results = Path(args.results)
+    write_comparison(table, results / "mitigation", config)
+    wall = f"Analysis wall time {time.perf_counter() - started:.0f} s."
+    text = markdown(table, runs, args, wall)
+    (results / "mitigation.md").write_text(text)
+    keep = table[(table.task == "gender") & table.apply(lambda r: (r.attribute, r.metric) in FIGURES.values(), axis=1)]
+    keep.to_csv(results / "mitigation.csv", index=False)
+    print(text)
+    print(f"written {results / 'mitigation.md'}, {results / 'mitigation.csv'}, {results / 'mitigation'}/compare.*")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("phase", choices=["train", "analyse", "all"])
     parser.add_argument("--data", default="../shared/data/utkface/UTKFace")
+    parser.add_argument("--splits", default="runs/bench-split/splits.csv",
+                        help="the split every run uses (the recipe's seed-0 split)")
+    parser.add_argument("--label-issues", default="runs/quality-utkface/label_issues.csv",
+                        help="facefair clean --labels output (clean-labels variant)")
+    parser.add_argument("--duplicates", default="runs/quality-utkface/duplicates.csv",
+                        help="facefair clean --duplicates output (dedup variant)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--out-dir", default="runs/mitigation", help="run folders")
-    parser.add_argument("--results", default="benchmarks/results", help="folder for mitigation.{csv,md,_pareto.png}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--fineface-seeds", nargs="+", type=int, default=[0],
+                        help="FineFACE costs ~5x a baseline run: fewer seeds")
+    parser.add_argument("--out-dir", default="runs/mitigation", help="run folders: OUT/METHOD/sSEED")
+    parser.add_argument("--results", default="benchmarks/results", help="folder for mitigation.{csv,md,html}")
     parser.add_argument("--backbone", default="mobilenetv2")
     parser.add_argument("--weights", default="local:mobilenet_v2", help="local backbone weights ('' for none)")
     parser.add_argument("--size", type=int, default=64, help="input size in pixels")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--warmup-epochs", type=float, default=0.3)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--tasks", nargs="+", default=["gender"],
                         help="tasks every method trains (default gender: the table is about gender)")
     parser.add_argument("--adversary-weight", type=float, default=0.3)
     parser.add_argument("--expert-width", type=int, default=256, help="FineFACE expert width (paper: 1024)")
     parser.add_argument("--limit", type=int, help="seeded subset of the images (smoke runs)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    parser.add_argument("--train-limit", type=int, default=6000,
+                        help="train on a stratified subset of this many train rows (0: all); val/test stay whole")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--min-group-size", type=int, default=30)
     parser.add_argument("--cache-dir", default=".facefair-cache")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU (same for every method)")
-    parser.add_argument("--reuse", action="store_true", help="reuse finished runs in --out-dir instead of training")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
+                        help="bfloat16 autocast on the CPU (only where it has native bf16; same for every method)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
+                        help="mirror TTA at evaluation (off: halves evaluation time; same for every run)")
     args = parser.parse_args()
-
-    started = time.perf_counter()
-    runs = train_methods(args)
-    post_process(args, runs)
-    rows = []
-    for name, run in runs.items():
-        rows.append({"method": name, "needs_group_labels": METHODS[name][1], "description": METHODS[name][2],
-                     **figures(run["predictions"], args), "seconds": run["seconds"], "best_epoch": run["best_epoch"],
-                     "run": str(run["dir"])})
-    table = pd.DataFrame(rows)
-    table["pareto"] = pareto_flags(table)
-    setting = (f"Setting: {args.backbone} ({args.weights or 'random init'}), {args.size} px, {args.epochs} epoch(s), "
-               f"batch {args.batch_size}, lr {args.lr}, tasks {'+'.join(args.tasks)}, seed {args.seed}, "
-               f"{'all images' if not args.limit else f'{args.limit} images'} of {args.data}, one split for every "
-               f"method ({runs[next(iter(runs))]['dir']}/splits.csv); adversary weight {args.adversary_weight}, "
-               f"FineFACE expert width {args.expert_width}. Machine: {os.cpu_count()} CPU cores "
-               f"({platform.processor() or platform.machine()}), device {runs[next(iter(runs))]['device']}. "
-               f"Wall time of this invocation {(time.perf_counter() - started) / 60:.1f} min.")
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    table.to_csv(results / "mitigation.csv", index=False)
-    text = markdown(table, args, setting)
-    (results / "mitigation.md").write_text(text)
-    plot(table, results / "mitigation_pareto.png", f"UTKFace gender, {args.backbone} {args.size}px, {args.epochs} ep")
-    print(text)
-    print(f"written {results / 'mitigation.csv'}, {results / 'mitigation.md'}, {results / 'mitigation_pareto.png'}")
+    if args.phase in ("train", "all"):
+        train_all(args)
+    if args.phase in ("analyse", "all"):
+        analyse(args)
 
 
 if __name__ == "__main__":
