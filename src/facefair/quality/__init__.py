@@ -1,0 +1,1 @@
+"""Data you can trust: likely label errors, duplicate images and per-group flag rates (``facefair clean``)."""
