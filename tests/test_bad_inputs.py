@@ -166,7 +166,8 @@ def test_four_faces_and_a_bomb_give_four_predictions_and_name_the_bomb(model_dir
     assert frame["gender_pred"].notna().sum() == 4 and frame["error"].notna().sum() == 1
     bomb = frame[frame["error"].notna()].iloc[0]
     assert bomb["path"].endswith("bomb.png") and "decompression bomb" in bomb["error"]
-    assert "1 unreadable" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "4 images predicted" in printed and "1 unreadable" in printed and "bomb.png: decompression bomb" in printed
 
 
 # ---------------------------------------------------------------------------------------- CSVs

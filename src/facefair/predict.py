@@ -197,6 +197,8 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
         print(f"{len(paths) - failed} images predicted in {seconds:.1f} s ({(len(paths) - failed) / seconds:.0f} "
               f"img/s) -> {out / PREDICTIONS_NAME}" + (f"; {failed} unreadable (see the error column)" if failed else ""),
               flush=True)
+        for _, row in frame[frame["error"].notna()].head(5).iterrows():  # the first few by name, here too
+            print(f"  skipped {row['path']}: {row['error']}", flush=True)
     else:
         no_face.to_csv(out / NO_FACE_NAME, index=False)
         print(f"{len(paths)} photos, {len(frame)} faces in {seconds:.1f} s ({len(frame) / seconds:.1f} faces/s, "
