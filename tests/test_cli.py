@@ -78,3 +78,17 @@ def test_every_command_that_predicts_has_the_one_tta_default(command):
 def test_predict_photos_is_gone():
     assert "predict-photos" not in dict(_subparsers(build_parser())).keys()
     assert ("predict-photos",) not in dict(_subparsers(build_parser()))
+
+
+def test_a_config_typo_fails_before_torch_is_loaded(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trian:\n  epochs: 1\n")
+    code = ("import sys\n"
+            "from facefair.cli import main\n"
+            f"try:\n    code = main(['train', '--config', {str(bad)!r}])\n"
+            "except SystemExit as stop:\n    code = stop.code\n"
+            "print('exit', code)\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "unknown section 'trian' (did you mean 'train'?)" in done.stderr
+    assert done.stdout.strip().splitlines() == ["exit 2", "[]"]

@@ -13,8 +13,9 @@ from facefair.flags import show_defaults
 
 
 def _train(args) -> int:
+    config = config_from_args(args)  # a typo in the config fails here, before torch is loaded
     from facefair.train.loop import train
-    train(config_from_args(args))
+    train(config)
     return 0
 
 
