@@ -104,7 +104,7 @@ def base_splits(args) -> str:
     return str(out)
 
 
-def splits_for(args, method: str, seed: int) -> str:
+def splits_for(args, method: str) -> str:
     if method not in ("clean-labels", "dedup"):
         return base_splits(args)
     splits = pd.read_csv(base_splits(args))
@@ -129,7 +129,7 @@ def run_config(args, method: str, seed: int):
         overrides["method_options"] = {"expert_width": args.expert_width}
     out = run_dir(args, method, seed)
     return RunConfig(
-        data=DataConfig(data=args.data, limit=args.limit, splits_file=splits_for(args, method, seed),
+        data=DataConfig(data=args.data, limit=args.limit, splits_file=splits_for(args, method),
                         cache_dir=args.cache_dir),
         model=ModelConfig(backbone=args.backbone, image_size=args.size, weights=args.weights or None, tasks=args.tasks),
         train=TrainConfig(out_dir=str(out), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
