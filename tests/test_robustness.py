@@ -177,7 +177,7 @@ def test_framing_check_warns_when_faces_fill_less_of_the_image_than_training_chi
     wider frame, must be told apart from chips framed like the training ones."""
     from PIL import Image
 
-    from facefair.robustness.framing import framing_warning, measure_framing
+    from facefair.align.framing import framing_warning, measure_framing
     chips = sorted(str(p) for p in utk_sample.iterdir())[::12][:16]
     wide = []
     for path in chips:

@@ -84,6 +84,9 @@ class TrainConfig:
     max_bad_steps: int = _help("abort after this many consecutive non-finite losses", default=20)
     tensorboard: bool = _help("write TensorBoard logs under OUT_DIR/tb", default=True)
     progress: bool = _help("progress bars", default=True)
+    framing_sample: int = _help("training chips measured with a face detector so that the model files record how "
+                                "faces are framed (predict/evaluate --detect cut chips the same way; 0: skip)",
+                                default=24)
     results_csv: Optional[str] = _help("benchmark table every run appends to (default OUT_DIR/../benchmark_results.csv)",
                                        default=None)
 
@@ -174,6 +177,7 @@ def _checked(name: str, value, annotation):
 
 #: Settings that change how a run executes or reports, not what it computes: ``--resume`` may change them.
 RESUME_FREE = {"train.resume", "train.force", "train.trust_checkpoint", "train.device", "train.progress",
+               "train.framing_sample",
                "train.tensorboard", "train.results_csv", "train.out_dir", "train.max_bad_steps",
                "data.cache_dir", "data.workers"}
 

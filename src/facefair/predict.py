@@ -9,7 +9,9 @@ other option (``--tta``, ``--bf16``, ``--thresholds``, ``--group-column``, ``--i
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 PREDICTIONS_NAME = "predictions.csv"
 NO_FACE_NAME = "no_face.csv"
+FRAMING_NAME = "framing.json"
 
 
 @dataclass
@@ -49,7 +52,8 @@ class PredictConfig:
     min_face: int = 0
     max_side: int = 800
     chip_size: int = 224
-    padding: float = 0.25
+    padding: Optional[float] = None          # None: the padding the model's training chips were measured to have
+    framing_check: bool = True               # cropped faces: warn when they are framed unlike the training chips
     save_chips: Optional[str] = None
     upsample: int = 1
     threshold: Optional[float] = None
@@ -150,6 +154,7 @@ def _apply_thresholds(frame: "pd.DataFrame", config: PredictConfig) -> "pd.DataF
 
 def _detect_faces(model, paths: list[str], device, config: PredictConfig):
     from facefair.align.detectors import DetectorConfig, resolve_backend
+    from facefair.align.framing import chip_padding
     from facefair.align.photos import predict_photos_detailed
 
     backend = resolve_backend(config.detect)
@@ -157,15 +162,22 @@ def _detect_faces(model, paths: list[str], device, config: PredictConfig):
     detector = DetectorConfig(backend=backend, upsample=config.upsample, threshold=config.threshold,
                               model_dir=config.model_dir, device=device.type if backend == "mtcnn" else "cpu")
     workers = 1 if backend == "mtcnn" and device.type == "cuda" else config.detect_workers
+    padding = config.padding if config.padding is not None else chip_padding(getattr(model, "framing", None))
+    if config.padding is None:
+        measured = (getattr(model, "framing", None) or {}).get("padding") is not None
+        print(f"chips cut with padding {padding:g} ("
+              + ("measured on the training chips" if measured else "FairFace's: the model records no framing") + ")",
+              flush=True)
     return predict_photos_detailed(model, paths, detector, device=device, batch_size=config.batch_size,
                                    min_face=config.min_face, max_side=config.max_side, chip_size=config.chip_size,
-                                   padding=config.padding, tta=config.tta, bf16=config.bf16, workers=workers,
+                                   padding=padding, tta=config.tta, bf16=config.bf16, workers=workers,
                                    chip_dir=config.save_chips, progress=config.progress)
 
 
 def run_predict(config: PredictConfig) -> "pd.DataFrame":
     """Predict, write ``OUT/predictions.csv`` (and ``OUT/no_face.csv`` with ``detect``), print counts
     and speed; returns the predictions."""
+    from facefair.align.framing import framing_report
     from facefair.models.multitask import load_model
     from facefair.runtime import select_device
 
@@ -182,6 +194,11 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if config.detect is None:
+        if config.framing_check:
+            report = framing_report(paths, getattr(model, "framing", None))
+            if report is not None and report["warning"]:
+                print(f"warning: {report['warning']}", file=sys.stderr, flush=True)
+                (out / FRAMING_NAME).write_text(json.dumps(report, indent=1) + "\n")
         frame = predict_paths(model, paths, device=device, batch_size=config.batch_size,
                               workers=config.decode_workers, tta=config.tta, bf16=config.bf16,
                               progress=config.progress)
@@ -242,6 +259,9 @@ def register(subparsers) -> None:
                         help="cropped faces: image-decoding processes (default: one per core with a GPU, "
                              "none on a CPU, where torch already uses every core)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--no-framing-check", dest="framing_check", action="store_false",
+                        help="cropped faces: skip measuring (with a face detector, on a sample) whether they are "
+                             f"framed like the training chips; a mismatch is a warning and OUT/{FRAMING_NAME}")
     add_trust_flag(parser)
     photos = parser.add_argument_group("raw photos (--detect)")
     add_detect_flags(photos, default=None, workers=False)
@@ -252,7 +272,9 @@ def register(subparsers) -> None:
                         help="photos are shrunk to this longer side before detection")
     photos.add_argument("--chip-size", type=int, default=d.chip_size,
                         help="aligned chip size before resizing to the model")
-    photos.add_argument("--padding", type=float, default=d.padding, help="chip padding (FairFace: 0.25)")
+    photos.add_argument("--padding", type=float, default=d.padding,
+                        help="chip padding (default: the one measured on the model's training chips, else "
+                             "FairFace's 0.25)")
     photos.add_argument("--save-chips", metavar="DIR", help="also write the aligned chips here")
     parser.set_defaults(func=_predict)
 

@@ -130,7 +130,15 @@ def whole_table_split(config: DataConfig, tasks: list[TaskSpec], image_size: int
                       pin_memory: bool = False) -> tuple[SplitData, LabelTable, list[str]]:
     """Every row of a dataset as one evaluation split (a foreign test set has no train/val/test)."""
     table = load_table(config)
-    frame, skipped, _, make_batches = attach_images(table.frame, config, image_size, batch_size, pin_memory)
+    split, skipped = frame_split(table.frame, config, tasks, image_size, batch_size, pin_memory)
+    return split, table, skipped
+
+
+def frame_split(frame: pd.DataFrame, config: DataConfig, tasks: list[TaskSpec], image_size: int, batch_size: int,
+                pin_memory: bool = False) -> tuple[SplitData, list[str]]:
+    """The rows of ``frame`` (a ``path`` column plus labels) as one evaluation split, and the
+    images that could not be read."""
+    frame, skipped, _, make_batches = attach_images(frame, config, image_size, batch_size, pin_memory)
     frame = frame.reset_index(drop=True)
     return (SplitData(frame.drop(columns="_cache_index", errors="ignore"), encode_targets(frame, tasks),
-                      make_batches(frame)), table, skipped)
+                      make_batches(frame)), skipped)

@@ -40,7 +40,7 @@ def export_safetensors(checkpoint: str, out_dir: str, trust_checkpoint: bool = F
     from facefair.models.serialization import read_checkpoint, save_pretrained
     model = load_model(checkpoint, "cpu", trust_checkpoint=trust_checkpoint)
     source = read_checkpoint(checkpoint, "cpu", trust=trust_checkpoint)
-    kept = {k: source[k] for k in ("epoch", "best_score", "config") if k in source}
+    kept = {k: source[k] for k in ("epoch", "best_score", "config", "framing") if k in source}
     return save_pretrained(model.state_dict(), {**model.describe(), **kept}, out_dir)
 
 

@@ -64,4 +64,6 @@ def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "
     except RuntimeError as error:
         raise CheckpointError(f"{checkpoint_path}: weights do not fit the model it describes "
                               f"({str(error).splitlines()[0]})") from None
+    # How the training chips framed their faces (facefair.align.framing), None for older files.
+    model.framing = checkpoint.get("framing")
     return model.eval()

@@ -17,7 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from facefair.align.chips import align_faces
-from facefair.align.detectors import DetectorConfig, Face, MissingBackend, make_detector
+from facefair.align.detectors import DetectorConfig, MissingBackend, make_detector
+from facefair.align.framing import main_face, pad_edges
 
 #: Condition names: ``reframe-<detector>``; the severity column holds the padding.
 PREFIX = "reframe-"
@@ -35,16 +36,6 @@ class ReframeConfig:
             raise ValueError(f"paddings must be >= 0, got {self.paddings}")
         if self.border < 0:
             raise ValueError(f"border must be >= 0, got {self.border}")
-
-
-def pad_edges(image: np.ndarray, border: float) -> np.ndarray:
-    pad = int(round(border * max(image.shape[:2])))
-    return np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else image
-
-
-def main_face(faces: Sequence[Face]) -> Face | None:
-    """The largest face: a dataset chip is centred on one person, bystanders are smaller."""
-    return max(faces, key=lambda f: f.width * f.height) if faces else None
 
 
 def reframe_images(images: np.ndarray, detector: str, paddings: Sequence[float], config: ReframeConfig,

@@ -14,6 +14,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Optional
 
 
 import numpy as np
@@ -98,6 +99,7 @@ class Trainer:
                     progress=config.train.progress and self.dist.is_main, write=self.dist.is_main)
             self.dist.barrier()
         self.tasks = self.data.tasks
+        self.framing = self._measure_framing() if self.dist.is_main else None
         self.method = create_method(config)
         if self.dist.enabled and type(self.method).train_step is not TrainingMethod.train_step:
             raise ValueError(f"method {self.method.name!r} takes its own optimiser steps; train it in one process")
@@ -136,6 +138,25 @@ class Trainer:
         if t.tensorboard and self.dist.is_main:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.out_dir / "tb"))
+
+    def _measure_framing(self) -> Optional[dict]:
+        """How the training chips frame their faces, stored in the model files (see
+        facefair.align.framing); a missing detector costs the record, never the run."""
+        sample = self.config.train.framing_sample
+        if sample <= 0:
+            return None
+        from facefair.align.framing import measure_chip_framing
+        try:
+            framing = measure_chip_framing(self.data.splits["train"].frame["path"].tolist(), sample=sample,
+                                           seed=self.config.train.seed)
+        except (ValueError, OSError) as error:
+            log.warning("training chips' framing not measured (%s): predict/evaluate --detect will use padding "
+                        "0.25 and cannot check the framing of cropped faces", error)
+            return None
+        measured = framing["measured"]
+        log.info("training chips: faces fill %.0f%% of the width (%d sampled); matching align padding %s",
+                 100 * measured["face_size"], measured["images"], framing["padding"])
+        return framing
 
     def _class_weights(self, train: SplitData) -> dict[str, torch.Tensor]:
         return {t.name: inverse_frequency_weights(train.targets[t.name], t.num_classes)
@@ -269,7 +290,8 @@ class Trainer:
                 save_atomic(state, self.out_dir / "last.pt")
                 if improved:  # the best epoch's model: config.json + model.safetensors, loadable with no pickle
                     save_pretrained(state["model_state"], {**self.model.describe(), "epoch": epoch,
-                                                           "best_score": self.best_score, "config": state["config"]},
+                                                           "best_score": self.best_score, "config": state["config"],
+                                                           "framing": self.framing},
                                     self.out_dir)
             self.dist.barrier()
             if not self.dist.is_main:
@@ -312,7 +334,8 @@ class Trainer:
                     "wall_seconds_this_session": round(wall_seconds, 1), "device": str(self.device),
                     "split_sizes": {k: len(v.frame) for k, v in self.data.splits.items()},
                     "race_scheme": self.data.race_scheme, "cache": self.data.cache_dir,
-                    "non_finite_steps": self.bad_steps_total, "processes": self.dist.world_size},
+                    "non_finite_steps": self.bad_steps_total, "processes": self.dist.world_size,
+                    "framing": self.framing},
             "config": self.config.to_dict(),
             "history": self.history,
             "data_problems": {"count": len(self.data.problems), "items": [str(p) for p in self.data.problems]},
