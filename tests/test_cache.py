@@ -2,6 +2,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
 from facefair.data.batches import ArrayBatches, AugmentConfig, augment, epoch_order
@@ -63,3 +64,62 @@ def test_augment_keeps_shape_and_is_seeded():
     b = augment(batch, torch.device("cpu"), torch.Generator().manual_seed(1), AugmentConfig())
     assert a.shape == (4, 3, 32, 32) and torch.equal(a, b)
     assert a.is_contiguous(memory_format=torch.channels_last)
+
+
+def _faces(n: int = 8, side: int = 64) -> torch.Tensor:
+    """Smooth images with detail (a face-like gradient plus fine stripes), uint8 NHWC."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
+    base = torch.stack([x, y, (x + y) / 2], -1) * 180 + 30 * torch.sin(x * 60).unsqueeze(-1)
+    return base.clamp(0, 255).to(torch.uint8).expand(n, side, side, 3).contiguous()
+
+
+def _only(**changes) -> AugmentConfig:
+    """No geometry or colour jitter: the named quality change alone."""
+    return AugmentConfig(scale=(1.0, 1.0), shift=0.0, rotate_degrees=0.0, flip=False, brightness=0.0, contrast=0.0,
+                         **changes)
+
+
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD
+    return x * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+
+
+def _detail(x: torch.Tensor) -> float:
+    """High-frequency energy: what blur, low resolution and JPEG take away."""
+    return float((x[..., 1:] - x[..., :-1]).abs().mean())
+
+
+def test_quality_augmentations_each_do_their_one_change():
+    batch = _faces()
+    run = lambda config, seed=0: _pixels(augment(batch, torch.device("cpu"), torch.Generator().manual_seed(seed), config))
+    plain = run(_only())
+    assert _detail(plain) > 0.02
+    gray = run(_only(grayscale=1.0))
+    assert torch.allclose(gray[:, 0], gray[:, 1], atol=1e-5) and torch.allclose(gray[:, 1], gray[:, 2], atol=1e-5)
+    assert not torch.allclose(plain[:, 0], plain[:, 1], atol=1e-2)
+    for change in ({"blur": 1.0, "blur_sigma": (2.5, 2.5)}, {"low_resolution": 1.0}):
+        changed = run(_only(**change))
+        assert _detail(changed) < 0.8 * _detail(plain), change
+        assert (changed - plain).abs().mean() < 0.1, change  # the same picture, degraded
+    # JPEG adds block edges rather than removing detail: the lower the quality, the further off.
+    error = {q: float((run(_only(jpeg=1.0, jpeg_quality=(q, q))) - plain).abs().mean()) for q in (5, 50, 95)}
+    assert 0.002 < error[95] < error[50] < error[5] < 0.1, error
+    desaturated = run(_only(saturation=0.9))
+    spread = lambda x: float((x - x.mean(1, keepdim=True)).abs().mean())
+    assert spread(desaturated) != pytest.approx(spread(plain), rel=0.05)
+    # Reproducible per seed, different across seeds; probabilities pick a share of the batch.
+    strong = _only(saturation=0.3, grayscale=0.5, blur=0.5, low_resolution=0.5, jpeg=0.5)
+    assert torch.equal(run(strong, 3), run(strong, 3)) and not torch.equal(run(strong, 3), run(strong, 4))
+    gray_rows = (run(_only(grayscale=0.5), 5)[:, 0] - run(_only(grayscale=0.5), 5)[:, 1]).abs().amax((1, 2)) < 1e-5
+    assert 0 < int(gray_rows.sum()) < len(batch)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"grayscale": 1.5}, "augment.grayscale is a probability"),
+    ({"jpeg_quality": [0, 50]}, "augment.jpeg_quality"),
+    ({"low_resolution_scale": [0.5, 1.5]}, "augment.low_resolution_scale"),
+])
+def test_out_of_range_quality_settings_are_errors(values, message):
+    from facefair.config import RunConfig
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict({"augment": values})

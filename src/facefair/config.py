@@ -124,7 +124,15 @@ class RunConfig:
                 raise ValueError("; ".join(_unknown(f"{section} option", str(k), known) for k in unknown))
             for key, value in values.items():
                 setattr(target, key, _checked(f"{section}.{key}", value, hints[key]))
+        config.check()
         return config
+
+    def check(self) -> None:
+        """Range checks a section defines (``check``), run once every value is set."""
+        for section in _SECTIONS:
+            check = getattr(getattr(self, section), "check", None)
+            if check is not None:
+                check()
 
 
 def _unknown(what: str, name: str, valid) -> str:
@@ -302,4 +310,5 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         elif isinstance(current, tuple):
             value = tuple(value)
         setattr(getattr(config, section), name, value)
+    config.check()
     return config

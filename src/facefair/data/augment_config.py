@@ -13,3 +13,29 @@ class AugmentConfig:
     flip: bool = field(default=True, metadata={"help": "random horizontal mirror"})
     brightness: float = field(default=0.2, metadata={"help": "brightness jitter, +- this fraction"})
     contrast: float = field(default=0.2, metadata={"help": "contrast jitter, +- this fraction"})
+    # Capture and quality changes (0: off): what photos outside the training set's framing and
+    # quality bring, and what `facefair robustness` measures.
+    saturation: float = field(default=0.0, metadata={"help": "saturation jitter, +- this fraction"})
+    grayscale: float = field(default=0.0, metadata={"help": "probability of a grayscale image"})
+    blur: float = field(default=0.0, metadata={"help": "probability of a Gaussian blur"})
+    blur_sigma: tuple[float, float] = field(default=(0.4, 2.5),
+                                            metadata={"help": "blur sigma range LOW HIGH, in percent of the image side"})
+    low_resolution: float = field(default=0.0, metadata={"help": "probability of a downscale-upscale"})
+    low_resolution_scale: tuple[float, float] = field(default=(0.25, 0.6),
+                                                      metadata={"help": "side kept by the downscale, LOW HIGH"})
+    jpeg: float = field(default=0.0, metadata={"help": "probability of JPEG re-compression"})
+    jpeg_quality: tuple[int, int] = field(default=(15, 75), metadata={"help": "JPEG quality range LOW HIGH"})
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        for name in ("grayscale", "blur", "low_resolution", "jpeg"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"augment.{name} is a probability in [0, 1], got {getattr(self, name)}")
+        low, high = self.jpeg_quality
+        if not 1 <= low <= high <= 100:
+            raise ValueError(f"augment.jpeg_quality needs 1 <= LOW <= HIGH <= 100, got {self.jpeg_quality}")
+        low, high = self.low_resolution_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"augment.low_resolution_scale needs 0 < LOW <= HIGH <= 1, got {self.low_resolution_scale}")

@@ -102,6 +102,56 @@ def to_float(batch: torch.Tensor, device: torch.device, mean=IMAGENET_MEAN, std=
     return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
 
 
+def _chosen(n: int, probability: float, generator: torch.Generator) -> list[int]:
+    if probability <= 0:
+        return []
+    return torch.nonzero(torch.rand(n, generator=generator) < probability).flatten().tolist()
+
+
+def _jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """A (3, H, W) image in [0, 1] through a JPEG encode/decode at ``quality`` (Pillow's codec,
+    the one the training JPEGs were decoded with; torchvision's is deprecated)."""
+    import io
+
+    from PIL import Image
+
+    pixels = (image * 255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    with Image.open(buffer) as decoded:
+        array = np.asarray(decoded.convert("RGB"))
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).to(image.device, image.dtype) / 255
+
+
+def _quality_changes(x: torch.Tensor, generator: torch.Generator, config: AugmentConfig) -> torch.Tensor:
+    """Saturation, grayscale, blur, low resolution and JPEG on a (N, 3, H, W) batch in [0, 1]:
+    torchvision's kernels, each image with its own draw (from the CPU generator, so runs repeat)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    n, side = x.shape[0], x.shape[-1]
+    if config.saturation > 0:
+        factor = (torch.rand(n, generator=generator) * 2 - 1) * config.saturation + 1
+        gray = TF.rgb_to_grayscale(x, num_output_channels=3)
+        x = (gray + factor.to(x.device).view(n, 1, 1, 1) * (x - gray)).clamp_(0, 1)
+    rows = _chosen(n, config.grayscale, generator)
+    if rows:
+        x[rows] = TF.rgb_to_grayscale(x[rows], num_output_channels=3)
+    for i in _chosen(n, config.blur, generator):
+        low, high = config.blur_sigma
+        sigma = float(torch.empty(1).uniform_(low, high, generator=generator)) / 100 * side
+        kernel = 2 * math.ceil(3 * sigma) + 1
+        x[i] = TF.gaussian_blur(x[i], [kernel, kernel], [sigma, sigma])
+    for i in _chosen(n, config.low_resolution, generator):
+        low, high = config.low_resolution_scale
+        small = max(4, round(side * float(torch.empty(1).uniform_(low, high, generator=generator))))
+        shrunk = F.interpolate(x[i:i + 1], size=(small, small), mode="area")
+        x[i] = F.interpolate(shrunk, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+    for i in _chosen(n, config.jpeg, generator):
+        quality = int(torch.randint(config.jpeg_quality[0], config.jpeg_quality[1] + 1, (1,), generator=generator))
+        x[i] = _jpeg(x[i], quality)
+    return x
+
+
 def augment(batch: torch.Tensor, device: torch.device, generator: torch.Generator, config: AugmentConfig) -> torch.Tensor:
     """Random zoom/shift/rotation/flip (one affine warp) and brightness/contrast, batched on ``device``.
     Parameters are drawn on the CPU from ``generator`` so runs are reproducible on any device."""
@@ -123,7 +173,7 @@ def augment(batch: torch.Tensor, device: torch.device, generator: torch.Generato
     contrast = uniform(1 - config.contrast, 1 + config.contrast).to(device).view(n, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = ((x - mean) * contrast + mean) * brightness
-    x = x.clamp_(0, 1)
+    x = _quality_changes(x.clamp_(0, 1), generator, config)
     mean_t = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)
