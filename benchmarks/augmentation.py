@@ -1,0 +1,185 @@
+"""What does augmentation for capture and quality changes buy?  Paired, over seeds, clean and corrupted.
+
+Two training recipes that differ only in augmentation, trained on the same split for several seeds:
+
+- ``recipe``: the CPU recipe's augmentation (zoom 0.85-1.05, shift, rotation, flip, brightness/contrast);
+- ``quality``: the same plus a wider zoom (0.75-1.1: the detector/padding range) and saturation,
+  grayscale, blur, low-resolution and JPEG changes (``facefair.data.augment_config``).
+
+Every run is then audited by ``facefair robustness`` on the same stratified test faces under
+the same seeded corruptions, and ``quality`` is compared with ``recipe`` *paired*: on clean faces
+and under every corruption x severity, paired bootstrap CIs and McNemar (Holm-corrected), via
+``facefair audit --compare``'s machinery.
+
+    .venv/bin/python benchmarks/augmentation.py train      # resumable: skips finished runs
+    .venv/bin/python benchmarks/augmentation.py analyse    # -> benchmarks/results/augmentation.{md,csv}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mitigation import base_splits  # noqa: E402 - the same stratified train cut as the mitigation benchmark
+
+QUALITY = {"scale": (0.75, 1.1), "saturation": 0.3, "grayscale": 0.1, "blur": 0.25, "low_resolution": 0.25,
+           "jpeg": 0.3}
+VARIANTS = {"recipe": {}, "quality": QUALITY}
+CORRUPTIONS = ("gaussian_blur", "gaussian_noise", "jpeg_compression", "low_resolution", "contrast", "darkness")
+TASKS = ("gender", "race", "age_group")
+
+
+def run_dir(args, variant: str, seed: int) -> Path:
+    return Path(args.out_dir) / variant / f"s{seed}"
+
+
+def run_config(args, variant: str, seed: int):
+    from facefair.config import AugmentConfig, DataConfig, RunConfig, TrainConfig
+    from facefair.models.multitask import ModelConfig
+    return RunConfig(
+        data=DataConfig(data=args.data, splits_file=base_splits(args), cache_dir=args.cache_dir),
+        model=ModelConfig(backbone=args.backbone, image_size=args.size, weights=args.weights or None,
+                          tasks=[*TASKS, "age"]),
+        train=TrainConfig(out_dir=str(run_dir(args, variant, seed)), epochs=args.epochs, batch_size=args.batch_size,
+                          lr=args.lr, warmup_epochs=args.warmup_epochs, seed=seed, progress=False,
+                          tensorboard=False, tta=False, framing_sample=0,
+                          results_csv=str(Path(args.out_dir) / "benchmark_results.csv")),
+        augment=AugmentConfig(**VARIANTS[variant]))
+
+
+def robustness_config(args):
+    from facefair.robustness import RobustnessConfig
+    return RobustnessConfig(corruptions=CORRUPTIONS, severities=tuple(args.severities), limit=args.robust_limit,
+                            n_boot=200, seed=0, tta=False, tasks=TASKS)
+
+
+def train_all(args) -> None:
+    from facefair.robustness import run_robustness
+    from facefair.train.loop import train
+    started = time.perf_counter()
+    for seed in args.seeds:
+        for variant in VARIANTS:
+            out = run_dir(args, variant, seed)
+            t0 = time.perf_counter()
+            if not (out / "predictions.csv").exists():
+                print(f"== {variant} s{seed}: training", flush=True)
+                train(run_config(args, variant, seed))
+            if not (out / "robustness" / "robustness.csv").exists():
+                print(f"== {variant} s{seed}: robustness audit", flush=True)
+                run_robustness(out, out / "robustness", robustness_config(args), progress=False)
+            print(f"   {variant} s{seed}: {(time.perf_counter() - t0) / 60:.1f} min "
+                  f"(elapsed {(time.perf_counter() - started) / 60:.1f})", flush=True)
+
+
+def conditions(args) -> list[str]:
+    return ["clean", *(f"{c}-{s}" for c in CORRUPTIONS for s in args.severities)]
+
+
+def analyse(args) -> None:
+    from facefair.audit import AuditConfig
+    from facefair.audit.compare import compare_runs
+    started = time.perf_counter()
+    config = AuditConfig(attributes=("race",), intersections=(("race", "gender"),), tasks=TASKS, n_boot=args.bootstrap,
+                         seed=0, min_group_size=30)
+    rows = []
+    for condition in conditions(args):
+        entries = {v: [run_dir(args, v, s) / "robustness" / "predictions" / f"{condition}.csv" for s in args.seeds]
+                   for v in VARIANTS}
+        entries = {v: [p for p in paths if p.exists()] for v, paths in entries.items()}
+        if not all(entries.values()):
+            print(f"   {condition}: runs missing, skipped", flush=True)
+            continue
+        table = compare_runs(entries, config, reference="recipe")
+        rows.append(table.assign(condition=condition))
+    if not rows:
+        raise SystemExit("no finished runs: run the train phase first")
+    table = pd.concat(rows, ignore_index=True)
+    # Holm over every comparison of the whole benchmark, not per condition.
+    from statsmodels.stats.multitest import multipletests
+    tested = table["p_value"].notna()
+    table.loc[tested, "p_holm"] = multipletests(table.loc[tested, "p_value"], method="holm")[1]
+    table["significant"] = table["p_holm"] < 0.05
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    keep = table[table.metric.isin(["accuracy", "worst_group_accuracy", "degree_of_bias"])
+                 & table.attribute.isin(["overall", "race", "race:gender"])]
+    keep.to_csv(results / "augmentation.csv", index=False)
+    text = markdown(keep, args, time.perf_counter() - started)
+    (results / "augmentation.md").write_text(text)
+    print(text)
+
+
+def _cell(row) -> str:
+    if pd.isna(row.difference):
+        return f"{row.value:.3f}"
+    verdict = "**significant**" if row.significant else "n.s."
+    return (f"{row.value:.3f} ({100 * row.difference:+.1f} [{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}] pts, "
+            f"Holm p={row.p_holm:.2g} {verdict})")
+
+
+def markdown(table: pd.DataFrame, args, seconds: float) -> str:
+    timings = [json.loads(p.read_text()) for p in Path(args.out_dir).glob("*/s*/report.json")]
+    minutes = [t["run"]["wall_seconds_this_session"] / 60 for t in timings if "run" in t]
+    lines = ["# Quality augmentation vs the recipe's augmentation, paired", "",
+             f"Setting: {args.backbone} ({args.weights}), {args.size} px, {args.epochs} epochs, tasks "
+             f"{'+'.join(TASKS)}+age, seeds {' '.join(map(str, args.seeds))}, the recipe's seed-0 split with train cut "
+             f"to a race x gender stratified {args.train_limit} (every val/test row kept); `quality` adds "
+             f"{json.dumps(QUALITY)} to the recipe's augmentation. Robustness: {args.robust_limit} stratified test "
+             f"faces (the same for every run), corruptions {', '.join(CORRUPTIONS)} at severities "
+             f"{' '.join(map(str, args.severities))}. Machine: {os.cpu_count()} CPU cores "
+             f"({platform.processor() or platform.machine()}); training {min(minutes):.1f}-{max(minutes):.1f} min "
+             f"per run (shared machine). Analysis {seconds:.0f} s. Not the CPU recipe's budget: a lever test.", ""]
+    for task in TASKS:
+        part = table[(table.task == task)]
+        lines += [f"## {task}", "", "| condition | figure | recipe | quality (diff vs recipe) |", "|---|---|---|---|"]
+        for condition in conditions(args):
+            for (attribute, metric), label in {("overall", "accuracy"): "accuracy",
+                                               ("race", "worst_group_accuracy"): "worst race accuracy",
+                                               ("race:gender", "degree_of_bias"): "degree of bias (race x gender)"
+                                               }.items():
+                cell = part[(part.condition == condition) & (part.attribute == attribute) & (part.metric == metric)]
+                if len(cell) < 2:
+                    continue
+                ref, other = cell[cell.method == "recipe"].iloc[0], cell[cell.method == "quality"].iloc[0]
+                lines.append(f"| {condition} | {label} | {ref.value:.3f} | {_cell(other)} |")
+        lines.append("")
+    lines += ["Values: mean over seeds. Differences: quality minus recipe, 95% paired bootstrap CI over the same "
+              "faces, p from McNemar (one run a side) or the paired bootstrap; Holm over every comparison in "
+              "this file.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("phase", choices=["train", "analyse"])
+    parser.add_argument("--data", default="../shared/data/utkface/UTKFace")
+    parser.add_argument("--splits", default="runs/bench-split/splits.csv", help="the recipe's seed-0 split")
+    parser.add_argument("--train-limit", type=int, default=6000, help="stratified train rows (0: all)")
+    parser.add_argument("--out-dir", default="runs/augmentation")
+    parser.add_argument("--results", default="benchmarks/results")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--backbone", default="mobilenetv2")
+    parser.add_argument("--weights", default="local:mobilenet_v2")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--warmup-epochs", type=float, default=0.3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--severities", nargs="+", type=int, default=[3, 5])
+    parser.add_argument("--robust-limit", type=int, default=1500, help="stratified test faces for the robustness audit")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--cache-dir", default=".facefair-cache")
+    args = parser.parse_args()
+    train_all(args) if args.phase == "train" else analyse(args)
+
+
+if __name__ == "__main__":
+    main()
