@@ -88,3 +88,23 @@ def test_rates_summary_and_page(cleaned):
     assert summary["labels"]["gender"]["scored"] == N_FACES + 1
     page = (cleaned / "clean.html").read_text()
     assert page.count("data:image/jpeg;base64") > 10 and "cluster 0" in page
+
+
+def test_dlib_face_descriptors_find_more_flipped_labels(flipped_set, tmp_path):
+    """--label-features dlib-face on the same 400 faces: the face model's descriptors must rank
+    more of the 40 flipped labels in the first 40 than the ImageNet scorer's goal (k = flips, 0.7),
+    while duplicates still come from the backbone's features (the re-saved copy is found)."""
+    root, flipped, original, copy = flipped_set
+    out = tmp_path / "out"
+    code = main(["clean", str(root / "labels.csv"), "--image-root", str(root / "images"), "--labels", "--duplicates",
+                 "--out", str(out), "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--n-boot", "50",
+                 "--tasks", "gender", "--label-features", "dlib-face", "--no-html"])
+    assert code == 0
+    gender = pd.read_csv(out / "label_scores.csv").sort_values("rank")
+    found = len(set(gender["path"].head(N_FLIPPED)) & flipped)
+    assert found >= 0.7 * N_FLIPPED, f"only {found} of {N_FLIPPED} flipped labels in the first {N_FLIPPED}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert "dlib" in summary["label_features"] and "ImageNet" in summary["features"]
+    clusters = pd.read_csv(out / "duplicates.csv")
+    by_path = dict(zip(clusters["path"], clusters["cluster"]))
+    assert copy in by_path and by_path[copy] == by_path.get(original)

@@ -61,6 +61,8 @@ def _clean(args) -> int:
             html=args.html,
             features=FeatureConfig(weights=args.weights, model=args.model, size=args.size, cache_dir=args.cache_dir,
                                    device=args.device, mirror=args.mirror, batch_size=args.batch_size),
+            label_features=(FeatureConfig(extractor=args.label_features, cache_dir=args.cache_dir)
+                            if args.label_features != "imagenet" else None),
             label_check=LabelCheckConfig(tasks=tuple(args.tasks), folds=args.folds, c=args.c, seed=args.seed),
             duplicate=DuplicateConfig(max_distance=args.max_distance, min_cosine=args.min_cosine,
                                       confirm_cosine=args.confirm_cosine if args.confirm_cosine >= 0 else None))
@@ -97,6 +99,10 @@ def register(subparsers) -> None:
     scorer.add_argument("--weights", default="local:mobilenet_v2", help="ImageNet backbone weights for features")
     scorer.add_argument("--model", help="a trained facefair checkpoint (RUN/best.pt) whose backbone gives the "
                                         "features instead; only for images it was not trained on")
+    scorer.add_argument("--label-features", choices=("imagenet", "dlib-face"), default="imagenet",
+                        help="features of the label scorer: imagenet (the backbone above, or --model) or dlib-face "
+                             "(dlib's face descriptors: finds far more label errors, needs dlib, ~0.1 s/face/core; "
+                             "duplicates still use the backbone)")
     scorer.add_argument("--size", type=int, default=0, help="image size the features are computed at (0: the "
                                                              "--model's own size, else 112)")
     scorer.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,

@@ -36,6 +36,9 @@ class QualityConfig:
     duplicates: bool = True
     split: Optional[str] = None           # splits.csv whose crossing clusters are reported
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    #: features the label scorer uses when not ``features`` (e.g. dlib's face descriptors, which
+    #: match the same *person* rather than the same image, so duplicates keep ``features``)
+    label_features: Optional[FeatureConfig] = None
     label_check: LabelCheckConfig = field(default_factory=LabelCheckConfig)
     duplicate: DuplicateConfig = field(default_factory=DuplicateConfig)
     n_boot: int = 1000
@@ -82,7 +85,14 @@ def run_quality(table: LabelTable, out_dir: str | Path, config: QualityConfig = 
         from facefair.quality.rates import group_rates  # noqa: PLC0415
 
         t0 = time.perf_counter()
-        scored = check_labels(readable, embedded.features, config.label_check, progress=progress)
+        label_features = embedded.features
+        if config.label_features is not None and config.label_features != config.features:
+            for_labels = embed(readable["path"].tolist(), config.label_features, progress=progress)
+            if len(for_labels.rows) != len(readable):  # decoded once already, so this cannot differ
+                raise RuntimeError("the label features cover other images than the first embedding")
+            label_features = for_labels.features
+            summary["label_features"] = for_labels.source
+        scored = check_labels(readable, label_features, config.label_check, progress=progress)
         result.scored = scored
         result.rates = group_rates(scored, readable, n_boot=config.n_boot, seed=config.label_check.seed)
         columns = ["path"]
