@@ -27,7 +27,7 @@ class ServeConfig:
     max_decodes: int = 2
     # Detection runs on a copy whose longer side is at most this; chips are cut from the full image.
     detect_side: int = 1280
-    padding: float = 0.25          # chip padding around dlib's landmark template (FairFace: 0.25)
+    padding: Optional[float] = None  # chip padding; None: the model's measured training-chip padding, else 0.25
     tta: bool = TTA_DEFAULT        # average with the mirrored face, as every command that predicts
     demo_image: Optional[str] = None  # served at /demo.jpg; the page loads it with ?demo=1
     trust_checkpoint: bool = False    # unpickle an old .pt beyond tensors (--trust-checkpoint)

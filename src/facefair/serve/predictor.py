@@ -46,6 +46,9 @@ class Predictor:
         self.model, self.config, self.detector = model.eval(), config, detector
         self.device = next(model.parameters()).device
         self.size = model.config.resolved_size()
+        from facefair.align.framing import chip_padding
+        # Chips cut as the training chips were (measured at training), unless the config says otherwise.
+        self.padding = config.padding if config.padding is not None else chip_padding(getattr(model, "framing", None))
         # One request at a time on the model: torch already uses every core per call, and
         # concurrent calls would only thrash them (and GPU memory).
         self._lock = threading.Lock()
@@ -61,7 +64,7 @@ class Predictor:
             detect = type(self.detector).__name__
         return {"backbone": self.model.config.backbone, "input_size": self.size,
                 "tasks": [t.to_dict() for t in self.model.tasks], "detect": detect,
-                "tta": self.config.tta}
+                "tta": self.config.tta, "padding": self.padding}
 
     def faces(self, upload: Upload) -> list[dict]:
         if self.detector is None:
@@ -83,7 +86,7 @@ class Predictor:
             Image.BILINEAR, reducing_gap=2.0)
         found = self.detector.detect(np.asarray(small))[: self.config.max_faces]
         found = [face.scaled(1 / scale) for face in found] if scale != 1.0 else found
-        chips = align_faces(image, found, size=self.size, padding=self.config.padding)
+        chips = align_faces(image, found, size=self.size, padding=self.padding)
         return (np.stack(chips) if chips else np.empty((0, self.size, self.size, 3), np.uint8),
                 [tuple(float(v) for v in f.box) for f in found], [float(f.score) for f in found])
 
