@@ -50,6 +50,7 @@ def _clean(args) -> int:
     if args.labels or args.duplicates:
         from facefair.quality.duplicates import DuplicateConfig  # noqa: PLC0415
         from facefair.quality.features import FeatureConfig  # noqa: PLC0415
+        from facefair.quality.finetune import FinetuneConfig  # noqa: PLC0415
         from facefair.quality.labels import LABEL_TASKS, LabelCheckConfig  # noqa: PLC0415
         from facefair.quality.run import QualityConfig, run_quality  # noqa: PLC0415
 
@@ -63,6 +64,10 @@ def _clean(args) -> int:
                                    device=args.device, mirror=args.mirror, batch_size=args.batch_size),
             label_features=(FeatureConfig(extractor=args.label_features, cache_dir=args.cache_dir)
                             if args.label_features != "imagenet" else None),
+            finetune=(FinetuneConfig(folds=args.folds, weights=args.weights, image_size=args.finetune_size,
+                                     epochs=args.finetune_epochs, batch_size=args.batch_size, seed=args.seed,
+                                     cache_dir=args.cache_dir)
+                      if args.scorer == "finetune" else None),
             label_check=LabelCheckConfig(tasks=tuple(args.tasks), folds=args.folds, c=args.c, seed=args.seed),
             duplicate=DuplicateConfig(max_distance=args.max_distance, min_cosine=args.min_cosine,
                                       confirm_cosine=args.confirm_cosine if args.confirm_cosine >= 0 else None))
@@ -99,6 +104,11 @@ def register(subparsers) -> None:
     scorer.add_argument("--weights", default="local:mobilenet_v2", help="ImageNet backbone weights for features")
     scorer.add_argument("--model", help="a trained facefair checkpoint (RUN/best.pt) whose backbone gives the "
                                         "features instead; only for images it was not trained on")
+    scorer.add_argument("--scorer", choices=("linear", "finetune"), default="linear",
+                        help="linear: a linear model on fixed features, out of fold (minutes); finetune: a facefair "
+                             "model fine-tuned on the other folds, --folds trainings (slow, stronger)")
+    scorer.add_argument("--finetune-size", type=int, default=64, help="--scorer finetune: input size in pixels")
+    scorer.add_argument("--finetune-epochs", type=int, default=2, help="--scorer finetune: epochs per fold")
     scorer.add_argument("--label-features", choices=("imagenet", "dlib-face"), default="imagenet",
                         help="features of the label scorer: imagenet (the backbone above, or --model) or dlib-face "
                              "(dlib's face descriptors: finds far more label errors, needs dlib, ~0.1 s/face/core; "
@@ -112,7 +122,7 @@ def register(subparsers) -> None:
     scorer.add_argument("--c", type=float, default=1e-3, help="inverse L2 strength of the linear model")
     scorer.add_argument("--seed", type=int, default=0)
     scorer.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the per-group rates")
-    scorer.add_argument("--batch-size", type=int, default=128)
+    scorer.add_argument("--batch-size", type=int, default=128, help="images per forward pass (and per step of --scorer finetune)")
     scorer.add_argument("--cache-dir", default=".facefair-cache", help="decoded-image cache")
     scorer.add_argument("--device", default="cpu")
     dups = clean.add_argument_group("duplicates (--duplicates)")

@@ -11,7 +11,7 @@ label, low is suspicious).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,9 +50,11 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, config: 
         return cross_val_predict(model, features, labels, cv=cv, method="predict_proba")
 
 
-def check_task(paths: Sequence[str], given: pd.Series, features: np.ndarray,
-               config: LabelCheckConfig, task: str) -> pd.DataFrame:
-    """One task's rows (labelled ones only), with cleanlab's verdict and score."""
+def check_task(paths: Sequence[str], given: pd.Series, features: Optional[np.ndarray],
+               config: LabelCheckConfig, task: str, probabilities: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """One task's rows (labelled ones only), with cleanlab's verdict and score.  ``probabilities``:
+    out-of-fold ``<task>_prob_<class>`` columns aligned with ``paths`` (the fine-tune scorer),
+    used instead of fitting a linear model on ``features``."""
     from cleanlab.filter import find_label_issues  # noqa: PLC0415
     from cleanlab.rank import get_label_quality_scores  # noqa: PLC0415
 
@@ -64,7 +66,15 @@ def check_task(paths: Sequence[str], given: pd.Series, features: np.ndarray,
         return pd.DataFrame(columns=ISSUE_COLUMNS)
     code = {name: i for i, name in enumerate(kept_classes)}
     labels = given[keep].map(code).to_numpy(dtype=int)
-    probs = out_of_fold_probabilities(features[keep], labels, config)
+    if probabilities is None:
+        probs = out_of_fold_probabilities(features[keep], labels, config)
+    else:
+        wanted = [f"{task}_prob_{name}" for name in kept_classes]
+        missing = [c for c in wanted if c not in probabilities]
+        if missing:
+            raise ValueError(f"the out-of-fold predictions lack {', '.join(missing)}")
+        probs = probabilities.reset_index(drop=True).loc[keep, wanted].to_numpy(dtype=float)
+        probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)  # over the classes scored
     quality = get_label_quality_scores(labels, probs)
     issues = find_label_issues(labels, probs, n_jobs=1)  # its default forks a pool per call
     best = probs.argmax(axis=1)
@@ -83,10 +93,11 @@ def check_task(paths: Sequence[str], given: pd.Series, features: np.ndarray,
     return frame[ISSUE_COLUMNS]
 
 
-def check_labels(frame: pd.DataFrame, features: np.ndarray, config: LabelCheckConfig = LabelCheckConfig(),
-                 *, progress: bool = True) -> pd.DataFrame:
-    """Every labelled row of every task in ``config.tasks``; ``features`` align with ``frame`` rows.
-    Sorted most suspicious first (lowest label quality), ``rank`` counted within each task."""
+def check_labels(frame: pd.DataFrame, features: Optional[np.ndarray], config: LabelCheckConfig = LabelCheckConfig(),
+                 *, progress: bool = True, probabilities: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """Every labelled row of every task in ``config.tasks``; ``features`` (or the fine-tune
+    scorer's out-of-fold ``probabilities``) align with ``frame`` rows.  Sorted most suspicious
+    first (lowest label quality), ``rank`` counted within each task."""
     parts = []
     for task in config.tasks:
         if task not in frame or frame[task].notna().sum() == 0:
@@ -95,7 +106,8 @@ def check_labels(frame: pd.DataFrame, features: np.ndarray, config: LabelCheckCo
         if progress:
             print(f"clean --labels: {task}: {int(labelled.sum())} labelled images, {config.folds}-fold", flush=True)
         parts.append(check_task(frame.loc[labelled, "path"].tolist(), frame.loc[labelled, task].astype(str),
-                                features[labelled], config, task))
+                                None if features is None else features[labelled], config, task,
+                                None if probabilities is None else probabilities.loc[labelled]))
     if not parts:
         return pd.DataFrame(columns=ISSUE_COLUMNS)
     scored = pd.concat(parts, ignore_index=True)

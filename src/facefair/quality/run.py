@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from facefair.data.readers import LabelTable
 from facefair.data.splits import path_keys
 from facefair.quality.duplicates import DuplicateConfig
 from facefair.quality.features import FeatureConfig
+
+if TYPE_CHECKING:
+    from facefair.quality.finetune import FinetuneConfig
 from facefair.quality.labels import LabelCheckConfig
 
 
@@ -39,6 +42,8 @@ class QualityConfig:
     #: features the label scorer uses when not ``features`` (e.g. dlib's face descriptors, which
     #: match the same *person* rather than the same image, so duplicates keep ``features``)
     label_features: Optional[FeatureConfig] = None
+    #: the fine-tune scorer instead of the linear one: k facefair trainings (quality/finetune.py)
+    finetune: Optional["FinetuneConfig"] = None
     label_check: LabelCheckConfig = field(default_factory=LabelCheckConfig)
     duplicate: DuplicateConfig = field(default_factory=DuplicateConfig)
     n_boot: int = 1000
@@ -85,14 +90,22 @@ def run_quality(table: LabelTable, out_dir: str | Path, config: QualityConfig = 
         from facefair.quality.rates import group_rates  # noqa: PLC0415
 
         t0 = time.perf_counter()
-        label_features = embedded.features
-        if config.label_features is not None and config.label_features != config.features:
+        label_features, probabilities = embedded.features, None
+        if config.finetune is not None:
+            from facefair.quality.finetune import out_of_fold_finetune  # noqa: PLC0415
+            tasks = [task for task in config.label_check.tasks if task in readable and readable[task].notna().any()]
+            probabilities = out_of_fold_finetune(readable, tasks, out / "finetune", config.finetune,
+                                                 progress=progress)
+            summary["label_scorer"] = (f"out-of-fold fine-tune: {config.finetune.folds} x {config.finetune.backbone} "
+                                       f"{config.finetune.image_size} px, {config.finetune.epochs} epochs")
+        elif config.label_features is not None and config.label_features != config.features:
             for_labels = embed(readable["path"].tolist(), config.label_features, progress=progress)
             if len(for_labels.rows) != len(readable):  # decoded once already, so this cannot differ
                 raise RuntimeError("the label features cover other images than the first embedding")
             label_features = for_labels.features
             summary["label_features"] = for_labels.source
-        scored = check_labels(readable, label_features, config.label_check, progress=progress)
+        scored = check_labels(readable, label_features, config.label_check, progress=progress,
+                              probabilities=probabilities)
         result.scored = scored
         result.rates = group_rates(scored, readable, n_boot=config.n_boot, seed=config.label_check.seed)
         columns = ["path"]
