@@ -140,6 +140,22 @@ def _infant_caveat(audit: dict) -> str:
             "face and its label is an annotator's guess: do not read gender predictions for young children.")
 
 
+def _inputs_line(framing: Optional[dict]) -> str:
+    """How the training chips frame faces (measured at training): what inputs must look like."""
+    if not framing or not framing.get("measured"):
+        return ("- **Inputs:** face chips like the training images (their framing was not measured for this "
+                "run); for raw photos use `facefair predict --detect`.")
+    measured = framing["measured"]
+    padding = framing.get("padding")
+    return (f"- **Inputs:** face chips framed like the training images: the face fills "
+            f"{measured['face_size']:.0%} of the width (median of {measured['images']} training images, "
+            f"{framing.get('detector', 'dlib-hog')})"
+            + (f", as `facefair align --padding {padding:g}` cuts them" if padding is not None else "")
+            + ". For raw photos use `facefair predict --detect`, which cuts chips that way; faces framed "
+              "otherwise (e.g. FairFace's margin-1.25 photos) give much worse figures, and predict/evaluate "
+              "warn about them.")
+
+
 def model_card(run: str | Path, n_boot: int = 1000) -> str:
     """The card's Markdown text (runs the audit first when RUN/audit/audit.json is missing)."""
     run = Path(run)
@@ -169,7 +185,9 @@ def model_card(run: str | Path, n_boot: int = 1000) -> str:
              f"epochs (best epoch {info.get('best_epoch', '?')}), batch {train.get('batch_size', '?')}, "
              f"lr {train.get('lr', '?')}, seed {train.get('seed', '?')}, test-time mirroring "
              f"{'on' if train.get('tta', True) else 'off'}; device {info.get('device', '?')}.",
-             f"- **Files:** `best.pt` (weights), `config.yaml` (every setting), `splits.csv` (the split).\n",
+             _inputs_line(info.get("framing")),
+             "- **Files:** `model.safetensors` + `config.json` (the model, loadable with no pickle), "
+             "`config.yaml` (every setting), `splits.csv` (the split).\n",
              "## Uses\n", "### Intended uses\n",
              "- Research on face-attribute recognition and, above all, on how its errors are spread across "
              "demographic groups (auditing, comparing mitigation methods).",
