@@ -132,6 +132,7 @@ def test_cli_registers_without_backends(monkeypatch):
     assert args.padding == 1.25 and args.detect == "dlib-hog"
     from facefair.cli import build_parser
     args = build_parser().parse_args(["predict", "best.pt", "photos/", "--detect", "mtcnn", "--min-face", "40"])
-    assert args.min_face == 40 and args.max_side == 800 and args.padding == 0.25
+    # padding None: the model's measured training-chip padding (FairFace's 0.25 when it has none)
+    assert args.min_face == 40 and args.max_side == 800 and args.padding is None
     with pytest.raises(ValueError, match="dlib-bin"):
         cli.run_guarded(lambda a: make_detector(DetectorConfig(backend="dlib")))(args)
