@@ -93,6 +93,18 @@ def _bn_model():
                           make_tasks(["gender", "race", "age"], "race5"), load_weights=False).double().train()
 
 
+def _two_processes(worker, out):
+    """Run ``worker(rank, port, out)`` in 2 gloo processes on a free loopback port; what rank 0 saved."""
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(worker, args=(port, str(out)), nprocs=2)
+    return torch.load(out, weights_only=True)
+
+
 def _gradient_worker(rank, port, out):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
@@ -118,16 +130,8 @@ def test_synced_batchnorm_and_global_label_counts_give_the_single_process_gradie
     process gets from the whole batch, for a BatchNorm backbone and unevenly missing labels.
     Measured in float64: 1e-13 relative.  (Without the BatchNorm sync the relative error is ~1.7;
     with per-rank loss means ~2e-2 in the heads.)"""
-    import socket
-
-    import torch.multiprocessing as mp
-
     from facefair.train.losses import MultiTaskLoss
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_gradient_worker, args=(port, str(tmp_path / "grads.pt")), nprocs=2)
-    distributed = torch.load(tmp_path / "grads.pt", weights_only=True)
+    distributed = _two_processes(_gradient_worker, tmp_path / "grads.pt")
     model = _bn_model()
     x, targets = _batch()
     loss, _ = MultiTaskLoss(model.tasks, model.heads)(model(x), targets)
@@ -199,16 +203,8 @@ def test_several_optimizer_steps_in_two_processes_compute_the_single_process_net
     """Beyond one gradient: after AdamW steps with clipping, BatchNorm running statistics and
     unevenly missing labels, 2 processes hold the network 1 process trains (float64, so rounding
     cannot hide a defect).  The end-to-end float32 run above drifts only as rounding does."""
-    import socket
-
-    import torch.multiprocessing as mp
-
     from facefair.train.losses import MultiTaskLoss
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_steps_worker, args=(port, str(tmp_path / "steps.pt")), nprocs=2)
-    distributed = torch.load(tmp_path / "steps.pt", weights_only=True)
+    distributed = _two_processes(_steps_worker, tmp_path / "steps.pt")
     model = _bn_model()
     losses = _run_steps(model, model, MultiTaskLoss(model.tasks, model.heads), torch.arange(32))
     # Loss values pass through float32 (the heads' losses cast): one float32 ulp, ~6e-8, not growing.
