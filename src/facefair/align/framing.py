@@ -61,41 +61,51 @@ def _sample(paths: Sequence[str], n: int, seed: int) -> list[str]:
     return [paths[i] for i in sorted(rng.choice(len(paths), size=n, replace=False))]
 
 
-def measure_framing(paths: Sequence[str], detector: str = "dlib-hog", sample: int = 40, border: float = 0.25,
-                    seed: int = 0, max_side: int = 800) -> Framing:
-    """Detect the largest face in each of ``sample`` images (padded by ``border`` with their edge
-    pixels, so tight crops are found too) and summarise its size and position."""
+def _detector(name: str):
     from facefair.align.detectors import DetectorConfig, MissingBackend, make_detector
-    from facefair.align.pipeline import load_photo
-
     try:
-        found_detector = make_detector(DetectorConfig(backend=detector))
+        return make_detector(DetectorConfig(backend=name))
     except MissingBackend as error:
         raise ValueError(str(error)) from None
-    chosen = _sample(list(paths), sample, seed)
-    sizes, xs, ys, measured = [], [], [], 0
-    for path in chosen:
+
+
+def _sampled_faces(paths: Sequence[str], detector, sample: int, border: float, seed: int, max_side: int):
+    """(image, largest face in the padded image or None, pad) for each readable sampled image."""
+    from facefair.align.pipeline import load_photo
+
+    for path in _sample(list(paths), sample, seed):
         try:
             image, _, _, _ = load_photo(path, max_side)
         except (OSError, ValueError, SyntaxError):
             continue
-        measured += 1
-        height, width = image.shape[:2]
         padded = pad_edges(image, border)
-        pad = (padded.shape[0] - height) // 2
-        face = main_face(found_detector.detect(padded))
+        yield image, main_face(detector.detect(padded)), (padded.shape[0] - image.shape[0]) // 2
+
+
+def _framing(found: list) -> Framing:
+    """Box size and centre medians over ``_sampled_faces`` records."""
+    if not found:
+        raise ValueError("none of the sampled images could be read to measure the face framing")
+    sizes, xs, ys = [], [], []
+    for image, face, pad in found:
         if face is None:
             continue
+        height, width = image.shape[:2]
         x0, y0, x1, y1 = face.box
         sizes.append((x1 - x0) / width)
         xs.append(((x0 + x1) / 2 - pad) / width)
         ys.append(((y0 + y1) / 2 - pad) / height)
-    if not measured:
-        raise ValueError("none of the sampled images could be read to measure the face framing")
 
     def median(values):
         return float(np.median(values)) if values else float("nan")
-    return Framing(measured, len(sizes) / measured, median(sizes), median(xs), median(ys))
+    return Framing(len(found), len(sizes) / len(found), median(sizes), median(xs), median(ys))
+
+
+def measure_framing(paths: Sequence[str], detector: str = "dlib-hog", sample: int = 40, border: float = 0.25,
+                    seed: int = 0, max_side: int = 800) -> Framing:
+    """Detect the largest face in each of ``sample`` images (padded by ``border`` with their edge
+    pixels, so tight crops are found too) and summarise its size and position."""
+    return _framing(list(_sampled_faces(paths, _detector(detector), sample, border, seed, max_side)))
 
 
 def framing_warning(at_hand: Framing, training: Framing, size_tolerance: float = 0.25,
@@ -126,17 +136,12 @@ def check_framing(paths: Sequence[str], training: Framing, detector: str = "dlib
     return framing_warning(measure_framing(paths, detector, sample, seed=seed), training)
 
 
-def _landmark_spread(detector, image: np.ndarray, border: float) -> Optional[tuple[float, "Face"]]:
-    """RMS distance of the largest face's 5 landmarks from their centre, over the image width
-    (None: no face), and the face in the padded image's coordinates.  Landmarks, not the box: a HOG
-    detector's boxes come in pyramid steps of 20%, too coarse to tell padding 0.25 from 0.1."""
-    padded = pad_edges(image, border)
-    face = main_face(detector.detect(padded))
-    if face is None:
-        return None
+def _landmark_spread(face: "Face", width: int) -> float:
+    """RMS distance of the face's 5 landmarks from their centre, over the image width.  Landmarks,
+    not the box: a HOG detector's boxes come in pyramid steps of 20%, too coarse to tell padding
+    0.25 from 0.1."""
     points = np.asarray(face.landmarks, dtype=float).reshape(-1, 2)
-    spread = float(np.sqrt(((points - points.mean(0)) ** 2).sum(1).mean()))
-    return spread / image.shape[1], face
+    return float(np.sqrt(((points - points.mean(0)) ** 2).sum(1).mean())) / width
 
 
 def measure_chip_framing(paths: Sequence[str], detector: str = "dlib-hog", sample: int = 40, border: float = 0.25,
@@ -151,29 +156,20 @@ def measure_chip_framing(paths: Sequence[str], detector: str = "dlib-hog", sampl
     then gives the padding ``(k/s - 1)/2``.  Returns a JSON-ready dict (``detector``, ``measured``: a
     :class:`Framing`, ``padding``: None when no face was found to calibrate on)."""
     from facefair.align.chips import align_faces
-    from facefair.align.detectors import DetectorConfig, MissingBackend, make_detector
-    from facefair.align.pipeline import load_photo
 
-    measured = measure_framing(paths, detector, sample, border, seed, max_side)
-    try:
-        found_detector = make_detector(DetectorConfig(backend=detector))
-    except MissingBackend as error:
-        raise ValueError(str(error)) from None
+    found_detector = _detector(detector)
+    found = list(_sampled_faces(paths, found_detector, sample, border, seed, max_side))
+    measured = _framing(found)
     constants, spreads = [], []
-    for path in _sample(list(paths), sample, seed):
-        try:
-            image, _, _, _ = load_photo(path, max_side)
-        except (OSError, ValueError, SyntaxError):
-            continue
-        found = _landmark_spread(found_detector, image, border)
-        if found is None:
+    for image, face, _ in found:  # one detection per image serves the framing and the calibration
+        if face is None:
             continue
         side = max(64, min(256, max(image.shape[:2])))
-        chip = align_faces(pad_edges(image, border), [found[1]], side, reference_padding)[0]
-        again = _landmark_spread(found_detector, chip, border)
+        chip = align_faces(pad_edges(image, border), [face], side, reference_padding)[0]
+        again = main_face(found_detector.detect(pad_edges(chip, border)))
         if again is not None:
-            spreads.append(found[0])
-            constants.append(again[0] * (1 + 2 * reference_padding))
+            spreads.append(_landmark_spread(face, image.shape[1]))
+            constants.append(_landmark_spread(again, chip.shape[1]) * (1 + 2 * reference_padding))
     padding = None
     if constants:
         padding = round(max(0.0, (float(np.median(constants)) / float(np.median(spreads)) - 1) / 2), 3)
