@@ -42,7 +42,10 @@ METHODS = {
     "thresholds": (None, True, "baseline + race-specific equalized-odds thresholds (fitted on val)"),
     "clean-labels": ({"method": "standard"}, False, "baseline without train rows whose gender label cleanlab flags"),
     "dedup": ({"method": "standard"}, False, "baseline without train rows duplicated in val/test"),
+    "random-drop": ({"method": "standard"}, False, "baseline without as many random train rows as clean-labels drops"),
 }
+#: variants that train on the baseline's split with some train rows held out
+DATA_VARIANTS = ("clean-labels", "dedup", "random-drop")
 #: the split value that keeps a row out of train, val and test alike (the data-quality variants)
 HELD_OUT = "excluded"
 
@@ -56,9 +59,16 @@ def _key(path: str) -> str:
     return os.path.basename(str(path))
 
 
-def excluded_rows(args, method: str, splits: pd.DataFrame) -> set[str]:
-    """Train-row keys the data-quality variant leaves out (never val/test rows)."""
+def excluded_rows(args, method: str, splits: pd.DataFrame, seed: int = 0) -> set[str]:
+    """Train-row keys the data-quality variant leaves out (never val/test rows).
+
+    random-drop is the control for clean-labels: as many train rows, drawn uniformly with the run's
+    seed, so "fewer rows" and "these rows" can be told apart."""
     train_keys = set(splits.loc[splits["split"] == "train", "path"].map(_key))
+    if method == "random-drop":
+        import numpy as np
+        count = len(excluded_rows(args, "clean-labels", splits))
+        return set(np.random.default_rng(seed).choice(sorted(train_keys), size=count, replace=False))
     if method == "clean-labels":
         issues = pd.read_csv(args.label_issues)
         if "task" in issues:
@@ -104,12 +114,13 @@ def base_splits(args) -> str:
     return str(out)
 
 
-def splits_for(args, method: str) -> str:
-    if method not in ("clean-labels", "dedup"):
+def splits_for(args, method: str, seed: int) -> str:
+    if method not in DATA_VARIANTS:
         return base_splits(args)
     splits = pd.read_csv(base_splits(args))
-    drop = excluded_rows(args, method, splits)
-    out = Path(args.out_dir) / method / f"splits-{method}.csv"
+    drop = excluded_rows(args, method, splits, seed)
+    name = f"splits-{method}-s{seed}.csv" if method == "random-drop" else f"splits-{method}.csv"
+    out = Path(args.out_dir) / method / name
     out.parent.mkdir(parents=True, exist_ok=True)
     if not out.exists():
         held = splits.assign(split=splits["split"].where(~splits["path"].map(_key).isin(drop), HELD_OUT))
@@ -129,7 +140,7 @@ def run_config(args, method: str, seed: int):
         overrides["method_options"] = {"expert_width": args.expert_width}
     out = run_dir(args, method, seed)
     return RunConfig(
-        data=DataConfig(data=args.data, limit=args.limit, splits_file=splits_for(args, method),
+        data=DataConfig(data=args.data, limit=args.limit, splits_file=splits_for(args, method, seed),
                         cache_dir=args.cache_dir),
         model=ModelConfig(backbone=args.backbone, image_size=args.size, weights=args.weights or None, tasks=args.tasks),
         train=TrainConfig(out_dir=str(out), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -153,8 +164,8 @@ def train_all(args) -> None:
         if (out / "predictions.csv").exists():
             print(f"== {method} s{seed}: done already ({out})", flush=True)
             continue
-        if method in ("clean-labels", "dedup"):
-            needed = args.label_issues if method == "clean-labels" else args.duplicates
+        if method in DATA_VARIANTS:
+            needed = args.duplicates if method == "dedup" else args.label_issues
             if not Path(needed).exists():
                 print(f"== {method} s{seed}: skipped, {needed} not written yet (facefair clean)", flush=True)
                 continue
@@ -234,7 +245,7 @@ def _cell(row: pd.Series, points: bool) -> tuple[str, str]:
 
 
 def markdown(table: pd.DataFrame, runs: dict[str, list[Path]], args, wall: str) -> str:
-    lines = ["# Bias mitigation on UTKFace (gender), paired against the baseline", "", setting_text(args), "", wall, ""]
+    lines = [f"# {args.title} on UTKFace (gender), paired against the baseline", "", setting_text(args), "", wall, ""]
     header = ["method", "seeds", "group labels", "train min"]
     for name in FIGURES:
         header += [name, f"diff vs baseline ({name})"]
@@ -263,7 +274,7 @@ def markdown(table: pd.DataFrame, runs: dict[str, list[Path]], args, wall: str) 
               f"Gaps are over groups with >= {args.min_group_size} test rows (`facefair.audit`'s definitions). "
               "`train min`: wall time per run on a shared 2-core machine (other jobs ran at the same time, so "
               "times are inflated and only roughly comparable); thresholds: the baseline's plus fitting. "
-              "Full table: mitigation/compare.csv and compare.html.", ""]
+              f"Full table: {args.name}/compare.csv and compare.html.", ""]
     return "\n".join(lines)
 
 
@@ -277,14 +288,14 @@ def analyse(args) -> None:
     table = compare_runs({m: [p / "predictions.csv" for p in paths] for m, paths in runs.items()}, config,
                          reference="baseline")
     results = Path(args.results)
-    write_comparison(table, results / "mitigation", config)
+    write_comparison(table, results / args.name, config)
     wall = f"Analysis wall time {time.perf_counter() - started:.0f} s."
     text = markdown(table, runs, args, wall)
-    (results / "mitigation.md").write_text(text)
+    (results / f"{args.name}.md").write_text(text)
     keep = table[(table.task == "gender") & table.apply(lambda r: (r.attribute, r.metric) in FIGURES.values(), axis=1)]
-    keep.to_csv(results / "mitigation.csv", index=False)
+    keep.to_csv(results / f"{args.name}.csv", index=False)
     print(text)
-    print(f"written {results / 'mitigation.md'}, {results / 'mitigation.csv'}, {results / 'mitigation'}/compare.*")
+    print(f"written {results / args.name}.md, {results / args.name}.csv, {results / args.name}/compare.*")
 
 
 def main() -> None:
@@ -302,7 +313,11 @@ def main() -> None:
     parser.add_argument("--fineface-seeds", nargs="+", type=int, default=[0],
                         help="FineFACE costs ~5x a baseline run: fewer seeds")
     parser.add_argument("--out-dir", default="runs/mitigation", help="run folders: OUT/METHOD/sSEED")
-    parser.add_argument("--results", default="benchmarks/results", help="folder for mitigation.{csv,md,html}")
+    parser.add_argument("--results", default="benchmarks/results", help="folder for NAME.{csv,md} and NAME/compare.*")
+    parser.add_argument("--name", default="mitigation",
+                        help="results file stem: a separate comparison (e.g. the data-quality variants alone) "
+                             "keeps its own Holm family and does not overwrite the mitigation table")
+    parser.add_argument("--title", default="Bias mitigation", help="heading of NAME.md")
     parser.add_argument("--backbone", default="mobilenetv2")
     parser.add_argument("--weights", default="local:mobilenet_v2", help="local backbone weights ('' for none)")
     parser.add_argument("--size", type=int, default=64, help="input size in pixels")
