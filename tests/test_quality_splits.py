@@ -111,3 +111,47 @@ def test_training_data_honours_exclude_and_writes_what_it_did(utk_sample, tmp_pa
     assert unlabelled[1] == unlabelled[0] + 2
     actions = pd.read_csv(tmp_path / "data_actions.csv")
     assert len(actions) == 2 and set(actions["action"]) == {"label masked"}
+
+
+def test_downweight_lowers_only_the_flagged_train_labels(tmp_path):
+    frame = _frame(tmp_path / "data", n=60)
+    frame["split"] = ["train"] * 40 + ["val"] * 10 + ["test"] * 10
+    rel = lambda i: f"faces/img{i:04d}.jpg"  # noqa: E731
+    pd.DataFrame({"path": [rel(1), rel(2), rel(55)], "task": ["gender", "race", "gender"],
+                  "is_label_issue": [True, True, True]}).to_csv(tmp_path / "label_issues.csv", index=False)
+    weighted, actions = apply_actions(frame, tmp_path / "data", downweight=[tmp_path / "label_issues.csv"],
+                                      downweight_factor=0.25)
+    assert len(weighted) == len(frame) and weighted["gender"].equals(frame["gender"])  # labels kept
+    assert weighted["label_weight:gender"].tolist() == [1.0] + [0.25] + [1.0] * 58  # row 55 is a test row
+    assert weighted["label_weight:race"].tolist() == [1.0] * 2 + [0.25] + [1.0] * 57
+    assert list(actions["action"]) == ["down-weighted"] * 2 and list(actions["weight"]) == [0.25, 0.25]
+    with pytest.raises(ValueError, match="downweight_factor"):
+        apply_actions(frame, tmp_path / "data", downweight=[tmp_path / "label_issues.csv"], downweight_factor=1.5)
+
+
+def test_a_down_weighted_label_weighs_its_factor_in_the_loss_and_nothing_else():
+    """Per-task row weights: weight 0 on one gender label gives the loss without that row, the
+    other tasks keep it; 0.5 gives the weighted mean."""
+    import torch
+
+    from facefair.tasks import make_tasks
+    from facefair.train.losses import MultiTaskLoss, label_weights
+    from facefair.models.heads import build_heads
+    tasks = make_tasks(["gender", "age"], "race5")
+    loss_fn = MultiTaskLoss(tasks, build_heads(8, tasks, 0.0))
+    torch.manual_seed(0)
+    outputs = {"gender": torch.randn(4, 2), "age": torch.rand(4) * 60}
+    targets = {"gender": torch.tensor([0, 1, 1, 0]), "age": torch.tensor([20.0, 30.0, 40.0, 50.0])}
+    frame = pd.DataFrame({"label_weight:gender": [1.0, 0.0, 1.0, 1.0]})
+    weights = label_weights(frame, tasks)
+    assert weights["age"].tolist() == [1.0] * 4
+    _, parts = loss_fn(outputs, targets, weights)
+    keep = [0, 2, 3]
+    _, without = loss_fn({k: v[keep] for k, v in outputs.items()}, {k: v[keep] for k, v in targets.items()})
+    _, plain = loss_fn(outputs, targets)
+    assert parts["gender"] == pytest.approx(without["gender"]) and parts["gender"] != pytest.approx(plain["gender"])
+    assert parts["age"] == pytest.approx(plain["age"])
+    half = label_weights(pd.DataFrame({"label_weight:gender": [1.0, 0.5, 1.0, 1.0]}), tasks)
+    per_row = torch.nn.functional.cross_entropy(outputs["gender"], targets["gender"], reduction="none")
+    expected = float((per_row * torch.tensor([1.0, 0.5, 1.0, 1.0])).sum() / 3.5)
+    assert loss_fn(outputs, targets, half)[1]["gender"] == pytest.approx(expected, rel=1e-5)

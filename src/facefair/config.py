@@ -45,6 +45,9 @@ class DataConfig:
                                default_factory=list)
     relabel: list[str] = _help("label_issues.csv files whose suggested_label replaces the train label",
                                default_factory=list)
+    downweight: list[str] = _help("label_issues.csv files whose train labels keep training at downweight_factor of "
+                                  "the loss weight (softer than exclude)", default_factory=list)
+    downweight_factor: float = _help("loss weight of a down-weighted label, in [0, 1]", default=0.3)
     split_groups: Optional[str] = _help("duplicates.csv (path,cluster): a fresh split keeps each cluster in one "
                                         "split", default=None)
 

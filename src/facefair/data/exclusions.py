@@ -5,6 +5,10 @@
   the masked losses skip a missing label); a row without one leaves the image out.  Files with
   an ``is_label_issue`` column (``label_scores.csv``) count only the flagged rows.
 - ``relabel``: ``label_issues.csv`` files whose ``suggested_label`` replaces the given label.
+- ``downweight``: the listed labels keep training at ``downweight_factor`` of a row's loss weight
+  (column ``label_weight:TASK``; a row without a task weighs the whole image, ``label_weight``).
+  Softer than masking when the flags are only ranked suspicions: a flagged label that was right
+  still teaches a little.
 
 Only training rows change: validation and test keep their labels, so runs with and without
 these options are scored on the same untouched rows.  What was changed is returned row by row
@@ -20,7 +24,13 @@ import pandas as pd
 
 from facefair.data.splits import match_paths
 
-ACTION_COLUMNS = ["path", "task", "action", "old_label", "new_label", "source"]
+ACTION_COLUMNS = ["path", "task", "action", "old_label", "new_label", "weight", "source"]
+#: the per-label loss weight column of a task (the whole image: ``LABEL_WEIGHT`` alone)
+LABEL_WEIGHT = "label_weight"
+
+
+def label_weight_column(task: str | None) -> str:
+    return LABEL_WEIGHT if task is None else f"{LABEL_WEIGHT}:{task}"
 
 
 def _listed(path: str | Path, needs: Sequence[str] = ("path",)) -> pd.DataFrame:
@@ -34,15 +44,20 @@ def _listed(path: str | Path, needs: Sequence[str] = ("path",)) -> pd.DataFrame:
 
 
 def apply_actions(frame: pd.DataFrame, root: str | Path | None, *, exclude: Sequence[str] = (),
-                  relabel: Sequence[str] = (), splits: Sequence[str] = ("train",)) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``frame`` (with ``split``) after the exclusions and relabels, and the actions taken."""
+                  relabel: Sequence[str] = (), downweight: Sequence[str] = (), downweight_factor: float = 0.3,
+                  splits: Sequence[str] = ("train",)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``frame`` (with ``split``) after the exclusions, relabels and down-weights, and the actions taken."""
+    if not 0.0 <= downweight_factor <= 1.0:
+        raise ValueError(f"downweight_factor must be in [0, 1] (0 masks the label), got {downweight_factor}")
     frame = frame.copy()
     actions: list[dict] = []
     editable = frame["split"].isin(splits).to_numpy()
     drop = pd.Series(False, index=frame.index)
-    jobs = [(f, ("path",)) for f in exclude] + [(f, ("path", "task", "suggested_label")) for f in relabel]
-    for source, needs in jobs:
-        is_relabel = "suggested_label" in needs
+    jobs = ([(f, ("path",), "exclude") for f in exclude] + [(f, ("path", "task", "suggested_label"), "relabel")
+                                                             for f in relabel]
+            + [(f, ("path",), "downweight") for f in downweight])
+    for source, needs, kind in jobs:
+        is_relabel = kind == "relabel"
         listed = _listed(source, needs)
         if not len(listed):
             continue
@@ -54,10 +69,19 @@ def apply_actions(frame: pd.DataFrame, root: str | Path | None, *, exclude: Sequ
             targets = frame.index[position[hit]]
             keep = editable[position[hit]]
             targets, chosen = targets[keep], rows[hit][keep]
+            if kind == "downweight":
+                column = label_weight_column(task)
+                if column not in frame:
+                    frame[column] = 1.0
+                frame.loc[targets, column] = downweight_factor
+                actions += [{"path": frame.at[i, "path"], "task": task or "", "action": "down-weighted",
+                             "old_label": "" if task is None else frame.at[i, task], "new_label": "",
+                             "weight": downweight_factor, "source": str(source)} for i in targets]
+                continue
             if task is None:
                 drop.loc[targets] = True
                 actions += [{"path": frame.at[i, "path"], "task": "", "action": "excluded image", "old_label": "",
-                             "new_label": "", "source": str(source)} for i in targets]
+                             "new_label": "", "weight": "", "source": str(source)} for i in targets]
                 continue
             old = frame.loc[targets, task].astype(object)
             new = chosen["suggested_label"].to_numpy(dtype=object) if is_relabel else [None] * len(targets)
@@ -65,7 +89,7 @@ def apply_actions(frame: pd.DataFrame, root: str | Path | None, *, exclude: Sequ
             frame.loc[targets, task] = new
             actions += [{"path": frame.at[i, "path"], "task": task,
                          "action": "relabelled" if is_relabel else "label masked", "old_label": o,
-                         "new_label": "" if n is None else n, "source": str(source)}
+                         "new_label": "" if n is None else n, "weight": "", "source": str(source)}
                         for i, o, n in zip(targets, old, new)]
     frame = frame[~drop].reset_index(drop=True)
     return frame, pd.DataFrame(actions, columns=ACTION_COLUMNS)

@@ -80,8 +80,9 @@ def prepare_data(config: DataConfig, task_names: list[str], image_size: int, bat
     check_splits(frame)
     if out_dir is not None and write:
         save_splits(frame, out_dir / "splits.csv", root)
-    if config.exclude or config.relabel:  # after the split is saved: val/test rows are never touched
-        frame, actions = apply_actions(frame, root, exclude=config.exclude, relabel=config.relabel)
+    if config.exclude or config.relabel or config.downweight:  # after the split is saved: val/test stay untouched
+        frame, actions = apply_actions(frame, root, exclude=config.exclude, relabel=config.relabel,
+                                       downweight=config.downweight, downweight_factor=config.downweight_factor)
         log.info("data actions on train rows: %s", actions["action"].value_counts().to_dict() or "none matched")
         if out_dir is not None and write:
             actions.to_csv(out_dir / "data_actions.csv", index=False)

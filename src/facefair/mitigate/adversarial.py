@@ -156,7 +156,7 @@ class AdversarialMethod(TrainingMethod):
         lam = self.reversal(trainer)
         with autocast_context(trainer.device, t.amp, t.bf16):
             outputs, adversary_logits = trainer.model.forward_with_adversary(x, lam)
-        loss, parts = trainer.loss_fn(outputs, targets, self.sample_weight(trainer, positions))
+        loss, parts = trainer.loss_fn(outputs, targets, self.row_weights(trainer, positions))
         groups = self.group_targets[torch.as_tensor(positions, device=self.group_targets.device)]
         known = groups != IGNORE_INDEX
         if known.any():

@@ -276,7 +276,7 @@ class FineFaceMethod(TrainingMethod):
         are), so the batch counts as skipped only when no sub-step updated the weights."""
         t = trainer.config.train
         model, loss_fn = trainer.model, trainer.loss_fn
-        weight = self.sample_weight(trainer, positions)
+        weight = self.row_weights(trainer, positions)
         losses: dict[str, float] = {}
         failed: list[str] = []
 

@@ -31,7 +31,7 @@ from facefair.runtime import select_device, write_text_atomic
 from facefair.models.serialization import read_checkpoint, save_pretrained
 from facefair.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from facefair.data.prepare import PreparedData, SplitData, prepare_data
-from facefair.train.losses import MultiTaskLoss, inverse_frequency_weights
+from facefair.train.losses import MultiTaskLoss, inverse_frequency_weights, label_weights
 from facefair.train.distributed import Distributed
 from facefair.train.methods import TrainingMethod, create_method
 from facefair.train.sampling import balanced_weights
@@ -120,6 +120,7 @@ class Trainer:
                                      label_smoothing=config.train.label_smoothing,
                                      global_sum=self.dist.sum_tensor if self.dist.enabled else None,
                                      world_size=self.dist.world_size).to(self.device)
+        self.label_weights = label_weights(train.frame, self.tasks, self.device)  # --downweight
         self.sample_weights = (balanced_weights(train.frame, config.train.sampler_by)
                                if config.train.sampler == "balanced" else None)
         if config.train.sampler not in ("none", "balanced"):

@@ -11,6 +11,21 @@ from torch import nn
 from facefair.tasks import IGNORE_INDEX, TaskSpec
 
 
+def label_weights(frame, tasks: Sequence[TaskSpec], device=None) -> Optional[dict[str, torch.Tensor]]:
+    """Per-task loss weights of every train row from the ``label_weight[:TASK]`` columns that
+    ``--downweight`` writes (whole-image and per-task weights multiply); None when there are none."""
+    from facefair.data.exclusions import LABEL_WEIGHT, label_weight_column
+    if not any(str(c).startswith(LABEL_WEIGHT) for c in frame.columns):
+        return None
+    image = frame[LABEL_WEIGHT].to_numpy(dtype=np.float32) if LABEL_WEIGHT in frame else np.ones(len(frame), np.float32)
+    weights = {}
+    for task in tasks:
+        column = label_weight_column(task.name)
+        per_task = frame[column].to_numpy(dtype=np.float32) if column in frame else 1.0
+        weights[task.name] = torch.as_tensor(image * per_task, dtype=torch.float32, device=device)
+    return weights
+
+
 def inverse_frequency_weights(encoded: np.ndarray, num_classes: int) -> torch.Tensor:
     """Class weights n / (k * count) over the k classes present, scikit-learn's 'balanced' rule (the
     average sample weight stays 1); classes absent from training get 0."""
@@ -43,9 +58,10 @@ class MultiTaskLoss(nn.Module):
             for t in tasks if t.kind == "classification"})
 
     def forward(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-                sample_weight: Optional[torch.Tensor] = None):
+                sample_weight: Optional[torch.Tensor | dict[str, torch.Tensor]] = None):
         """Total loss and the per-task values; a task no row of the batch labels adds nothing.
-        ``sample_weight`` (per row) reweights rows, e.g. inversely to their demographic group's size."""
+        ``sample_weight`` (per row, or per task and row) reweights rows, e.g. inversely to their
+        demographic group's size, or a suspicious label down."""
         total = outputs[self.tasks[0].name].new_zeros((), dtype=torch.float32)
         parts: dict[str, float] = {}
         sums, counts = {}, {}
@@ -54,7 +70,8 @@ class MultiTaskLoss(nn.Module):
             mask = target != IGNORE_INDEX if task.kind == "classification" else ~torch.isnan(target)
             if not mask.any():
                 continue
-            weight = None if sample_weight is None else sample_weight[mask]
+            row_weight = sample_weight.get(task.name) if isinstance(sample_weight, dict) else sample_weight
+            weight = None if row_weight is None else row_weight[mask]
             if task.kind == "classification":
                 per_row = self.cross_entropy[task.name](output[mask].float(), target[mask])
                 sums[task.name], counts[task.name] = self._terms(per_row, target[mask], task.name, weight)

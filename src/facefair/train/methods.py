@@ -60,7 +60,17 @@ class TrainingMethod:
         """Called once the data, model, loss and optimiser exist (e.g. to precompute row weights)."""
 
     def sample_weight(self, trainer: "Trainer", positions) -> Optional[torch.Tensor]:
+        """The method's own per-row weights (e.g. reweight's group weights); None: all rows weigh 1."""
         return None
+
+    def row_weights(self, trainer: "Trainer", positions) -> Optional[torch.Tensor | dict[str, torch.Tensor]]:
+        """What the loss weighs a batch's rows by: ``sample_weight`` times, per task, the label
+        weights of ``--downweight``."""
+        weight = self.sample_weight(trainer, positions)
+        if trainer.label_weights is None:
+            return weight
+        index = torch.as_tensor(positions, device=trainer.device)
+        return {task: w[index] if weight is None else w[index] * weight for task, w in trainer.label_weights.items()}
 
     def train_step(self, trainer: "Trainer", x: torch.Tensor, targets: dict[str, torch.Tensor],
                    positions) -> tuple[torch.Tensor, dict[str, float], bool]:
@@ -68,7 +78,7 @@ class TrainingMethod:
         t = trainer.config.train
         with autocast_context(trainer.device, t.amp, t.bf16):
             outputs = trainer.forward(x)
-        loss, parts = trainer.loss_fn(outputs, targets, self.sample_weight(trainer, positions))
+        loss, parts = trainer.loss_fn(outputs, targets, self.row_weights(trainer, positions))
         return loss, parts, trainer.optimizer_step(loss)
 
 
