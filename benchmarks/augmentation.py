@@ -13,6 +13,12 @@ and under every corruption x severity, paired bootstrap CIs and McNemar (Holm-co
 
     .venv/bin/python benchmarks/augmentation.py train      # resumable: skips finished runs
     .venv/bin/python benchmarks/augmentation.py analyse    # -> benchmarks/results/augmentation.{md,csv}
+
+``--config configs/utkface-cpu.yaml`` starts both variants from the CPU recipe's own settings
+(input size, regularisation, age head) instead of this script's lever-test defaults; ``--epochs``,
+the split and the augmentation variant are the only changes, so ``recipe`` is today's recipe at
+that budget.  The analysis then also compares the recipe's group figures (gender of children
+0-9, race recall of Others, age MAE of 70+) paired, on those test rows.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ def run_dir(args, variant: str, seed: int) -> Path:
 def run_config(args, variant: str, seed: int):
     from facefair.config import AugmentConfig, DataConfig, RunConfig, TrainConfig
     from facefair.models.multitask import ModelConfig
+    if args.config:
+        return recipe_run_config(args, variant, seed)
     return RunConfig(
         data=DataConfig(data=args.data, splits_file=base_splits(args), cache_dir=args.cache_dir),
         model=ModelConfig(backbone=args.backbone, image_size=args.size, weights=args.weights or None,
@@ -53,6 +61,28 @@ def run_config(args, variant: str, seed: int):
                           tensorboard=False, tta=False, framing_sample=0,
                           results_csv=str(Path(args.out_dir) / "benchmark_results.csv")),
         augment=AugmentConfig(**VARIANTS[variant]))
+
+
+def recipe_run_config(args, variant: str, seed: int):
+    """The recipe file's config with only the budget, split, run folder and augmentation changed."""
+    import dataclasses
+
+    from facefair.config import load_yaml_config
+    config = load_yaml_config(args.config)
+    config.data = dataclasses.replace(config.data, data=args.data, splits_file=base_splits(args),
+                                      cache_dir=args.cache_dir)
+    config.train = dataclasses.replace(
+        config.train, out_dir=str(run_dir(args, variant, seed)), epochs=args.epochs, seed=seed, progress=False,
+        tensorboard=False, framing_sample=0, results_csv=str(Path(args.out_dir) / "benchmark_results.csv"),
+        warmup_epochs=min(config.train.warmup_epochs, args.warmup_epochs))
+    config.augment = dataclasses.replace(config.augment, **VARIANTS[variant])
+    config.check()
+    return config
+
+
+def load_recipe_epochs(path) -> int:
+    from facefair.config import load_yaml_config
+    return load_yaml_config(path).train.epochs
 
 
 def robustness_config(args):
@@ -79,6 +109,41 @@ def train_all(args) -> None:
                   f"(elapsed {(time.perf_counter() - started) / 60:.1f})", flush=True)
 
 
+#: clean-test subsets compared with the audit's overall figures on their rows: name -> (rows, task, metric)
+SUBSETS = {
+    "all test rows": (lambda f: f.index == f.index, "age", "mae"),
+    "children 0-9": (lambda f: f["age_group"].isin(["0-2", "3-9"]), "gender", "accuracy"),
+    "race Others": (lambda f: f["race"] == "Others", "race", "accuracy"),
+    "age 70+": (lambda f: f["age_group"] == "70+", "age", "mae"),
+}
+
+
+def subset_table(args) -> pd.DataFrame:
+    """Each SUBSETS row set of every run's clean test predictions, compared paired with ``recipe``:
+    recall of a class and accuracy of an age band are the overall figures of those rows."""
+    from facefair.audit import AuditConfig
+    from facefair.audit.compare import compare_runs
+    rows = []
+    for name, (select, task, metric) in SUBSETS.items():
+        entries = {}
+        for variant in VARIANTS:
+            for seed in args.seeds:
+                source = run_dir(args, variant, seed) / "predictions.csv"
+                if not source.exists():
+                    continue
+                out = run_dir(args, variant, seed) / "subsets" / f"{name.replace(' ', '_')}.csv"
+                out.parent.mkdir(exist_ok=True)
+                frame = pd.read_csv(source)
+                frame[select(frame)].to_csv(out, index=False)
+                entries.setdefault(variant, []).append(out)
+        if len(entries) < len(VARIANTS):
+            continue
+        config = AuditConfig(attributes=(), intersections=(), tasks=(task,), n_boot=args.bootstrap, seed=0)
+        table = compare_runs(entries, config, reference="recipe")
+        rows.append(table[(table.attribute == "overall") & (table.metric == metric)].assign(condition=f"clean: {name}"))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
 def conditions(args) -> list[str]:
     return ["clean", *(f"{c}-{s}" for c in CORRUPTIONS for s in args.severities)]
 
@@ -101,6 +166,8 @@ def analyse(args) -> None:
         rows.append(table.assign(condition=condition))
     if not rows:
         raise SystemExit("no finished runs: run the train phase first")
+    if args.config:
+        rows.append(subset_table(args))
     table = pd.concat(rows, ignore_index=True)
     # Holm over every comparison of the whole benchmark, not per condition.
     from statsmodels.stats.multitest import multipletests
@@ -109,11 +176,11 @@ def analyse(args) -> None:
     table["significant"] = table["p_holm"] < 0.05
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    keep = table[table.metric.isin(["accuracy", "worst_group_accuracy", "degree_of_bias"])
+    keep = table[table.metric.isin(["accuracy", "worst_group_accuracy", "degree_of_bias", "mae"])
                  & table.attribute.isin(["overall", "race", "race:gender"])]
-    keep.to_csv(results / "augmentation.csv", index=False)
+    keep.to_csv(results / f"{args.name}.csv", index=False)
     text = markdown(keep, args, time.perf_counter() - started)
-    (results / "augmentation.md").write_text(text)
+    (results / f"{args.name}.md").write_text(text)
     print(text)
 
 
@@ -128,10 +195,18 @@ def _cell(row) -> str:
 def markdown(table: pd.DataFrame, args, seconds: float) -> str:
     timings = [json.loads(p.read_text()) for p in Path(args.out_dir).glob("*/s*/report.json")]
     minutes = [t["run"]["wall_seconds_this_session"] / 60 for t in timings if "run" in t]
+    if args.config:
+        recipe = recipe_run_config(args, "recipe", args.seeds[0])
+        model = (f"{args.config} ({recipe.model.backbone}, {recipe.model.image_size} px, label smoothing "
+                 f"{recipe.train.label_smoothing}, flip-TTA on clean test rows {recipe.train.tta}) at {args.epochs} "
+                 f"epoch(s) instead of {load_recipe_epochs(args.config)} (warm-up {recipe.train.warmup_epochs})")
+    else:
+        model = f"{args.backbone} ({args.weights}), {args.size} px, {args.epochs} epochs"
+    train_rows = "all train rows" if not args.train_limit else f"train cut to a race x gender stratified {args.train_limit}"
     lines = ["# Quality augmentation vs the recipe's augmentation, paired", "",
-             f"Setting: {args.backbone} ({args.weights}), {args.size} px, {args.epochs} epochs, tasks "
-             f"{'+'.join(TASKS)}+age, seeds {' '.join(map(str, args.seeds))}, the recipe's seed-0 split with train cut "
-             f"to a race x gender stratified {args.train_limit} (every val/test row kept); `quality` adds "
+             f"Setting: {model}, tasks "
+             f"{'+'.join(TASKS)}+age, seeds {' '.join(map(str, args.seeds))}, the recipe's seed-0 split with "
+             f"{train_rows} (every val/test row kept); `quality` adds "
              f"{json.dumps(QUALITY)} to the recipe's augmentation. Robustness: {args.robust_limit} stratified test "
              f"faces (the same for every run), corruptions {', '.join(CORRUPTIONS)} at severities "
              f"{' '.join(map(str, args.severities))}. Machine: {os.cpu_count()} CPU cores "
@@ -150,6 +225,20 @@ def markdown(table: pd.DataFrame, args, seconds: float) -> str:
                     continue
                 ref, other = cell[cell.method == "recipe"].iloc[0], cell[cell.method == "quality"].iloc[0]
                 lines.append(f"| {condition} | {label} | {ref.value:.3f} | {_cell(other)} |")
+        lines.append("")
+    subsets = table[table.condition.str.startswith("clean: ")]
+    if len(subsets):
+        lines += ["## Group figures (clean test rows)", "", "| rows | task | figure | recipe | quality (diff vs recipe) |",
+                  "|---|---|---|---|---|"]
+        for name, (_, task, metric) in SUBSETS.items():
+            cell = subsets[subsets.condition == f"clean: {name}"]
+            if len(cell) < 2:
+                continue
+            ref, other = cell[cell.method == "recipe"].iloc[0], cell[cell.method == "quality"].iloc[0]
+            shown = _cell(other) if metric != "mae" else (
+                f"{other.value:.2f} ({other.difference:+.2f} [{other.ci_low:+.2f}, {other.ci_high:+.2f}] years, "
+                f"Holm p={other.p_holm:.2g} {'**significant**' if other.significant else 'n.s.'})")
+            lines.append(f"| {name} (n={int(ref.n_rows)}) | {task} | {metric} | {ref.value:.3f} | {shown} |")
         lines.append("")
     lines += ["Values: mean over seeds. Differences: quality minus recipe, 95% paired bootstrap CI over the same "
               "faces, p from McNemar (one run a side) or the paired bootstrap; Holm over every comparison in "
@@ -177,6 +266,9 @@ def main() -> None:
     parser.add_argument("--robust-limit", type=int, default=1500, help="stratified test faces for the robustness audit")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--cache-dir", default=".facefair-cache")
+    parser.add_argument("--config", help="start from this recipe file (e.g. configs/utkface-cpu.yaml): its size, "
+                        "regularisation and heads; --size/--lr/--backbone are then unused")
+    parser.add_argument("--name", default="augmentation", help="results file stem in --results")
     args = parser.parse_args()
     train_all(args) if args.phase == "train" else analyse(args)
 
