@@ -15,7 +15,9 @@ gender balanced sampling), adversarial (gradient-reversal adversary on race), fi
 attention experts, no group labels), thresholds (each baseline seed post-processed with race-specific
 equalized-odds thresholds fitted on its validation predictions), and two data-quality variants from
 ``facefair clean``: clean-labels (the baseline without the train rows whose gender label cleanlab
-flags) and dedup (the baseline without the train rows whose near-duplicate cluster reaches val/test).
+flags), random-drop (its control: as many train rows drawn at random), downweight (those flagged
+labels kept at --downweight-factor of the loss) and dedup (the baseline without the train rows
+whose near-duplicate cluster reaches val/test).
 Test rows are never removed, so every run stays paired with the baseline.
 """
 
@@ -43,6 +45,7 @@ METHODS = {
     "clean-labels": ({"method": "standard"}, False, "baseline without train rows whose gender label cleanlab flags"),
     "dedup": ({"method": "standard"}, False, "baseline without train rows duplicated in val/test"),
     "random-drop": ({"method": "standard"}, False, "baseline without as many random train rows as clean-labels drops"),
+    "downweight": ({"method": "standard"}, False, "baseline with flagged gender labels at 0.3 of the loss weight"),
 }
 #: variants that train on the baseline's split with some train rows held out
 DATA_VARIANTS = ("clean-labels", "dedup", "random-drop")
@@ -130,6 +133,16 @@ def splits_for(args, method: str, seed: int) -> str:
     return str(out)
 
 
+def gender_issues(args) -> str:
+    """The gender rows of --label-issues (what clean-labels drops), as the file --downweight reads."""
+    out = Path(args.out_dir) / "downweight" / "gender_label_issues.csv"
+    if not out.exists():
+        issues = pd.read_csv(args.label_issues)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        issues[issues["task"] == "gender"].to_csv(out, index=False)
+    return str(out)
+
+
 def run_config(args, method: str, seed: int):
     from facefair.config import DataConfig, RunConfig, TrainConfig
     from facefair.models.multitask import ModelConfig
@@ -139,9 +152,10 @@ def run_config(args, method: str, seed: int):
     if method == "fineface":
         overrides["method_options"] = {"expert_width": args.expert_width}
     out = run_dir(args, method, seed)
+    downweight = [gender_issues(args)] if method == "downweight" else []
     return RunConfig(
         data=DataConfig(data=args.data, limit=args.limit, splits_file=splits_for(args, method, seed),
-                        cache_dir=args.cache_dir),
+                        cache_dir=args.cache_dir, downweight=downweight, downweight_factor=args.downweight_factor),
         model=ModelConfig(backbone=args.backbone, image_size=args.size, weights=args.weights or None, tasks=args.tasks),
         train=TrainConfig(out_dir=str(out), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           warmup_epochs=args.warmup_epochs, seed=seed, progress=False, tensorboard=False,
@@ -164,7 +178,7 @@ def train_all(args) -> None:
         if (out / "predictions.csv").exists():
             print(f"== {method} s{seed}: done already ({out})", flush=True)
             continue
-        if method in DATA_VARIANTS:
+        if method in (*DATA_VARIANTS, "downweight"):
             needed = args.duplicates if method == "dedup" else args.label_issues
             if not Path(needed).exists():
                 print(f"== {method} s{seed}: skipped, {needed} not written yet (facefair clean)", flush=True)
@@ -327,6 +341,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--tasks", nargs="+", default=["gender"],
                         help="tasks every method trains (default gender: the table is about gender)")
+    parser.add_argument("--downweight-factor", type=float, default=0.3, help="downweight variant's label weight")
     parser.add_argument("--adversary-weight", type=float, default=0.3)
     parser.add_argument("--expert-width", type=int, default=256, help="FineFACE expert width (paper: 1024)")
     parser.add_argument("--limit", type=int, help="seeded subset of the images (smoke runs)")
