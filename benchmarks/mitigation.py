@@ -292,6 +292,64 @@ def markdown(table: pd.DataFrame, runs: dict[str, list[Path]], args, wall: str) 
     return "\n".join(lines)
 
 
+def _subset(paths: list[Path], keys: set[str], name: str) -> list[Path]:
+    """Each run's test predictions restricted to the rows whose file name is in ``keys``."""
+    out = []
+    for path in paths:
+        frame = pd.read_csv(path / "predictions.csv")
+        target = path / "subsets" / f"{name}.csv"
+        target.parent.mkdir(exist_ok=True)
+        frame[frame["path"].map(_key).isin(keys)].to_csv(target, index=False)
+        out.append(target)
+    return out
+
+
+def data_quality_checks(args, runs: dict[str, list[Path]], config) -> list[str]:
+    """The two questions the data-quality variants are for, each its own small Holm family:
+    do *these* rows matter (clean-labels against its random-drop control, not only against the
+    baseline), and were the test figures inflated by copies in train (baseline against dedup on
+    the test rows that have a copy in train, and on the rest)."""
+    from facefair.audit.compare import compare_runs
+    lines = []
+    figures = [("overall", "accuracy"), ("race:gender", "worst_group_accuracy"), ("race:gender", "degree_of_bias")]
+
+    def rows(table, method):
+        for attribute, metric in figures:
+            match = table[(table.method == method) & (table.attribute == attribute) & (table.metric == metric)]
+            if len(match):
+                r = match.iloc[0]
+                lines.append(f"  - {attribute} {metric}: {r.value:.3f} vs {r.reference_value:.3f}, "
+                             f"{100 * r.difference:+.1f} [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}] points, "
+                             f"p={r.p_value:.2g} (Holm {r.p_holm:.2g})")
+
+    if "clean-labels" in runs and "random-drop" in runs:
+        table = compare_runs({"random-drop": [p / "predictions.csv" for p in runs["random-drop"]],
+                              "clean-labels": [p / "predictions.csv" for p in runs["clean-labels"]]}, config,
+                             reference="random-drop")
+        lines += ["- clean-labels against its control random-drop (the same number of train rows, drawn at random):"]
+        rows(table, "clean-labels")
+    if "dedup" in runs:
+        splits = pd.read_csv(base_splits(args))
+        dups = pd.read_csv(args.duplicates)
+        cluster = next(c for c in ("cluster", "cluster_id", "group") if c in dups)
+        split_of = dict(zip(splits["path"].map(_key), splits["split"]))
+        dups = dups.assign(key=dups["path"].map(_key))
+        dups["split"] = dups["key"].map(split_of)
+        in_train = dups.groupby(cluster)["split"].transform(lambda s: (s == "train").any())
+        leaked = set(dups.loc[in_train & (dups["split"] == "test"), "key"])
+        test_keys = set(splits.loc[splits["split"] == "test", "path"].map(_key))
+        for name, keys in (("test rows with a copy in train", leaked), ("other test rows", test_keys - leaked)):
+            entries = {"baseline": _subset(runs["baseline"], keys, name.replace(" ", "_")),
+                       "dedup": _subset(runs["dedup"], keys, name.replace(" ", "_"))}
+            small = type(config)(attributes=(), intersections=(), tasks=("gender",), n_boot=config.n_boot, seed=0)
+            table = compare_runs(entries, small, reference="baseline")
+            r = table[(table.method == "dedup") & (table.attribute == "overall") & (table.metric == "accuracy")].iloc[0]
+            lines.append(f"- dedup against baseline on the {len(keys)} {name}: gender accuracy {r.value:.3f} vs "
+                         f"{r.reference_value:.3f}, {100 * r.difference:+.1f} [{100 * r.ci_low:+.1f}, "
+                         f"{100 * r.ci_high:+.1f}] points, p={r.p_value:.2g}")
+    return lines
+
+
 def analyse(args) -> None:
     from facefair.audit import AuditConfig
     from facefair.audit.compare import compare_runs, write_comparison
@@ -305,6 +363,9 @@ def analyse(args) -> None:
     write_comparison(table, results / args.name, config)
     wall = f"Analysis wall time {time.perf_counter() - started:.0f} s."
     text = markdown(table, runs, args, wall)
+    checks = data_quality_checks(args, runs, config)
+    if checks:
+        text += "\n".join(["## Data-quality checks (each comparison its own Holm family)", ""] + checks + [""])
     (results / f"{args.name}.md").write_text(text)
     keep = table[(table.task == "gender") & table.apply(lambda r: (r.attribute, r.metric) in FIGURES.values(), axis=1)]
     keep.to_csv(results / f"{args.name}.csv", index=False)
