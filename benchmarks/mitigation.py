@@ -209,10 +209,11 @@ def train_all(args) -> None:
 
 
 def setting_text(args) -> str:
+    fineface = f" (FineFACE {' '.join(map(str, args.fineface_seeds))})" if "fineface" in args.methods else ""
     return (f"Setting: {args.backbone} ({args.weights or 'random init'}), {args.size} px, {args.epochs} epoch(s) "
             f"(warm-up {args.warmup_epochs}), batch {args.batch_size}, lr {args.lr}, bf16 {args.bf16}, flip-TTA "
-            f"{args.tta}, tasks {'+'.join(args.tasks)}, seeds {' '.join(map(str, args.seeds))} (FineFACE "
-            f"{' '.join(map(str, args.fineface_seeds))}), {'all images' if not args.limit else f'{args.limit} images'}"
+            f"{args.tta}, tasks {'+'.join(args.tasks)}, seeds {' '.join(map(str, args.seeds))}"
+            f"{fineface}, {'all images' if not args.limit else f'{args.limit} images'}"
             f" of {args.data}, one split for every run ({args.splits}; "
             f"{'all train rows' if not args.train_limit else f'train rows cut to a race x gender stratified {args.train_limit}'}"
             f", every val/test row). Machine: {os.cpu_count()} CPU cores "
