@@ -179,6 +179,12 @@ def analyse(args) -> None:
     keep = table[table.metric.isin(["accuracy", "worst_group_accuracy", "degree_of_bias", "mae"])
                  & table.attribute.isin(["overall", "race", "race:gender"])]
     keep.to_csv(results / f"{args.name}.csv", index=False)
+    # Every run's own robustness table (per group, with its bootstrap CIs), side by side.
+    per_run = [pd.read_csv(run_dir(args, v, seed) / "robustness" / "robustness.csv").assign(variant=v, seed=seed)
+               for v in VARIANTS for seed in args.seeds
+               if (run_dir(args, v, seed) / "robustness" / "robustness.csv").exists()]
+    if per_run:
+        pd.concat(per_run, ignore_index=True).to_csv(results / f"robustness-{args.name}.csv", index=False)
     text = markdown(keep, args, time.perf_counter() - started)
     (results / f"{args.name}.md").write_text(text)
     print(text)
