@@ -40,7 +40,7 @@ def _trainer(model, outcomes):
 
     config = RunConfig()
     config.train.method = "fineface"
-    trainer = SimpleNamespace(config=config, model=model, loss_fn=loss_fn, device=torch.device("cpu"),
+    trainer = SimpleNamespace(config=config, model=model, loss_fn=loss_fn, device=torch.device("cpu"), label_weights=None,
                               optimizer_step=optimizer_step, scheduler=SimpleNamespace(last_epoch=0))
     return trainer, calls
 
