@@ -74,7 +74,8 @@ def recipe_run_config(args, variant: str, seed: int):
     config.train = dataclasses.replace(
         config.train, out_dir=str(run_dir(args, variant, seed)), epochs=args.epochs, seed=seed, progress=False,
         tensorboard=False, framing_sample=0, results_csv=str(Path(args.out_dir) / "benchmark_results.csv"),
-        warmup_epochs=min(config.train.warmup_epochs, args.warmup_epochs))
+        # The recipe's warm-up, unless it would fill the whole shortened run (then --warmup-epochs).
+        warmup_epochs=config.train.warmup_epochs if config.train.warmup_epochs < args.epochs else args.warmup_epochs)
     config.augment = dataclasses.replace(config.augment, **VARIANTS[variant])
     config.check()
     return config
