@@ -124,19 +124,21 @@ def subset_table(args) -> pd.DataFrame:
     recall of a class and accuracy of an age band are the overall figures of those rows."""
     from facefair.audit import AuditConfig
     from facefair.audit.compare import compare_runs
-    rows = []
-    for name, (select, task, metric) in SUBSETS.items():
-        entries = {}
-        for variant in VARIANTS:
-            for seed in args.seeds:
-                source = run_dir(args, variant, seed) / "predictions.csv"
-                if not source.exists():
-                    continue
+    files: dict[str, dict[str, list[Path]]] = {name: {} for name in SUBSETS}  # subset -> variant -> CSVs
+    for variant in VARIANTS:
+        for seed in args.seeds:
+            source = run_dir(args, variant, seed) / "predictions.csv"
+            if not source.exists():
+                continue
+            frame = pd.read_csv(source)  # once per run, for every subset
+            for name, (select, _, _) in SUBSETS.items():
                 out = run_dir(args, variant, seed) / "subsets" / f"{name.replace(' ', '_')}.csv"
                 out.parent.mkdir(exist_ok=True)
-                frame = pd.read_csv(source)
                 frame[select(frame)].to_csv(out, index=False)
-                entries.setdefault(variant, []).append(out)
+                files[name].setdefault(variant, []).append(out)
+    rows = []
+    for name, (_, task, metric) in SUBSETS.items():
+        entries = files[name]
         if len(entries) < len(VARIANTS):
             continue
         config = AuditConfig(attributes=(), intersections=(), tasks=(task,), n_boot=args.bootstrap, seed=0)

@@ -81,14 +81,19 @@ def excluded_rows(args, method: str, splits: pd.DataFrame, seed: int = 0) -> set
             issues = issues[issues[flag].astype(bool)]
         return set(issues["path"].map(_key)) & train_keys
     if method == "dedup":
-        dups = pd.read_csv(args.duplicates)
-        cluster = next(c for c in ("cluster", "cluster_id", "group") if c in dups)
-        split_of = dict(zip(splits["path"].map(_key), splits["split"]))
-        dups = dups.assign(key=dups["path"].map(_key))
-        dups["split"] = dups["key"].map(split_of)
-        reaches_eval = dups.groupby(cluster)["split"].transform(lambda s: s.isin(["val", "test"]).any())
-        return set(dups.loc[reaches_eval & (dups["split"] == "train"), "key"])
+        return copies_reaching(args, splits, "train", ("val", "test"))
     return set()
+
+
+def copies_reaching(args, splits: pd.DataFrame, side: str, others: tuple[str, ...]) -> set[str]:
+    """Keys of the ``side`` rows whose --duplicates cluster also has a row in one of ``others``."""
+    dups = pd.read_csv(args.duplicates)
+    cluster = next(c for c in ("cluster", "cluster_id", "group") if c in dups)
+    split_of = dict(zip(splits["path"].map(_key), splits["split"]))
+    dups = dups.assign(key=dups["path"].map(_key))
+    dups["split"] = dups["key"].map(split_of)
+    reaches = dups.groupby(cluster)["split"].transform(lambda s: s.isin(others).any())
+    return set(dups.loc[reaches & (dups["split"] == side), "key"])
 
 
 def _gender_race(path: str) -> str:
@@ -331,13 +336,7 @@ def data_quality_checks(args, runs: dict[str, list[Path]], config) -> list[str]:
         rows(table, "clean-labels")
     if "dedup" in runs:
         splits = pd.read_csv(base_splits(args))
-        dups = pd.read_csv(args.duplicates)
-        cluster = next(c for c in ("cluster", "cluster_id", "group") if c in dups)
-        split_of = dict(zip(splits["path"].map(_key), splits["split"]))
-        dups = dups.assign(key=dups["path"].map(_key))
-        dups["split"] = dups["key"].map(split_of)
-        in_train = dups.groupby(cluster)["split"].transform(lambda s: (s == "train").any())
-        leaked = set(dups.loc[in_train & (dups["split"] == "test"), "key"])
+        leaked = copies_reaching(args, splits, "test", ("train",))
         test_keys = set(splits.loc[splits["split"] == "test", "path"].map(_key))
         for name, keys in (("test rows with a copy in train", leaked), ("other test rows", test_keys - leaked)):
             entries = {"baseline": _subset(runs["baseline"], keys, name.replace(" ", "_")),
