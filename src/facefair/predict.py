@@ -3,7 +3,7 @@
 Cropped faces (a folder, a CSV with an image column, or one image) are classified as they are;
 with ``--detect BACKEND`` the same sources are raw photos, and every face found is aligned
 FairFace's way first (one row per face; photos without a face go to OUT/no_face.csv).  Every
-other option (``--tta``, ``--bf16``, ``--thresholds``, ``--group-column``, ``--image-root``,
+other option (``--tta``, ``--bf16``, ``--thresholds``, ``--group-column``, ``--logit-adjust``, ``--image-root``,
 ``--batch-size``, ``--device``) means the same in both modes.
 """
 
@@ -43,6 +43,7 @@ class PredictConfig:
     bf16: bool = False
     thresholds: Optional[str] = None         # thresholds.json from `facefair mitigate thresholds`
     group_column: Optional[str] = None       # column with each face's group for thresholds
+    logit_adjust: Optional[str] = None       # adjustment.json from `facefair mitigate logit-adjust`
     decode_workers: Optional[int] = None     # image-decoding processes (None: one per core on a GPU, none on a CPU)
     trust_checkpoint: bool = False
     progress: bool = True
@@ -152,6 +153,15 @@ def _apply_thresholds(frame: "pd.DataFrame", config: PredictConfig) -> "pd.DataF
     return apply_group_thresholds(frame, rules)
 
 
+def _apply_logit_adjust(frame: "pd.DataFrame", path: Path) -> "pd.DataFrame":
+    from facefair.mitigate.logit_adjust import LogitAdjustment, apply_logit_adjustment
+    try:
+        adjustment = LogitAdjustment.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{path}: not an adjustment.json from `facefair mitigate logit-adjust` ({error})") from None
+    return apply_logit_adjustment(frame, adjustment)
+
+
 def _detect_faces(model, paths: list[str], device, config: PredictConfig):
     from facefair.align.detectors import DetectorConfig, resolve_backend
     from facefair.align.framing import chip_padding
@@ -188,6 +198,9 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     if config.thresholds is not None and not Path(config.thresholds).is_file():
         raise FileNotFoundError(f"--thresholds {config.thresholds} not found (thresholds.json from "
                                 f"`facefair mitigate thresholds`)")
+    if config.logit_adjust is not None and not Path(config.logit_adjust).is_file():
+        raise FileNotFoundError(f"--logit-adjust {config.logit_adjust} not found (adjustment.json from "
+                                f"`facefair mitigate logit-adjust`)")
     device = select_device(config.device)
     model = load_model(config.checkpoint, device, trust_checkpoint=config.trust_checkpoint).to(device)
     out = Path(config.out)
@@ -208,6 +221,8 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     seconds = max(time.perf_counter() - started, 1e-9)
     if config.thresholds is not None:
         frame = _apply_thresholds(frame, config)
+    if config.logit_adjust is not None:
+        frame = _apply_logit_adjust(frame, Path(config.logit_adjust))
     frame.to_csv(out / PREDICTIONS_NAME, index=False)
     if no_face is None:
         failed = int(frame["error"].notna().sum())
@@ -255,6 +270,9 @@ def register(subparsers) -> None:
     parser.add_argument("--group-column", help="column that gives each face's group for --thresholds (default: the "
                                                "fitted column if it was a prediction, else the model's prediction "
                                                "of the attribute, e.g. race_pred)")
+    parser.add_argument("--logit-adjust", metavar="FILE",
+                        help="class-prior adjustment of one task (adjustment.json from `facefair mitigate "
+                             "logit-adjust`); the model's decision is kept in T_pred_raw")
     parser.add_argument("--decode-workers", type=int, default=None,
                         help="cropped faces: image-decoding processes (default: one per core with a GPU, "
                              "none on a CPU, where torch already uses every core)")

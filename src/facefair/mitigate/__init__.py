@@ -11,7 +11,8 @@ method          what it does                                        demographic 
 
 Group-balanced sampling (``--sampler balanced --sampler-by race gender``) and class-balanced
 losses (``--class-weights``) are options of every method.  Group thresholds
-(:mod:`facefair.mitigate.thresholds`) post-process a finished run's predictions.
+(:mod:`facefair.mitigate.thresholds`) and class-prior adjustment
+(:mod:`facefair.mitigate.logit_adjust`) post-process a finished run's predictions.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
     facefair mitigate methods
     facefair mitigate thresholds RUN --task gender --attribute race --constraint equalized_odds
     facefair mitigate apply-thresholds RUN/thresholded/thresholds.json other/predictions.csv --out post
+    facefair mitigate logit-adjust RUN --task race --objective balanced_accuracy
+    facefair mitigate apply-logit-adjust RUN/logit-adjusted/adjustment.json other/predictions.csv --out post
 
 Training methods are chosen at ``facefair train --method NAME`` (docs/mitigate.md).
 """
@@ -58,9 +60,43 @@ def _apply(args) -> int:
     return 0
 
 
+def _logit_adjust(args) -> int:
+    from facefair.mitigate.logit_adjust import logit_adjust_run
+    summary = logit_adjust_run(args.run, task=args.task, objective=args.objective, tau=args.tau,
+                               predictions=args.predictions, out_dir=args.out, device=args.device)
+    print(f"tau {summary['tau']:g} (chosen on {summary['fitted_on']} by {summary['objective']}; "
+          f"prior from the {summary['prior_source']})")
+    if "before" in summary:
+        before, after = summary["before"], summary["after"]
+        print(f"{'':24s} {'before':>8s} {'after':>8s}")
+        for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+            print(f"{key:24s} {before[key]:8.4f} {after[key]:8.4f}")
+        for name in before["recall"]:
+            print(f"{'recall ' + name:24s} {before['recall'][name]:8.4f} {after['recall'][name]:8.4f}")
+    print(f"written {Path(summary['out']) / 'predictions.csv'}")
+    return 0
+
+
+def _apply_logit_adjust(args) -> int:
+    import pandas as pd
+    from facefair.mitigate.logit_adjust import LogitAdjustment, apply_logit_adjustment
+    for given in (args.adjustment, args.predictions):
+        if not Path(given).is_file():
+            raise FileNotFoundError(f"{given} not found")
+    adjustment = LogitAdjustment.from_json(Path(args.adjustment).read_text())
+    frame = pd.read_csv(args.predictions)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    apply_logit_adjustment(frame, adjustment).to_csv(out / "predictions.csv", index=False)
+    print(json.dumps({"written": str(out / "predictions.csv"), "rows": len(frame), "task": adjustment.task,
+                      "tau": adjustment.tau}))
+    return 0
+
+
 def register(subparsers) -> None:
+    from facefair.mitigate.logit_adjust import OBJECTIVES as ADJUST_OBJECTIVES
     from facefair.mitigate.thresholds import CONSTRAINTS, OBJECTIVES
-    parser = subparsers.add_parser("mitigate", help="bias mitigation: list methods, group thresholds",
+    parser = subparsers.add_parser("mitigate", help="bias mitigation: list methods, group thresholds, logit adjustment",
                                    description="Bias mitigation. Training methods are chosen with "
                                                "`facefair train --method NAME` (see `facefair mitigate methods`).")
     sub = parser.add_subparsers(dest="mitigate_command", required=True)
@@ -93,3 +129,25 @@ def register(subparsers) -> None:
                        help="column with each row's group (e.g. race_pred for `facefair predict` output)")
     apply.add_argument("--seed", type=int, default=0)
     apply.set_defaults(func=_apply)
+
+    adjust = sub.add_parser("logit-adjust", help="class-prior adjustment of a multi-class task, tau chosen on RUN's val",
+                            description="Divide each class probability by its training prior ** tau before the "
+                                        "argmax (Menon et al. 2021), tau chosen on RUN/eval-val/predictions.csv "
+                                        "(evaluated first if missing), applied to RUN/predictions.csv; writes "
+                                        "RUN/logit-adjusted/{predictions.csv,adjustment.json,summary.json}. "
+                                        "Needs no demographic labels.")
+    adjust.add_argument("run", help="finished training run folder")
+    adjust.add_argument("--task", default="race", help="multi-class task to adjust")
+    adjust.add_argument("--objective", default="balanced_accuracy", choices=ADJUST_OBJECTIVES,
+                        help="what tau maximises on the validation predictions")
+    adjust.add_argument("--tau", type=float, help="use this tau instead of choosing one (0: the model's own rule)")
+    adjust.add_argument("--predictions", help="predictions CSV to adjust (default RUN/predictions.csv)")
+    adjust.add_argument("--out", help="output folder (default RUN/logit-adjusted)")
+    adjust.add_argument("--device", default="auto", help="device for the val evaluation if it is missing")
+    adjust.set_defaults(func=_logit_adjust)
+
+    apply_adjust = sub.add_parser("apply-logit-adjust", help="apply a saved adjustment.json to any predictions CSV")
+    apply_adjust.add_argument("adjustment", help="adjustment.json written by `facefair mitigate logit-adjust`")
+    apply_adjust.add_argument("predictions", help="predictions CSV (from training, evaluate or predict)")
+    apply_adjust.add_argument("--out", required=True, help="output folder (OUT/predictions.csv)")
+    apply_adjust.set_defaults(func=_apply_logit_adjust)
