@@ -18,7 +18,12 @@ and under every corruption x severity, paired bootstrap CIs and McNemar (Holm-co
 (input size, regularisation, age head) instead of this script's lever-test defaults; ``--epochs``,
 the split and the augmentation variant are the only changes, so ``recipe`` is today's recipe at
 that budget.  The analysis then also compares the recipe's group figures (gender of children
-0-9, race recall of Others, age MAE of 70+) paired, on those test rows.
+0-9, race recall of Others, age MAE of 70+) paired, on those test rows, and every run's target
+figures (``benchmarks/accuracy.py``'s definitions).
+
+``--adjust race`` adds, for every variant, the same runs with ``facefair mitigate logit-adjust``'s
+class-prior adjustment of that task (``tau`` chosen on each run's own val predictions), applied to
+the clean test predictions and to every corruption's: ``VARIANT+adjusted`` in the tables.
 """
 
 from __future__ import annotations
@@ -124,27 +129,83 @@ def subset_table(args) -> pd.DataFrame:
     recall of a class and accuracy of an age band are the overall figures of those rows."""
     from facefair.audit import AuditConfig
     from facefair.audit.compare import compare_runs
-    files: dict[str, dict[str, list[Path]]] = {name: {} for name in SUBSETS}  # subset -> variant -> CSVs
-    for variant in VARIANTS:
+    files: dict[str, dict[str, list[Path]]] = {name: {} for name in SUBSETS}  # subset -> method -> CSVs
+    for method in methods(args):
         for seed in args.seeds:
-            source = run_dir(args, variant, seed) / "predictions.csv"
+            source = predictions_of(args, method, seed, None)
             if not source.exists():
                 continue
             frame = pd.read_csv(source)  # once per run, for every subset
             for name, (select, _, _) in SUBSETS.items():
-                out = run_dir(args, variant, seed) / "subsets" / f"{name.replace(' ', '_')}.csv"
+                out = source.parent / "subsets" / f"{name.replace(' ', '_')}.csv"
                 out.parent.mkdir(exist_ok=True)
                 frame[select(frame)].to_csv(out, index=False)
-                files[name].setdefault(variant, []).append(out)
+                files[name].setdefault(method, []).append(out)
     rows = []
     for name, (_, task, metric) in SUBSETS.items():
         entries = files[name]
-        if len(entries) < len(VARIANTS):
+        if len(entries) < len(methods(args)):
             continue
         config = AuditConfig(attributes=(), intersections=(), tasks=(task,), n_boot=args.bootstrap, seed=0)
         table = compare_runs(entries, config, reference="recipe")
         rows.append(table[(table.attribute == "overall") & (table.metric == metric)].assign(condition=f"clean: {name}"))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+ADJUSTED = "+adjusted"
+
+
+def methods(args) -> list[str]:
+    return [*VARIANTS, *(f"{v}{ADJUSTED}" for v in VARIANTS if args.adjust)]
+
+
+def predictions_of(args, method: str, seed: int, condition: str) -> Path:
+    """One run's predictions CSV under ``condition`` (robustness faces), or its clean test split (None)."""
+    variant, adjusted = method.removesuffix(ADJUSTED), method.endswith(ADJUSTED)
+    run = run_dir(args, variant, seed)
+    if condition is None:
+        return run / ("logit-adjusted" if adjusted else "") / "predictions.csv"
+    return run / "robustness" / ("predictions-adjusted" if adjusted else "predictions") / f"{condition}.csv"
+
+
+def adjust_runs(args) -> None:
+    """Fit the class-prior adjustment on each finished run's val predictions, apply it to its test
+    predictions and to every robustness condition's (rules fitted once; files written once)."""
+    from facefair.mitigate.logit_adjust import LogitAdjustment, apply_logit_adjustment, logit_adjust_run
+    for variant in VARIANTS:
+        for seed in args.seeds:
+            run = run_dir(args, variant, seed)
+            if not (run / "robustness" / "robustness.csv").exists():
+                continue
+            rule = run / "logit-adjusted" / "adjustment.json"
+            if not rule.exists():
+                summary = logit_adjust_run(run, task=args.adjust, objective=args.adjust_objective)
+                print(f"   {variant} s{seed}: {args.adjust} tau {summary['tau']:g}", flush=True)
+            adjustment = LogitAdjustment.from_json(rule.read_text())
+            for condition in conditions(args):
+                out = predictions_of(args, f"{variant}{ADJUSTED}", seed, condition)
+                if not out.exists():
+                    out.parent.mkdir(exist_ok=True)
+                    frame = pd.read_csv(predictions_of(args, variant, seed, condition))
+                    apply_logit_adjustment(frame, adjustment).to_csv(out, index=False)
+
+
+def target_table(args) -> pd.DataFrame:
+    """benchmarks/accuracy.py's target figures of every run's clean test predictions."""
+    from accuracy import GROUP_TARGETS, group_figures
+    rows = []
+    for method in methods(args):
+        for seed in args.seeds:
+            source = predictions_of(args, method, seed, None)
+            if source.exists():
+                frame = pd.read_csv(source)
+                figures = group_figures(source)
+                overall = {f"{t}_accuracy": float((frame[f"{t}_pred"] == frame[f"{t}_true"])[frame[f"{t}_true"].notna()]
+                                                  .mean()) for t in TASKS}
+                overall["age_mae"] = float((frame["age_pred"] - frame["age_true"]).abs().mean())
+                rows.append({"method": method, "seed": seed, **overall,
+                             **{k: figures[k] for k in GROUP_TARGETS}})
+    return pd.DataFrame(rows)
 
 
 def conditions(args) -> list[str]:
@@ -157,10 +218,11 @@ def analyse(args) -> None:
     started = time.perf_counter()
     config = AuditConfig(attributes=("race",), intersections=(("race", "gender"),), tasks=TASKS, n_boot=args.bootstrap,
                          seed=0, min_group_size=30)
+    if args.adjust:
+        adjust_runs(args)
     rows = []
     for condition in conditions(args):
-        entries = {v: [run_dir(args, v, s) / "robustness" / "predictions" / f"{condition}.csv" for s in args.seeds]
-                   for v in VARIANTS}
+        entries = {m: [predictions_of(args, m, s, condition) for s in args.seeds] for m in methods(args)}
         entries = {v: [p for p in paths if p.exists()] for v, paths in entries.items()}
         if not all(entries.values()):
             print(f"   {condition}: runs missing, skipped", flush=True)
@@ -188,7 +250,10 @@ def analyse(args) -> None:
                if (run_dir(args, v, seed) / "robustness" / "robustness.csv").exists()]
     if per_run:
         pd.concat(per_run, ignore_index=True).to_csv(results / f"robustness-{args.name}.csv", index=False)
-    text = markdown(keep, args, time.perf_counter() - started)
+    targets = target_table(args) if args.config else pd.DataFrame()
+    if len(targets):
+        targets.to_csv(results / f"{args.name}-targets.csv", index=False)
+    text = markdown(keep, targets, args, time.perf_counter() - started)
     (results / f"{args.name}.md").write_text(text)
     print(text)
 
@@ -201,55 +266,96 @@ def _cell(row) -> str:
             f"Holm p={row.p_holm:.2g} {verdict})")
 
 
-def markdown(table: pd.DataFrame, args, seconds: float) -> str:
+def shown_methods(args, task: str) -> list[str]:
+    """The methods whose predictions differ for ``task`` (an adjustment changes only its own task)."""
+    return [m for m in methods(args) if not m.endswith(ADJUSTED) or task == args.adjust]
+
+
+def _mae_cell(row) -> str:
+    if pd.isna(row.difference):
+        return f"{row.value:.2f}"
+    return (f"{row.value:.2f} ({row.difference:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] years, "
+            f"Holm p={row.p_holm:.2g} {'**significant**' if row.significant else 'n.s.'})")
+
+
+def target_lines(targets: pd.DataFrame) -> list[str]:
+    from accuracy import GROUP_TARGETS
+    figures = ["gender_accuracy", "race_accuracy", "age_group_accuracy", "age_mae", *GROUP_TARGETS]
+    lines = ["## Target figures (clean test split; mean over seeds, [min, max])", "",
+             "| figure | target | " + " | ".join(targets.method.unique()) + " |",
+             "|---|---|" + "---|" * targets.method.nunique()]
+    for figure in figures:
+        target, higher = GROUP_TARGETS.get(figure, (None, True))
+        cells = []
+        for _, part in targets.groupby("method", sort=False):
+            values = part[figure].dropna()
+            mean = values.mean()
+            met = "" if target is None else (" met" if (mean >= target if higher else mean <= target) else "")
+            cells.append(f"{mean:.3f} [{values.min():.3f}, {values.max():.3f}]{met}")
+        goal = "" if target is None else f"{'>=' if higher else '<='} {target}"
+        lines.append(f"| {figure} | {goal} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown(table: pd.DataFrame, targets: pd.DataFrame, args, seconds: float) -> str:
     timings = [json.loads(p.read_text()) for p in Path(args.out_dir).glob("*/s*/report.json")]
     minutes = [t["run"]["wall_seconds_this_session"] / 60 for t in timings if "run" in t]
     if args.config:
         recipe = recipe_run_config(args, "recipe", args.seeds[0])
+        epochs = load_recipe_epochs(args.config)
+        budget = "its own epochs" if epochs == args.epochs else f"{args.epochs} epoch(s) instead of {epochs}"
         model = (f"{args.config} ({recipe.model.backbone}, {recipe.model.image_size} px, label smoothing "
-                 f"{recipe.train.label_smoothing}, flip-TTA on clean test rows {recipe.train.tta}) at {args.epochs} "
-                 f"epoch(s) instead of {load_recipe_epochs(args.config)} (warm-up {recipe.train.warmup_epochs})")
+                 f"{recipe.train.label_smoothing}, flip-TTA on clean test rows {recipe.train.tta}) at {budget} "
+                 f"(warm-up {recipe.train.warmup_epochs})")
     else:
         model = f"{args.backbone} ({args.weights}), {args.size} px, {args.epochs} epochs"
     train_rows = "all train rows" if not args.train_limit else f"train cut to a race x gender stratified {args.train_limit}"
+    adjusted = (f" `+adjusted`: the same runs with `facefair mitigate logit-adjust --task {args.adjust} --objective "
+                f"{args.adjust_objective}` (tau chosen on each run's val predictions; applied to the TTA-free "
+                f"robustness predictions as fitted)." if args.adjust else "")
     lines = ["# Quality augmentation vs the recipe's augmentation, paired", "",
              f"Setting: {model}, tasks "
              f"{'+'.join(TASKS)}+age, seeds {' '.join(map(str, args.seeds))}, the recipe's seed-0 split with "
              f"{train_rows} (every val/test row kept); `quality` adds "
-             f"{json.dumps(QUALITY)} to the recipe's augmentation. Robustness: {args.robust_limit} stratified test "
-             f"faces (the same for every run), corruptions {', '.join(CORRUPTIONS)} at severities "
+             f"{json.dumps(QUALITY)} to the recipe's augmentation.{adjusted} Robustness: {args.robust_limit} "
+             f"stratified test faces (the same for every run), corruptions {', '.join(CORRUPTIONS)} at severities "
              f"{' '.join(map(str, args.severities))}. Machine: {os.cpu_count()} CPU cores "
              f"({platform.processor() or platform.machine()}); training {min(minutes):.1f}-{max(minutes):.1f} min "
-             f"per run (shared machine). Analysis {seconds:.0f} s. Not the CPU recipe's budget: a lever test.", ""]
+             f"per run. Analysis {seconds:.0f} s.", ""]
+    if len(targets):
+        lines += target_lines(targets)
     for task in TASKS:
         part = table[(table.task == task)]
-        lines += [f"## {task}", "", "| condition | figure | recipe | quality (diff vs recipe) |", "|---|---|---|---|"]
+        others = shown_methods(args, task)[1:]
+        lines += [f"## {task}", "", "| condition | figure | recipe | " + " | ".join(f"{m} (diff vs recipe)" for m in others)
+                  + " |", "|---|---|---|" + "---|" * len(others)]
         for condition in conditions(args):
             for (attribute, metric), label in {("overall", "accuracy"): "accuracy",
                                                ("race", "worst_group_accuracy"): "worst race accuracy",
                                                ("race:gender", "degree_of_bias"): "degree of bias (race x gender)"
                                                }.items():
                 cell = part[(part.condition == condition) & (part.attribute == attribute) & (part.metric == metric)]
-                if len(cell) < 2:
+                if not set(others) <= set(cell.method) or "recipe" not in set(cell.method):
                     continue
-                ref, other = cell[cell.method == "recipe"].iloc[0], cell[cell.method == "quality"].iloc[0]
-                lines.append(f"| {condition} | {label} | {ref.value:.3f} | {_cell(other)} |")
+                ref = cell[cell.method == "recipe"].iloc[0]
+                lines.append(f"| {condition} | {label} | {ref.value:.3f} | "
+                             + " | ".join(_cell(cell[cell.method == m].iloc[0]) for m in others) + " |")
         lines.append("")
     subsets = table[table.condition.str.startswith("clean: ")]
     if len(subsets):
-        lines += ["## Group figures (clean test rows)", "", "| rows | task | figure | recipe | quality (diff vs recipe) |",
+        lines += ["## Group figures (clean test rows)", "", "| rows | task | figure | recipe | others (diff vs recipe) |",
                   "|---|---|---|---|---|"]
         for name, (_, task, metric) in SUBSETS.items():
             cell = subsets[subsets.condition == f"clean: {name}"]
-            if len(cell) < 2:
+            if "recipe" not in set(cell.method):
                 continue
-            ref, other = cell[cell.method == "recipe"].iloc[0], cell[cell.method == "quality"].iloc[0]
-            shown = _cell(other) if metric != "mae" else (
-                f"{other.value:.2f} ({other.difference:+.2f} [{other.ci_low:+.2f}, {other.ci_high:+.2f}] years, "
-                f"Holm p={other.p_holm:.2g} {'**significant**' if other.significant else 'n.s.'})")
-            lines.append(f"| {name} (n={int(ref.n_rows)}) | {task} | {metric} | {ref.value:.3f} | {shown} |")
+            ref = cell[cell.method == "recipe"].iloc[0]
+            show = _mae_cell if metric == "mae" else _cell
+            shown = "; ".join(f"{m}: {show(cell[cell.method == m].iloc[0])}" for m in shown_methods(args, task)[1:]
+                              if m in set(cell.method))
+            lines.append(f"| {name} (n={int(ref.n_rows)}) | {task} | {metric} | {show(ref)} | {shown} |")
         lines.append("")
-    lines += ["Values: mean over seeds. Differences: quality minus recipe, 95% paired bootstrap CI over the same "
+    lines += ["Values: mean over seeds. Differences: minus recipe, 95% paired bootstrap CI over the same "
               "faces, p from McNemar (one run a side) or the paired bootstrap; Holm over every comparison in "
               "this file.", ""]
     return "\n".join(lines)
@@ -278,6 +384,10 @@ def main() -> None:
     parser.add_argument("--config", help="start from this recipe file (e.g. configs/utkface-cpu.yaml): its size, "
                         "regularisation and heads; --size/--lr/--backbone are then unused")
     parser.add_argument("--name", default="augmentation", help="results file stem in --results")
+    parser.add_argument("--adjust", help="analyse: also compare every variant with this task's class-prior "
+                        "adjustment (facefair mitigate logit-adjust), e.g. race")
+    parser.add_argument("--adjust-objective", default="balanced_accuracy",
+                        help="what the adjustment's tau maximises on each run's val predictions")
     args = parser.parse_args()
     train_all(args) if args.phase == "train" else analyse(args)
 
