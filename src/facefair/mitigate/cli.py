@@ -43,18 +43,23 @@ def _thresholds(args) -> int:
     return 0
 
 
-def _apply(args) -> int:
+def _read_rule_inputs(rule: str, predictions: str, out: str):
+    """The predictions a saved rule is applied to, and the output folder (made); both inputs must exist."""
     import pandas as pd
-    from facefair.mitigate.thresholds import GroupThresholds, apply_group_thresholds
-    for given in (args.thresholds, args.predictions):
+    for given in (rule, predictions):
         if not Path(given).is_file():
             raise FileNotFoundError(f"{given} not found")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return pd.read_csv(predictions), folder
+
+
+def _apply(args) -> int:
+    from facefair.mitigate.thresholds import GroupThresholds, apply_group_thresholds
+    frame, out = _read_rule_inputs(args.thresholds, args.predictions, args.out)
     thresholds = GroupThresholds.from_json(Path(args.thresholds).read_text())
     if args.attribute_column:
         thresholds.attribute = args.attribute_column
-    frame = pd.read_csv(args.predictions)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     apply_group_thresholds(frame, thresholds, seed=args.seed).to_csv(out / "predictions.csv", index=False)
     print(json.dumps({"written": str(out / "predictions.csv"), "rows": len(frame), "groups": sorted(thresholds.rules)}))
     return 0
@@ -78,15 +83,9 @@ def _logit_adjust(args) -> int:
 
 
 def _apply_logit_adjust(args) -> int:
-    import pandas as pd
     from facefair.mitigate.logit_adjust import LogitAdjustment, apply_logit_adjustment
-    for given in (args.adjustment, args.predictions):
-        if not Path(given).is_file():
-            raise FileNotFoundError(f"{given} not found")
+    frame, out = _read_rule_inputs(args.adjustment, args.predictions, args.out)
     adjustment = LogitAdjustment.from_json(Path(args.adjustment).read_text())
-    frame = pd.read_csv(args.predictions)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     apply_logit_adjustment(frame, adjustment).to_csv(out / "predictions.csv", index=False)
     print(json.dumps({"written": str(out / "predictions.csv"), "rows": len(frame), "task": adjustment.task,
                       "tau": adjustment.tau}))
