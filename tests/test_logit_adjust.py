@@ -48,6 +48,25 @@ def test_adjustment_chosen_on_val_raises_rare_recall_on_test():
     assert accurate.tau <= 0.3                           # the argmax is already the accuracy-optimal rule
 
 
+def test_accuracy_bound_limits_the_price_of_rare_class_recall():
+    val = _scored(0)
+    free = fit_logit_adjustment(val, "race", dict(zip(CLASSES, PRIOR)))
+    own = free.val_curve[0]
+    assert own["tau"] == 0 and set(own["recall"]) == set(CLASSES)
+    chosen = next(p for p in free.val_curve if p["tau"] == free.tau)
+    assert own["accuracy"] - chosen["accuracy"] > 0.01   # the unbounded choice costs accuracy here
+    bounded = fit_logit_adjustment(val, "race", dict(zip(CLASSES, PRIOR)), max_accuracy_drop=0.005)
+    point = next(p for p in bounded.val_curve if p["tau"] == bounded.tau)
+    assert 0 < bounded.tau < free.tau and point["accuracy"] >= own["accuracy"] - 0.005
+    assert point["recall"]["C"] > own["recall"]["C"]      # still buys some of the rare class's recall
+    # the best tau under the bound: every tau with more balanced accuracy breaks it
+    better = [p for p in bounded.val_curve if p["balanced_accuracy"] > point["balanced_accuracy"]]
+    assert better and all(p["accuracy"] < own["accuracy"] - 0.005 for p in better)
+    assert LogitAdjustment.from_json(bounded.to_json()).max_accuracy_drop == 0.005
+    with pytest.raises(ValueError, match="max_accuracy_drop is a fraction"):
+        fit_logit_adjustment(val, "race", dict(zip(CLASSES, PRIOR)), max_accuracy_drop=2)
+
+
 def test_rows_without_scores_keep_their_decision_and_bad_input_is_named():
     test = _scored(1, n=50)
     test.loc[3, [f"race_prob_{c}" for c in CLASSES]] = np.nan

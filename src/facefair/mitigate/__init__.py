@@ -7,6 +7,7 @@ method          what it does                                        demographic 
 ``reweight``    loss weight per row ~ 1 / size of its group         training rows
 ``adversarial`` gradient-reversal adversary predicts the group      training rows
 ``fineface``    FineFACE cross-layer attention experts              none
+``group_dro``   one task's loss weighted towards its worst groups   training rows
 ==============  ==================================================  ========================
 
 Group-balanced sampling (``--sampler balanced --sampler-by race gender``) and class-balanced
@@ -26,5 +27,6 @@ METHOD_SUMMARIES = {
     "standard": (False, "plain multi-task training (combine with --sampler balanced / --class-weights)"),
     "reweight": (True, "per-row loss weight 1/size of the row's --group-by group, mean 1"),
     "adversarial": (True, "gradient-reversal adversary predicts the --group-by group from the shared features"),
+    "group_dro": (True, "Group DRO: one task's per-group losses weighted by online exponentiated-gradient weights"),
     "fineface": (False, "FineFACE: 3 cross-layer attention experts + a concat head, 5 optimiser steps a batch"),
 }

@@ -68,8 +68,11 @@ def _apply(args) -> int:
 def _logit_adjust(args) -> int:
     from facefair.mitigate.logit_adjust import logit_adjust_run
     summary = logit_adjust_run(args.run, task=args.task, objective=args.objective, tau=args.tau,
+                               max_accuracy_drop=args.max_accuracy_drop,
                                predictions=args.predictions, out_dir=args.out, device=args.device)
-    print(f"tau {summary['tau']:g} (chosen on {summary['fitted_on']} by {summary['objective']}; "
+    bound = ("" if summary["max_accuracy_drop"] is None
+             else f", accuracy at most {100 * summary['max_accuracy_drop']:g} pts below the model's own")
+    print(f"tau {summary['tau']:g} (chosen on {summary['fitted_on']} by {summary['objective']}{bound}; "
           f"prior from the {summary['prior_source']})")
     if "before" in summary:
         before, after = summary["before"], summary["after"]
@@ -140,6 +143,9 @@ def register(subparsers) -> None:
     adjust.add_argument("--objective", default="balanced_accuracy", choices=ADJUST_OBJECTIVES,
                         help="what tau maximises on the validation predictions")
     adjust.add_argument("--tau", type=float, help="use this tau instead of choosing one (0: the model's own rule)")
+    adjust.add_argument("--max-accuracy-drop", type=float,
+                        help="choose only among taus whose val accuracy is at most this far below the model's own "
+                             "(a fraction: 0.01 = one point); default: no bound")
     adjust.add_argument("--predictions", help="predictions CSV to adjust (default RUN/predictions.csv)")
     adjust.add_argument("--out", help="output folder (default RUN/logit-adjusted)")
     adjust.add_argument("--device", default="auto", help="device for the val evaluation if it is missing")

@@ -10,11 +10,17 @@ choice.  The prior is the class frequencies of the run's training split (its ``s
 to the dataset's labels), or of the validation labels when the dataset is not on this machine
 (stratified splits make the two agree; the source is recorded).
 
+Each class's gain is paid for by the others (a tau that doubles the rare class's recall costs the
+common classes some of theirs, and plain accuracy falls): ``max_accuracy_drop`` bounds that price,
+choosing the best ``tau`` among those whose validation accuracy is at most that far below the
+model's own (``tau = 0``).  The validation curve keeps every tau's per-class recall, so the whole
+trade-off is on record.
+
 Unlike group thresholds this needs no demographic labels at prediction time: it changes one task's
 decision rule for every row alike.  The probabilities are kept as the model wrote them;
 ``T_pred`` becomes the adjusted decision and ``T_pred_raw`` keeps the model's own.
 
-    facefair mitigate logit-adjust RUN --task race --objective balanced_accuracy
+    facefair mitigate logit-adjust RUN --task race --objective balanced_accuracy [--max-accuracy-drop 0.01]
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ class LogitAdjustment:
     tau: float
     objective: str
     prior_source: str = ""
-    val_curve: list[dict] = field(default_factory=list)  # [{"tau", objective, "accuracy"}, ...]
+    val_curve: list[dict] = field(default_factory=list)  # [{"tau", objective, "accuracy", "recall"}, ...]
+    max_accuracy_drop: Optional[float] = None
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """Index of the adjusted decision for each row of ``probabilities`` (rows x classes)."""
@@ -81,11 +88,16 @@ def _score(objective: str, truth: np.ndarray, predicted: np.ndarray, labels: np.
 
 
 def fit_logit_adjustment(frame: pd.DataFrame, task: str, prior: dict[str, float], *,
-                         objective: str = "balanced_accuracy", taus=TAUS, prior_source: str = "") -> LogitAdjustment:
-    """Choose ``tau`` on ``frame`` (validation predictions: ``T_true`` and ``T_prob_*``) by ``objective``;
-    ties go to the smallest ``tau`` (the rule closest to the model's own)."""
+                         objective: str = "balanced_accuracy", taus=TAUS, prior_source: str = "",
+                         max_accuracy_drop: Optional[float] = None) -> LogitAdjustment:
+    """Choose ``tau`` on ``frame`` (validation predictions: ``T_true`` and ``T_prob_*``) by ``objective``,
+    among the taus whose accuracy is at most ``max_accuracy_drop`` (a fraction: 0.01 = one point)
+    below the model's own argmax, if given; ties go to the smallest ``tau`` (the rule closest to
+    the model's own)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
+    if max_accuracy_drop is not None and not 0 <= max_accuracy_drop <= 1:
+        raise ValueError(f"max_accuracy_drop is a fraction of accuracy in [0, 1], got {max_accuracy_drop}")
     if f"{task}_true" not in frame:
         raise ValueError(f"the predictions have no {task}_true column to fit on")
     probabilities, classes = _probabilities(frame, task)
@@ -96,22 +108,25 @@ def fit_logit_adjustment(frame: pd.DataFrame, task: str, prior: dict[str, float]
         raise ValueError(f"no training prior for {task} class(es) {unknown}: every class needs training rows")
     total = sum(prior[c] for c in classes)
     adjustment = LogitAdjustment(task, list(classes), [prior[c] / total for c in classes], 0.0, objective,
-                                 prior_source)
+                                 prior_source, max_accuracy_drop=max_accuracy_drop)
     usable = frame[f"{task}_true"].isin(classes).to_numpy() & ~np.isnan(probabilities).any(axis=1)
     if usable.sum() == 0:
         raise ValueError(f"no row with a {task} label and scores to fit on")
     truth = frame.loc[usable, f"{task}_true"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     labels = np.arange(len(classes))
+    own_accuracy = float((np.argmax(probabilities[usable], axis=1) == truth).mean())
+    floor = -np.inf if max_accuracy_drop is None else own_accuracy - max_accuracy_drop - 1e-12
     best = None
     for tau in taus:
         adjustment.tau = float(tau)
         predicted = adjustment.decide(probabilities[usable])
+        recall = [float((predicted[truth == k] == k).mean()) if (truth == k).any() else None for k in labels]
         point = {"tau": float(tau), objective: _score(objective, truth, predicted, labels),
-                 "accuracy": float((predicted == truth).mean())}
+                 "accuracy": float((predicted == truth).mean()), "recall": dict(zip(classes, recall))}
         adjustment.val_curve.append(point)
-        if best is None or point[objective] > best[objective] + 1e-12:
+        if point["accuracy"] >= floor and (best is None or point[objective] > best[objective] + 1e-12):
             best = point
-    adjustment.tau = best["tau"]
+    adjustment.tau = best["tau"] if best is not None else 0.0  # no tau within the bound: the model's own rule
     return adjustment
 
 
@@ -153,7 +168,8 @@ def class_summary(frame: pd.DataFrame, task: str, classes: list[str]) -> dict:
 
 
 def logit_adjust_run(run_dir: str | Path, *, task: str = "race", objective: str = "balanced_accuracy",
-                     tau: Optional[float] = None, predictions: Optional[str | Path] = None,
+                     tau: Optional[float] = None, max_accuracy_drop: Optional[float] = None,
+                     predictions: Optional[str | Path] = None,
                      out_dir: Optional[str | Path] = None, device: str = "auto") -> dict:
     """Fit ``tau`` on RUN's validation predictions (or take ``tau``), apply to its test predictions
     (or ``predictions``); writes ``OUT/predictions.csv``, ``adjustment.json`` and ``summary.json``."""
@@ -172,7 +188,8 @@ def logit_adjust_run(run_dir: str | Path, *, task: str = "race", objective: str 
         raise ValueError(f"{val_path} has no {task}_true column: the run has no {task} labels to fit on")
     prior, source = training_prior(run, task, val)
     adjustment = fit_logit_adjustment(val, task, prior, objective=objective,
-                                      taus=TAUS if tau is None else (tau,), prior_source=source)
+                                      taus=TAUS if tau is None else (tau,), prior_source=source,
+                                      max_accuracy_drop=None if tau is not None else max_accuracy_drop)
     test = pd.read_csv(test_path)
     post = apply_logit_adjustment(test, adjustment)
     out = Path(out_dir) if out_dir else run / "logit-adjusted"
@@ -180,7 +197,8 @@ def logit_adjust_run(run_dir: str | Path, *, task: str = "race", objective: str 
     post.to_csv(out / "predictions.csv", index=False)
     (out / "adjustment.json").write_text(adjustment.to_json())
     summary = {"run": str(run), "fitted_on": str(val_path), "applied_to": str(test_path), "out": str(out),
-               "task": task, "objective": objective, "tau": adjustment.tau, "prior_source": source,
+               "task": task, "objective": objective, "max_accuracy_drop": adjustment.max_accuracy_drop,
+               "tau": adjustment.tau, "prior_source": source,
                "prior": dict(zip(adjustment.classes, adjustment.prior))}
     if f"{task}_true" in test:
         summary["before"] = class_summary(test, task, adjustment.classes)

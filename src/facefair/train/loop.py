@@ -168,7 +168,8 @@ class Trainer:
         return {"epoch": epoch, "model_state": self.model.state_dict(), **self.model.describe(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "best_score": self.best_score, "history": self.history,
-                "skipped_images": self.skipped_images, "config": self.config.to_dict(), "rng": rng_state()}
+                "skipped_images": self.skipped_images, "config": self.config.to_dict(), "rng": rng_state(),
+                "method_state": self.method.state_dict()}
 
     def resume(self) -> None:
         path = self.out_dir / "last.pt"
@@ -190,6 +191,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.best_score, self.history = state["best_score"], state["history"]
         self.skipped_images = state.get("skipped_images", self.skipped_images)
+        self.method.load_state_dict(state.get("method_state") or {})
         set_rng_state(state)
         self.start_epoch = state["epoch"] + 1
         print(f"resumed from {path} after epoch {state['epoch'] + 1}", flush=True)
@@ -336,7 +338,7 @@ class Trainer:
                     "split_sizes": {k: len(v.frame) for k, v in self.data.splits.items()},
                     "race_scheme": self.data.race_scheme, "cache": self.data.cache_dir,
                     "non_finite_steps": self.bad_steps_total, "processes": self.dist.world_size,
-                    "framing": self.framing},
+                    "framing": self.framing, **({"method": self.method.report()} if self.method.report() else {})},
             "config": self.config.to_dict(),
             "history": self.history,
             "data_problems": {"count": len(self.data.problems), "items": [str(p) for p in self.data.problems]},

@@ -27,6 +27,7 @@ METHODS: "Registry[Callable[[RunConfig], TrainingMethod]]" = Registry("training 
     "reweight": "facefair.mitigate.reweight",
     "adversarial": "facefair.mitigate.adversarial",
     "fineface": "facefair.mitigate.fineface",
+    "group_dro": "facefair.mitigate.group_dro",
 })
 
 
@@ -71,6 +72,17 @@ class TrainingMethod:
             return weight
         index = torch.as_tensor(positions, device=trainer.device)
         return {task: w[index] if weight is None else w[index] * weight for task, w in trainer.label_weights.items()}
+
+    def state_dict(self) -> dict:
+        """State the method keeps between batches (e.g. Group DRO's group weights), saved in last.pt."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()`` on ``--resume`` (called after ``setup``)."""
+
+    def report(self) -> dict:
+        """What the run's report.json records of the method (empty: nothing)."""
+        return {}
 
     def train_step(self, trainer: "Trainer", x: torch.Tensor, targets: dict[str, torch.Tensor],
                    positions) -> tuple[torch.Tensor, dict[str, float], bool]:
