@@ -4,7 +4,9 @@ Two training recipes that differ only in augmentation, trained on the same split
 
 - ``recipe``: the CPU recipe's augmentation (zoom 0.85-1.05, shift, rotation, flip, brightness/contrast);
 - ``quality``: the same plus a wider zoom (0.75-1.1: the detector/padding range) and saturation,
-  grayscale, blur, low-resolution and JPEG changes (``facefair.data.augment_config``).
+  grayscale, blur, low-resolution and JPEG changes (``facefair.data.augment_config``);
+- ``quality-dro`` (``--variants recipe quality quality-dro``): ``quality`` plus Group DRO on the gender
+  loss over age group x gender (``facefair train --method group_dro``), aimed at children's gender.
 
 Every run is then audited by ``facefair robustness`` on the same stratified test faces under
 the same seeded corruptions, and ``quality`` is compared with ``recipe`` *paired*: on clean faces
@@ -13,6 +15,8 @@ and under every corruption x severity, paired bootstrap CIs and McNemar (Holm-co
 
     .venv/bin/python benchmarks/augmentation.py train      # resumable: skips finished runs
     .venv/bin/python benchmarks/augmentation.py analyse    # -> benchmarks/results/augmentation.{md,csv}
+    .venv/bin/python benchmarks/augmentation.py archive --archive DIR   # runs without weights (run_archive.py)
+    .venv/bin/python benchmarks/augmentation.py restore --archive DIR   # ... back into --out-dir, to pool seeds
 
 ``--config configs/utkface-cpu.yaml`` starts both variants from the CPU recipe's own settings
 (input size, regularisation, age head) instead of this script's lever-test defaults; ``--epochs``,
@@ -29,9 +33,6 @@ the clean test predictions and to every corruption's: ``VARIANT+adjusted`` in th
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,11 @@ from mitigation import base_splits  # noqa: E402 - the same stratified train cut
 
 QUALITY = {"scale": (0.75, 1.1), "saturation": 0.3, "grayscale": 0.1, "blur": 0.25, "low_resolution": 0.25,
            "jpeg": 0.3}
-VARIANTS = {"recipe": {}, "quality": QUALITY}
+#: variant -> (augmentation settings, training settings) changed from the recipe's
+VARIANTS = {"recipe": ({}, {}), "quality": (QUALITY, {}),
+            # Group DRO on the gender loss over age group x gender: children 0-9 are its worst groups
+            "quality-dro": (QUALITY, {"method": "group_dro", "group_by": ["age_group", "gender"],
+                                      "method_options": {"task": "gender"}})}
 CORRUPTIONS = ("gaussian_blur", "gaussian_noise", "jpeg_compression", "low_resolution", "contrast", "darkness")
 TASKS = ("gender", "race", "age_group")
 
@@ -64,8 +69,8 @@ def run_config(args, variant: str, seed: int):
         train=TrainConfig(out_dir=str(run_dir(args, variant, seed)), epochs=args.epochs, batch_size=args.batch_size,
                           lr=args.lr, warmup_epochs=args.warmup_epochs, seed=seed, progress=False,
                           tensorboard=False, tta=False, framing_sample=0,
-                          results_csv=str(Path(args.out_dir) / "benchmark_results.csv")),
-        augment=AugmentConfig(**VARIANTS[variant]))
+                          results_csv=str(Path(args.out_dir) / "benchmark_results.csv"), **VARIANTS[variant][1]),
+        augment=AugmentConfig(**VARIANTS[variant][0]))
 
 
 def recipe_run_config(args, variant: str, seed: int):
@@ -80,8 +85,9 @@ def recipe_run_config(args, variant: str, seed: int):
         config.train, out_dir=str(run_dir(args, variant, seed)), epochs=args.epochs, seed=seed, progress=False,
         tensorboard=False, framing_sample=0, results_csv=str(Path(args.out_dir) / "benchmark_results.csv"),
         # The recipe's warm-up, unless it would fill the whole shortened run (then --warmup-epochs).
-        warmup_epochs=config.train.warmup_epochs if config.train.warmup_epochs < args.epochs else args.warmup_epochs)
-    config.augment = dataclasses.replace(config.augment, **VARIANTS[variant])
+        warmup_epochs=config.train.warmup_epochs if config.train.warmup_epochs < args.epochs else args.warmup_epochs,
+        **VARIANTS[variant][1])
+    config.augment = dataclasses.replace(config.augment, **VARIANTS[variant][0])
     config.check()
     return config
 
@@ -102,7 +108,7 @@ def train_all(args) -> None:
     from facefair.train.loop import train
     started = time.perf_counter()
     for seed in args.seeds:
-        for variant in VARIANTS:
+        for variant in args.variants:
             out = run_dir(args, variant, seed)
             t0 = time.perf_counter()
             if not (out / "predictions.csv").exists():
@@ -156,30 +162,37 @@ ADJUSTED = "+adjusted"
 
 
 def methods(args) -> list[str]:
-    return [*VARIANTS, *(f"{v}{ADJUSTED}" for v in VARIANTS if args.adjust)]
+    return [*args.variants, *(f"{v}{ADJUSTED}" for v in args.variants if args.adjust)]
 
 
 def predictions_of(args, method: str, seed: int, condition: str) -> Path:
     """One run's predictions CSV under ``condition`` (robustness faces), or its clean test split (None)."""
     variant, adjusted = method.removesuffix(ADJUSTED), method.endswith(ADJUSTED)
     run = run_dir(args, variant, seed)
+    tag = adjust_tag(args)
     if condition is None:
-        return run / ("logit-adjusted" if adjusted else "") / "predictions.csv"
-    return run / "robustness" / ("predictions-adjusted" if adjusted else "predictions") / f"{condition}.csv"
+        return run / (f"logit-adjusted{tag}" if adjusted else "") / "predictions.csv"
+    return run / "robustness" / (f"predictions-adjusted{tag}" if adjusted else "predictions") / f"{condition}.csv"
+
+
+def adjust_tag(args) -> str:
+    """Folder-name suffix of an adjustment with an accuracy bound (each bound keeps its own files)."""
+    return "" if args.adjust_max_drop is None else f"-drop{args.adjust_max_drop:g}"
 
 
 def adjust_runs(args) -> None:
     """Fit the class-prior adjustment on each finished run's val predictions, apply it to its test
     predictions and to every robustness condition's (rules fitted once; files written once)."""
     from facefair.mitigate.logit_adjust import LogitAdjustment, apply_logit_adjustment, logit_adjust_run
-    for variant in VARIANTS:
+    for variant in args.variants:
         for seed in args.seeds:
             run = run_dir(args, variant, seed)
             if not (run / "robustness" / "robustness.csv").exists():
                 continue
-            rule = run / "logit-adjusted" / "adjustment.json"
+            rule = run / f"logit-adjusted{adjust_tag(args)}" / "adjustment.json"
             if not rule.exists():
-                summary = logit_adjust_run(run, task=args.adjust, objective=args.adjust_objective)
+                summary = logit_adjust_run(run, task=args.adjust, objective=args.adjust_objective,
+                                           max_accuracy_drop=args.adjust_max_drop, out_dir=rule.parent)
                 print(f"   {variant} s{seed}: {args.adjust} tau {summary['tau']:g}", flush=True)
             adjustment = LogitAdjustment.from_json(rule.read_text())
             for condition in conditions(args):
@@ -246,24 +259,36 @@ def analyse(args) -> None:
     keep.to_csv(results / f"{args.name}.csv", index=False)
     # Every run's own robustness table (per group, with its bootstrap CIs), side by side.
     per_run = [pd.read_csv(run_dir(args, v, seed) / "robustness" / "robustness.csv").assign(variant=v, seed=seed)
-               for v in VARIANTS for seed in args.seeds
+               for v in args.variants for seed in args.seeds
                if (run_dir(args, v, seed) / "robustness" / "robustness.csv").exists()]
     if per_run:
         pd.concat(per_run, ignore_index=True).to_csv(results / f"robustness-{args.name}.csv", index=False)
     targets = target_table(args) if args.config else pd.DataFrame()
     if len(targets):
         targets.to_csv(results / f"{args.name}-targets.csv", index=False)
-    text = markdown(keep, targets, args, time.perf_counter() - started)
+    from augmentation_report import markdown
+    text = markdown(sys.modules[__name__], keep, targets, args, time.perf_counter() - started)
     (results / f"{args.name}.md").write_text(text)
     print(text)
 
 
-def _cell(row) -> str:
-    if pd.isna(row.difference):
-        return f"{row.value:.3f}"
-    verdict = "**significant**" if row.significant else "n.s."
-    return (f"{row.value:.3f} ({100 * row.difference:+.1f} [{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}] pts, "
-            f"Holm p={row.p_holm:.2g} {verdict})")
+def archive(args) -> None:
+    """Every finished run of --variants/--seeds into --archive, without weights (after `analyse`,
+    which adds the val predictions the adjustment is fitted on)."""
+    from run_archive import archive_run
+    for variant in args.variants:
+        for seed in args.seeds:
+            run = run_dir(args, variant, seed)
+            if (run / "predictions.csv").exists():
+                size = archive_run(run, Path(args.archive) / variant / f"s{seed}")
+                print(f"   {variant} s{seed}: {size / 2**20:.1f} MiB", flush=True)
+
+
+def restore(args) -> None:
+    from run_archive import restore_run
+    for run in sorted(Path(args.archive).glob("*/s*")):
+        print(f"   {run.parent.name} {run.name}: {restore_run(run, Path(args.out_dir) / run.parent.name / run.name)} "
+              f"files", flush=True)
 
 
 def shown_methods(args, task: str) -> list[str]:
@@ -271,105 +296,18 @@ def shown_methods(args, task: str) -> list[str]:
     return [m for m in methods(args) if not m.endswith(ADJUSTED) or task == args.adjust]
 
 
-def _mae_cell(row) -> str:
-    if pd.isna(row.difference):
-        return f"{row.value:.2f}"
-    return (f"{row.value:.2f} ({row.difference:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] years, "
-            f"Holm p={row.p_holm:.2g} {'**significant**' if row.significant else 'n.s.'})")
-
-
-def target_lines(targets: pd.DataFrame) -> list[str]:
-    from accuracy import GROUP_TARGETS
-    figures = ["gender_accuracy", "race_accuracy", "age_group_accuracy", "age_mae", *GROUP_TARGETS]
-    lines = ["## Target figures (clean test split; mean over seeds, [min, max])", "",
-             "| figure | target | " + " | ".join(targets.method.unique()) + " |",
-             "|---|---|" + "---|" * targets.method.nunique()]
-    for figure in figures:
-        target, higher = GROUP_TARGETS.get(figure, (None, True))
-        cells = []
-        for _, part in targets.groupby("method", sort=False):
-            values = part[figure].dropna()
-            mean = values.mean()
-            met = "" if target is None else (" met" if (mean >= target if higher else mean <= target) else "")
-            cells.append(f"{mean:.3f} [{values.min():.3f}, {values.max():.3f}]{met}")
-        goal = "" if target is None else f"{'>=' if higher else '<='} {target}"
-        lines.append(f"| {figure} | {goal} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
-
-
-def markdown(table: pd.DataFrame, targets: pd.DataFrame, args, seconds: float) -> str:
-    timings = [json.loads(p.read_text()) for p in Path(args.out_dir).glob("*/s*/report.json")]
-    minutes = [t["run"]["wall_seconds_this_session"] / 60 for t in timings if "run" in t]
-    if args.config:
-        recipe = recipe_run_config(args, "recipe", args.seeds[0])
-        epochs = load_recipe_epochs(args.config)
-        budget = "its own epochs" if epochs == args.epochs else f"{args.epochs} epoch(s) instead of {epochs}"
-        model = (f"{args.config} ({recipe.model.backbone}, {recipe.model.image_size} px, label smoothing "
-                 f"{recipe.train.label_smoothing}, flip-TTA on clean test rows {recipe.train.tta}) at {budget} "
-                 f"(warm-up {recipe.train.warmup_epochs})")
-    else:
-        model = f"{args.backbone} ({args.weights}), {args.size} px, {args.epochs} epochs"
-    train_rows = "all train rows" if not args.train_limit else f"train cut to a race x gender stratified {args.train_limit}"
-    adjusted = (f" `+adjusted`: the same runs with `facefair mitigate logit-adjust --task {args.adjust} --objective "
-                f"{args.adjust_objective}` (tau chosen on each run's val predictions; applied to the TTA-free "
-                f"robustness predictions as fitted)." if args.adjust else "")
-    lines = ["# Quality augmentation vs the recipe's augmentation, paired", "",
-             f"Setting: {model}, tasks "
-             f"{'+'.join(TASKS)}+age, seeds {' '.join(map(str, args.seeds))}, the recipe's seed-0 split with "
-             f"{train_rows} (every val/test row kept); `quality` adds "
-             f"{json.dumps(QUALITY)} to the recipe's augmentation.{adjusted} Robustness: {args.robust_limit} "
-             f"stratified test faces (the same for every run), corruptions {', '.join(CORRUPTIONS)} at severities "
-             f"{' '.join(map(str, args.severities))}. Machine: {os.cpu_count()} CPU cores "
-             f"({platform.processor() or platform.machine()}); training {min(minutes):.1f}-{max(minutes):.1f} min "
-             f"per run. Analysis {seconds:.0f} s.", ""]
-    if len(targets):
-        lines += target_lines(targets)
-    for task in TASKS:
-        part = table[(table.task == task)]
-        others = shown_methods(args, task)[1:]
-        lines += [f"## {task}", "", "| condition | figure | recipe | " + " | ".join(f"{m} (diff vs recipe)" for m in others)
-                  + " |", "|---|---|---|" + "---|" * len(others)]
-        for condition in conditions(args):
-            for (attribute, metric), label in {("overall", "accuracy"): "accuracy",
-                                               ("race", "worst_group_accuracy"): "worst race accuracy",
-                                               ("race:gender", "degree_of_bias"): "degree of bias (race x gender)"
-                                               }.items():
-                cell = part[(part.condition == condition) & (part.attribute == attribute) & (part.metric == metric)]
-                if not set(others) <= set(cell.method) or "recipe" not in set(cell.method):
-                    continue
-                ref = cell[cell.method == "recipe"].iloc[0]
-                lines.append(f"| {condition} | {label} | {ref.value:.3f} | "
-                             + " | ".join(_cell(cell[cell.method == m].iloc[0]) for m in others) + " |")
-        lines.append("")
-    subsets = table[table.condition.str.startswith("clean: ")]
-    if len(subsets):
-        lines += ["## Group figures (clean test rows)", "", "| rows | task | figure | recipe | others (diff vs recipe) |",
-                  "|---|---|---|---|---|"]
-        for name, (_, task, metric) in SUBSETS.items():
-            cell = subsets[subsets.condition == f"clean: {name}"]
-            if "recipe" not in set(cell.method):
-                continue
-            ref = cell[cell.method == "recipe"].iloc[0]
-            show = _mae_cell if metric == "mae" else _cell
-            shown = "; ".join(f"{m}: {show(cell[cell.method == m].iloc[0])}" for m in shown_methods(args, task)[1:]
-                              if m in set(cell.method))
-            lines.append(f"| {name} (n={int(ref.n_rows)}) | {task} | {metric} | {show(ref)} | {shown} |")
-        lines.append("")
-    lines += ["Values: mean over seeds. Differences: minus recipe, 95% paired bootstrap CI over the same "
-              "faces, p from McNemar (one run a side) or the paired bootstrap; Holm over every comparison in "
-              "this file.", ""]
-    return "\n".join(lines)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=["train", "analyse"])
+    parser.add_argument("phase", choices=["train", "analyse", "archive", "restore"])
     parser.add_argument("--data", default="../shared/data/utkface/UTKFace")
     parser.add_argument("--splits", default="runs/bench-split/splits.csv", help="the recipe's seed-0 split")
     parser.add_argument("--train-limit", type=int, default=6000, help="stratified train rows (0: all)")
     parser.add_argument("--out-dir", default="runs/augmentation")
     parser.add_argument("--results", default="benchmarks/results")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--variants", nargs="+", default=["recipe", "quality"], choices=list(VARIANTS),
+                        help="what to train and compare (recipe, the reference, is always included)")
     parser.add_argument("--backbone", default="mobilenetv2")
     parser.add_argument("--weights", default="local:mobilenet_v2")
     parser.add_argument("--size", type=int, default=64)
@@ -386,10 +324,14 @@ def main() -> None:
     parser.add_argument("--name", default="augmentation", help="results file stem in --results")
     parser.add_argument("--adjust", help="analyse: also compare every variant with this task's class-prior "
                         "adjustment (facefair mitigate logit-adjust), e.g. race")
+    parser.add_argument("--adjust-max-drop", type=float, help="the adjustment's bound on val accuracy loss "
+                        "(logit-adjust --max-accuracy-drop; a fraction)")
+    parser.add_argument("--archive", help="archive/restore: folder of the runs kept without weights")
     parser.add_argument("--adjust-objective", default="balanced_accuracy",
                         help="what the adjustment's tau maximises on each run's val predictions")
     args = parser.parse_args()
-    train_all(args) if args.phase == "train" else analyse(args)
+    args.variants = ["recipe", *(v for v in args.variants if v != "recipe")]
+    {"train": train_all, "analyse": analyse, "archive": archive, "restore": restore}[args.phase](args)
 
 
 if __name__ == "__main__":

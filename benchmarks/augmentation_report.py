@@ -1,0 +1,116 @@
+"""The markdown page of ``benchmarks/augmentation.py analyse``: target figures, per-task tables of
+every condition, group figures.  ``bench`` is the augmentation module (its variants, conditions
+and run layout), passed in so this file holds only the presentation."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+
+def _cell(row) -> str:
+    if pd.isna(row.difference):
+        return f"{row.value:.3f}"
+    verdict = "**significant**" if row.significant else "n.s."
+    return (f"{row.value:.3f} ({100 * row.difference:+.1f} [{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}] pts, "
+            f"Holm p={row.p_holm:.2g} {verdict})")
+
+
+def _mae_cell(row) -> str:
+    if pd.isna(row.difference):
+        return f"{row.value:.2f}"
+    return (f"{row.value:.2f} ({row.difference:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] years, "
+            f"Holm p={row.p_holm:.2g} {'**significant**' if row.significant else 'n.s.'})")
+
+
+def target_lines(targets: pd.DataFrame) -> list[str]:
+    from accuracy import GROUP_TARGETS
+    figures = ["gender_accuracy", "race_accuracy", "age_group_accuracy", "age_mae", *GROUP_TARGETS]
+    lines = ["## Target figures (clean test split; mean over seeds, [min, max])", "",
+             "| figure | target | " + " | ".join(targets.method.unique()) + " |",
+             "|---|---|" + "---|" * targets.method.nunique()]
+    for figure in figures:
+        target, higher = GROUP_TARGETS.get(figure, (None, True))
+        cells = []
+        for _, part in targets.groupby("method", sort=False):
+            values = part[figure].dropna()
+            mean = values.mean()
+            met = "" if target is None else (" met" if (mean >= target if higher else mean <= target) else "")
+            cells.append(f"{mean:.3f} [{values.min():.3f}, {values.max():.3f}]{met}")
+        goal = "" if target is None else f"{'>=' if higher else '<='} {target}"
+        lines.append(f"| {figure} | {goal} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: float) -> str:
+    QUALITY, VARIANTS = bench.QUALITY, bench.VARIANTS
+    timings = [json.loads(p.read_text()) for p in Path(args.out_dir).glob("*/s*/report.json")]
+    minutes = [t["run"]["wall_seconds_this_session"] / 60 for t in timings if "run" in t]
+    if args.config:
+        recipe = bench.recipe_run_config(args, "recipe", args.seeds[0])
+        epochs = bench.load_recipe_epochs(args.config)
+        budget = "its own epochs" if epochs == args.epochs else f"{args.epochs} epoch(s) instead of {epochs}"
+        model = (f"{args.config} ({recipe.model.backbone}, {recipe.model.image_size} px, label smoothing "
+                 f"{recipe.train.label_smoothing}, flip-TTA on clean test rows {recipe.train.tta}) at {budget} "
+                 f"(warm-up {recipe.train.warmup_epochs})")
+    else:
+        model = f"{args.backbone} ({args.weights}), {args.size} px, {args.epochs} epochs"
+    train_rows = ("all train rows" if not args.train_limit
+                  else f"train cut to a race x gender stratified {args.train_limit}")
+    bound = "" if args.adjust_max_drop is None else f" --max-accuracy-drop {args.adjust_max_drop:g}"
+    adjusted = (f" `+adjusted`: the same runs with `facefair mitigate logit-adjust --task {args.adjust} --objective "
+                f"{args.adjust_objective}{bound}` (tau chosen on each run's val predictions; applied to the TTA-free "
+                f"robustness predictions as fitted)." if args.adjust else "")
+    trained = "".join(f"; `{v}`: {'quality' if VARIANTS[v][0] == QUALITY else json.dumps(VARIANTS[v][0])} "
+                      f"and {json.dumps(VARIANTS[v][1])}" for v in args.variants if VARIANTS[v][1])
+    lines = ["# Training variants vs the recipe, paired", "",
+             f"Setting: {model}, tasks "
+             f"{'+'.join(bench.TASKS)}+age, seeds {' '.join(map(str, args.seeds))}, the recipe's seed-0 split with "
+             f"{train_rows} (every val/test row kept); `quality` adds "
+             f"{json.dumps(QUALITY)} to the recipe's augmentation{trained}.{adjusted} Robustness: "
+             f"{args.robust_limit} stratified test faces (the same for every run), corruptions "
+             f"{', '.join(bench.CORRUPTIONS)} at severities "
+             f"{' '.join(map(str, args.severities))}. Machine: {os.cpu_count()} CPU cores "
+             f"({platform.processor() or platform.machine()}); training {min(minutes):.1f}-{max(minutes):.1f} min "
+             f"per run. Analysis {seconds:.0f} s.", ""]
+    if len(targets):
+        lines += target_lines(targets)
+    for task in bench.TASKS:
+        part = table[(table.task == task)]
+        others = bench.shown_methods(args, task)[1:]
+        lines += [f"## {task}", "", "| condition | figure | recipe | "
+                  + " | ".join(f"{m} (diff vs recipe)" for m in others) + " |", "|---|---|---|" + "---|" * len(others)]
+        for condition in bench.conditions(args):
+            for (attribute, metric), label in {("overall", "accuracy"): "accuracy",
+                                               ("race", "worst_group_accuracy"): "worst race accuracy",
+                                               ("race:gender", "degree_of_bias"): "degree of bias (race x gender)"
+                                               }.items():
+                cell = part[(part.condition == condition) & (part.attribute == attribute) & (part.metric == metric)]
+                if not set(others) <= set(cell.method) or "recipe" not in set(cell.method):
+                    continue
+                ref = cell[cell.method == "recipe"].iloc[0]
+                lines.append(f"| {condition} | {label} | {ref.value:.3f} | "
+                             + " | ".join(_cell(cell[cell.method == m].iloc[0]) for m in others) + " |")
+        lines.append("")
+    subsets = table[table.condition.str.startswith("clean: ")]
+    if len(subsets):
+        lines += ["## Group figures (clean test rows)", "",
+                  "| rows | task | figure | recipe | others (diff vs recipe) |", "|---|---|---|---|---|"]
+        for name, (_, task, metric) in bench.SUBSETS.items():
+            cell = subsets[subsets.condition == f"clean: {name}"]
+            if "recipe" not in set(cell.method):
+                continue
+            ref = cell[cell.method == "recipe"].iloc[0]
+            show = _mae_cell if metric == "mae" else _cell
+            shown = "; ".join(f"{m}: {show(cell[cell.method == m].iloc[0])}"
+                              for m in bench.shown_methods(args, task)[1:] if m in set(cell.method))
+            lines.append(f"| {name} (n={int(ref.n_rows)}) | {task} | {metric} | {show(ref)} | {shown} |")
+        lines.append("")
+    lines += ["Values: mean over seeds. Differences: minus recipe, 95% paired bootstrap CI over the same "
+              "faces, p from McNemar (one run a side) or the paired bootstrap; Holm over every comparison in "
+              "this file.", ""]
+    return "\n".join(lines)
