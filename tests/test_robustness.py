@@ -143,6 +143,7 @@ def test_cli_audits_any_models_predictions_folder(tmp_path, capsys):
     assert set(table.corruption) == {"clean", "gaussian_blur"}
     html = (tmp_path / "out" / "robustness.html").read_text()
     assert "data:image/png;base64" in html and "White" in html
+    assert "re-framing" not in html.split("id='coverage'")[0]   # no re-framing was run: the summary says none
     assert main(["robustness", "somewhere", "--corruptions", "fogg"]) == 2
     assert "unknown corruption(s) fogg" in capsys.readouterr().err
 

@@ -119,7 +119,8 @@ def drop_table(table: pd.DataFrame, task: str, attribute: str, severity: float) 
             cells.append(f"<td class='{'hot' if g == top else ''}'>{_fmt(r.value)}{ci}</td>")
         body.append(f"<tr><td class='l'>{escape(label)}</td>{''.join(cells)}</tr>")
     what = "MAE increase (years)" if task == "age" else "accuracy drop"
-    return (f"<p class='meta'>{what} vs clean by {escape(attribute)}, severity {severity:g} and every re-framing; "
+    reframing = " and every re-framing" if rows.corruption.map(_is_reframe).any() else ""
+    return (f"<p class='meta'>{what} vs clean by {escape(attribute)}, severity {severity:g}{reframing}; "
             "positive = worse; paired bootstrap interval; red: the judged group that loses most.</p>"
             f"<table><tr><th class='l'>condition</th>{head}</tr>{''.join(body)}</table>")
 
@@ -140,6 +141,7 @@ def summary_html(summary: pd.DataFrame) -> str:
 def plain_summary(table: pd.DataFrame, severity: float) -> list[str]:
     """A sentence per task: the clean figure, what hurts most, and whether the worst race falls fastest."""
     lines = []
+    where = f"at severity {severity:g}" + (" and under re-framing" if table.corruption.map(_is_reframe).any() else "")
     for task in dict.fromkeys(table[table.task != "all"].task):
         s = summary_table(table[table.task == task], "race", severity)
         if s.empty:
@@ -160,7 +162,7 @@ def plain_summary(table: pd.DataFrame, severity: float) -> list[str]:
         c = clean.iloc[0]
         lines.append(
             f"<b>{TASK_LABELS.get(task, task)}</b>: clean {_fmt(c.overall)}, worst race {_fmt(c.worst_group)} "
-            f"({_fmt(c.worst_value)}). Hurts most at severity {severity:g} and under re-framing: {hurt} {unit}. "
+            f"({_fmt(c.worst_value)}). Hurts most {where}: {hurt} {unit}. "
             f"The race that is worst on clean faces is also the one that drops most in {fastest} of "
             f"{len(judged)} conditions.")
     return lines
@@ -175,6 +177,7 @@ def write_html(result, config, path: Path, severity: float = 3) -> Path:
     tasks = [t for t in dict.fromkeys(table.task) if t != "all"]
     n_faces = len(result.faces)
     conditions = table[["corruption", "severity"]].drop_duplicates()
+    reframed = bool(conditions.corruption.map(_is_reframe).any())
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Robustness audit</title>"
              f"<style>{CSS}</style></head><body><h1>Robustness audit</h1>",
              f"<p class='meta'>model {escape(result.model)} · {n_faces} {escape(config.split)} faces"
@@ -182,12 +185,14 @@ def write_html(result, config, path: Path, severity: float = 3) -> Path:
              f"{config.n_boot} bootstrap resamples · {result.seconds:.0f} s · faces decoded at "
              f"{config.work_size} px, corrupted, then resized to the model's input</p>",
              "<nav>" + "".join(f"<a href='#{t}'>{TASK_LABELS.get(t, t)}</a>" for t in tasks) +
-             "<a href='#coverage'>re-framing coverage</a><a href='#notes'>notes</a></nav>",
+             ("<a href='#coverage'>re-framing coverage</a>" if reframed else "")
+             + "<a href='#notes'>notes</a></nav>",
              "<div class='summary'>" + "".join(f"<p>{line}</p>" for line in plain_summary(table, severity)) + "</div>"]
     for task in tasks:
         parts.append(f"<h2 id='{task}'>{TASK_LABELS.get(task, task)}</h2>")
         summary = summary_table(table[table.task == task], "race", severity)
-        parts.append(f"<h3>Overall and across races (severity {severity:g}; re-framing at every padding)</h3>")
+        parts.append(f"<h3>Overall and across races (severity {severity:g}"
+                     f"{'; re-framing at every padding' if reframed else ''})</h3>")
         parts.append(summary_html(summary))
         full = summary_table(table[table.task == task], "race")
         parts.append(f"<details><summary>every severity</summary>{summary_html(full)}</details>")
