@@ -264,6 +264,13 @@ def analyse(args) -> None:
     if per_run:
         pd.concat(per_run, ignore_index=True).to_csv(results / f"robustness-{args.name}.csv", index=False)
     targets = target_table(args) if args.config else pd.DataFrame()
+    if args.prior_targets and len(targets):
+        # Per-run figures of seeds trained (and analysed) in an earlier session, whose run folders are
+        # gone: they join the means and ranges of the target table, not the paired tables.
+        prior = pd.read_csv(args.prior_targets).assign(source=args.prior_targets)
+        prior = prior[prior.method.isin(targets.method)
+                      & ~prior.set_index(["method", "seed"]).index.isin(targets.set_index(["method", "seed"]).index)]
+        targets = pd.concat([prior, targets.assign(source="this analysis")], ignore_index=True)
     if len(targets):
         targets.to_csv(results / f"{args.name}-targets.csv", index=False)
     from augmentation_report import markdown
@@ -326,6 +333,8 @@ def main() -> None:
                         "adjustment (facefair mitigate logit-adjust), e.g. race")
     parser.add_argument("--adjust-max-drop", type=float, help="the adjustment's bound on val accuracy loss "
                         "(logit-adjust --max-accuracy-drop; a fraction)")
+    parser.add_argument("--prior-targets", help="analyse: a NAME-targets.csv of earlier seeds (runs no longer "
+                        "here) whose per-run figures join the target table")
     parser.add_argument("--archive", help="archive/restore: folder of the runs kept without weights")
     parser.add_argument("--adjust-objective", default="balanced_accuracy",
                         help="what the adjustment's tau maximises on each run's val predictions")

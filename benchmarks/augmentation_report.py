@@ -30,8 +30,9 @@ def _mae_cell(row) -> str:
 def target_lines(targets: pd.DataFrame) -> list[str]:
     from accuracy import GROUP_TARGETS
     figures = ["gender_accuracy", "race_accuracy", "age_group_accuracy", "age_mae", *GROUP_TARGETS]
+    seeds = {m: " ".join(str(s) for s in sorted(part.seed)) for m, part in targets.groupby("method", sort=False)}
     lines = ["## Target figures (clean test split; mean over seeds, [min, max])", "",
-             "| figure | target | " + " | ".join(targets.method.unique()) + " |",
+             "| figure | target | " + " | ".join(f"{m} (s {seeds[m]})" for m in targets.method.unique()) + " |",
              "|---|---|" + "---|" * targets.method.nunique()]
     for figure in figures:
         target, higher = GROUP_TARGETS.get(figure, (None, True))
@@ -43,6 +44,12 @@ def target_lines(targets: pd.DataFrame) -> list[str]:
             cells.append(f"{mean:.3f} [{values.min():.3f}, {values.max():.3f}]{met}")
         goal = "" if target is None else f"{'>=' if higher else '<='} {target}"
         lines.append(f"| {figure} | {goal} | " + " | ".join(cells) + " |")
+    if "source" in targets and (targets.source != "this analysis").any():
+        earlier = targets[targets.source != "this analysis"]
+        earlier_seeds = " ".join(sorted({str(s) for s in earlier.seed}))
+        lines += ["", f"Seeds {earlier_seeds} of this table are per-run figures from "
+                  f"{', '.join(sorted(set(earlier.source)))} (trained in an earlier session); the paired tables "
+                  "below cover only this analysis's seeds."]
     return [*lines, ""]
 
 

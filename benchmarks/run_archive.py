@@ -13,14 +13,20 @@ import gzip
 import shutil
 from pathlib import Path
 
-#: not kept: weights and resumable state (tens of MB a run), logs, and files an analysis derives again
+#: not kept: weights and resumable state (tens of MB a run), logs, and what an analysis derives
+#: again from the kept predictions (row subsets, post-processed predictions)
 SKIP_SUFFIXES = (".pt", ".safetensors", ".onnx")
 SKIP_DIRS = ("tb", "subsets")
+SKIP_DIR_PREFIXES = ("logit-adjusted", "predictions-adjusted", "thresholded")
+
+
+def _skipped_dir(name: str) -> bool:
+    return name in SKIP_DIRS or name.startswith(SKIP_DIR_PREFIXES)
 
 
 def kept_files(run: Path) -> list[Path]:
     return sorted(p for p in run.rglob("*") if p.is_file() and not p.name.endswith(SKIP_SUFFIXES)
-                  and not set(p.relative_to(run).parts[:-1]) & set(SKIP_DIRS))
+                  and not any(_skipped_dir(d) for d in p.relative_to(run).parts[:-1]))
 
 
 def archive_run(run: str | Path, dest: str | Path) -> int:
