@@ -1,0 +1,54 @@
+"""Paired comparison of two runs of ``benchmarks/augmentation.py`` on its clean-test row subsets
+(children 0-9 gender, Others race, all rows), against any reference variant, not only the recipe.
+
+    .venv/bin/python benchmarks/subset_compare.py --out-dir runs/aug-recipe11 --seed 2 \\
+        --reference quality --other quality-dro --out benchmarks/results/dro-vs-quality-s2.csv
+
+Reads RUN/subsets/*.csv written by ``augmentation.py analyse``; one run a side, so p is exact
+McNemar for accuracy and the paired bootstrap for MAE; ``p_holm``: Holm over these checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+CHECKS = [("children_0-9", "gender", "accuracy"), ("all_test_rows", "gender", "accuracy"),
+          ("race_Others", "race", "accuracy"), ("all_test_rows", "race", "accuracy"),
+          ("all_test_rows", "age_group", "accuracy"), ("all_test_rows", "age", "mae"), ("age_70+", "age", "mae")]
+
+
+def main() -> None:
+    from facefair.audit import AuditConfig
+    from facefair.audit.compare import compare_runs
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out-dir", default="runs/aug-recipe11")
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--reference", default="quality")
+    parser.add_argument("--other", default="quality-dro")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    rows = []
+    for subset, task, metric in CHECKS:
+        entries = {v: [Path(args.out_dir) / v / f"s{args.seed}" / "subsets" / f"{subset}.csv"]
+                   for v in (args.reference, args.other)}
+        config = AuditConfig(attributes=(), intersections=(), tasks=(task,), n_boot=args.bootstrap, seed=0)
+        table = compare_runs(entries, config, reference=args.reference)
+        row = table[(table.attribute == "overall") & (table.metric == metric) & (table.method == args.other)].iloc[0]
+        rows.append({"rows": subset, "task": task, "metric": metric, "reference": args.reference,
+                     "reference_value": float(table[(table.attribute == "overall") & (table.metric == metric)
+                                                    & (table.method == args.reference)].iloc[0].value),
+                     "method": args.other, "value": row.value, "difference": row.difference,
+                     "ci_low": row.ci_low, "ci_high": row.ci_high, "p_value": row.p_value, "n_rows": row.n_rows})
+    out = pd.DataFrame(rows)
+    from statsmodels.stats.multitest import multipletests
+    out["p_holm"] = multipletests(out["p_value"], method="holm")[1]
+    out.to_csv(args.out, index=False)
+    print(out.round(4).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
