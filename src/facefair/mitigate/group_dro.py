@@ -103,7 +103,8 @@ class GroupDROMethod(TrainingMethod):
         groups[labelled] = keys.map(index).to_numpy()
         sizes = np.bincount(groups[labelled], minlength=len(self.names)).astype(np.float32)
         self.groups = torch.as_tensor(groups, device=trainer.device)
-        self.bonus = torch.as_tensor(self.adjustment / np.sqrt(np.maximum(sizes, 1.0)), device=trainer.device)
+        self.bonus = torch.as_tensor(self.adjustment / np.sqrt(np.maximum(sizes, 1.0)), dtype=torch.float32,
+                                     device=trainer.device)
         if self.q is None:  # a resumed run has loaded its saved weights already
             self.q = torch.full((len(self.names),), 1.0 / len(self.names), device=trainer.device)
         log.info("group_dro on %s's loss over %d %s groups (smallest %s: %d rows); step_size %g, adjustment %g; "
