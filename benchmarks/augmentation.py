@@ -48,7 +48,10 @@ QUALITY = {"scale": (0.75, 1.1), "saturation": 0.3, "grayscale": 0.1, "blur": 0.
 VARIANTS = {"recipe": ({}, {}), "quality": (QUALITY, {}),
             # Group DRO on the gender loss over age group x gender: children 0-9 are its worst groups
             "quality-dro": (QUALITY, {"method": "group_dro", "group_by": ["age_group", "gender"],
-                                      "method_options": {"task": "gender"}})}
+                                      "method_options": {"task": "gender"}}),
+            # ... with a third of the step, so the weights cannot pile onto the babies as fast
+            "quality-dro-mild": (QUALITY, {"method": "group_dro", "group_by": ["age_group", "gender"],
+                                           "method_options": {"task": "gender", "step_size": 0.003}})}
 CORRUPTIONS = ("gaussian_blur", "gaussian_noise", "jpeg_compression", "low_resolution", "contrast", "darkness")
 TASKS = ("gender", "race", "age_group")
 
