@@ -133,11 +133,20 @@ SUBSETS = {
 }
 
 
+def compare_subset(entries: dict[str, list[Path]], task: str, metric: str, n_boot: int,
+                   reference: str) -> pd.DataFrame:
+    """Paired comparison of row-subset predictions (method -> CSVs) on ``task``: the rows of every
+    method's overall ``metric``."""
+    from facefair.audit import AuditConfig
+    from facefair.audit.compare import compare_runs
+    config = AuditConfig(attributes=(), intersections=(), tasks=(task,), n_boot=n_boot, seed=0)
+    table = compare_runs(entries, config, reference=reference)
+    return table[(table.attribute == "overall") & (table.metric == metric)]
+
+
 def subset_table(args) -> pd.DataFrame:
     """Each SUBSETS row set of every run's clean test predictions, compared paired with ``recipe``:
     recall of a class and accuracy of an age band are the overall figures of those rows."""
-    from facefair.audit import AuditConfig
-    from facefair.audit.compare import compare_runs
     files: dict[str, dict[str, list[Path]]] = {name: {} for name in SUBSETS}  # subset -> method -> CSVs
     for method in methods(args):
         for seed in args.seeds:
@@ -155,9 +164,7 @@ def subset_table(args) -> pd.DataFrame:
         entries = files[name]
         if len(entries) < len(methods(args)):
             continue
-        config = AuditConfig(attributes=(), intersections=(), tasks=(task,), n_boot=args.bootstrap, seed=0)
-        table = compare_runs(entries, config, reference="recipe")
-        rows.append(table[(table.attribute == "overall") & (table.metric == metric)].assign(condition=f"clean: {name}"))
+        rows.append(compare_subset(entries, task, metric, args.bootstrap, "recipe").assign(condition=f"clean: {name}"))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 

@@ -21,8 +21,7 @@ CHECKS = [("children_0-9", "gender", "accuracy"), ("all_test_rows", "gender", "a
 
 
 def main() -> None:
-    from facefair.audit import AuditConfig
-    from facefair.audit.compare import compare_runs
+    from augmentation import compare_subset
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", default="runs/aug-recipe11")
     parser.add_argument("--seed", type=int, default=2)
@@ -35,12 +34,10 @@ def main() -> None:
     for subset, task, metric in CHECKS:
         entries = {v: [Path(args.out_dir) / v / f"s{args.seed}" / "subsets" / f"{subset}.csv"]
                    for v in (args.reference, args.other)}
-        config = AuditConfig(attributes=(), intersections=(), tasks=(task,), n_boot=args.bootstrap, seed=0)
-        table = compare_runs(entries, config, reference=args.reference)
-        row = table[(table.attribute == "overall") & (table.metric == metric) & (table.method == args.other)].iloc[0]
+        table = compare_subset(entries, task, metric, args.bootstrap, args.reference)
+        row = table[table.method == args.other].iloc[0]
         rows.append({"rows": subset, "task": task, "metric": metric, "reference": args.reference,
-                     "reference_value": float(table[(table.attribute == "overall") & (table.metric == metric)
-                                                    & (table.method == args.reference)].iloc[0].value),
+                     "reference_value": float(table[table.method == args.reference].iloc[0].value),
                      "method": args.other, "value": row.value, "difference": row.difference,
                      "ci_low": row.ci_low, "ci_high": row.ci_high, "p_value": row.p_value, "n_rows": row.n_rows})
     out = pd.DataFrame(rows)

@@ -134,8 +134,7 @@ class GroupDROMethod(TrainingMethod):
         weights = dict(base) if isinstance(base, dict) else {task.name: base for task in trainer.tasks}
         weights[self.task] = dro if weights.get(self.task) is None else weights[self.task] * dro
         loss, parts = trainer.loss_fn(outputs, targets, weights)
-        top = int(torch.argmax(self.q))
-        parts = {**parts, "dro_max_weight": float(self.q[top]) * len(self.names)}  # 1 = uniform
+        parts = {**parts, "dro_max_weight": float(self.q.max()) * len(self.names)}  # 1 = uniform
         return loss, parts, trainer.optimizer_step(loss)
 
     def weights_by_group(self) -> dict[str, float]:

@@ -332,13 +332,14 @@ class Trainer:
         self._note_skipped(errors)
         if not self.dist.is_main:
             return {"metrics": metrics, "headline": headline(metrics)}
+        method_report = self.method.report()
         extra = {
             "run": {"out_dir": str(self.out_dir), "best_epoch": best["epoch"] + 1, "epochs": t.epochs,
                     "wall_seconds_this_session": round(wall_seconds, 1), "device": str(self.device),
                     "split_sizes": {k: len(v.frame) for k, v in self.data.splits.items()},
                     "race_scheme": self.data.race_scheme, "cache": self.data.cache_dir,
                     "non_finite_steps": self.bad_steps_total, "processes": self.dist.world_size,
-                    "framing": self.framing, **({"method": self.method.report()} if self.method.report() else {})},
+                    "framing": self.framing, **({"method": method_report} if method_report else {})},
             "config": self.config.to_dict(),
             "history": self.history,
             "data_problems": {"count": len(self.data.problems), "items": [str(p) for p in self.data.problems]},
