@@ -145,7 +145,7 @@ def compare_subset(entries: dict[str, list[Path]], task: str, metric: str, n_boo
 
 
 def subset_table(args) -> pd.DataFrame:
-    """Each SUBSETS row set of every run's clean test predictions, compared paired with ``recipe``:
+    """Each SUBSETS row set of every run's clean test predictions, compared paired with the reference:
     recall of a class and accuracy of an age band are the overall figures of those rows."""
     files: dict[str, dict[str, list[Path]]] = {name: {} for name in SUBSETS}  # subset -> method -> CSVs
     for method in methods(args):
@@ -164,7 +164,8 @@ def subset_table(args) -> pd.DataFrame:
         entries = files[name]
         if len(entries) < len(methods(args)):
             continue
-        rows.append(compare_subset(entries, task, metric, args.bootstrap, "recipe").assign(condition=f"clean: {name}"))
+        rows.append(compare_subset(entries, task, metric, args.bootstrap, args.reference)
+                    .assign(condition=f"clean: {name}"))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
@@ -250,7 +251,7 @@ def analyse(args) -> None:
         if not all(entries.values()):
             print(f"   {condition}: runs missing, skipped", flush=True)
             continue
-        table = compare_runs(entries, config, reference="recipe")
+        table = compare_runs(entries, config, reference=args.reference)
         rows.append(table.assign(condition=condition))
     if not rows:
         raise SystemExit("no finished runs: run the train phase first")
@@ -324,7 +325,9 @@ def main() -> None:
     parser.add_argument("--results", default="benchmarks/results")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=["recipe", "quality"], choices=list(VARIANTS),
-                        help="what to train and compare (recipe, the reference, is always included)")
+                        help="what to train and compare (the --reference is always included)")
+    parser.add_argument("--reference", default="recipe", choices=list(VARIANTS),
+                        help="the variant every other one is compared with, paired")
     parser.add_argument("--backbone", default="mobilenetv2")
     parser.add_argument("--weights", default="local:mobilenet_v2")
     parser.add_argument("--size", type=int, default=64)
@@ -349,7 +352,7 @@ def main() -> None:
     parser.add_argument("--adjust-objective", default="balanced_accuracy",
                         help="what the adjustment's tau maximises on each run's val predictions")
     args = parser.parse_args()
-    args.variants = ["recipe", *(v for v in args.variants if v != "recipe")]
+    args.variants = [args.reference, *(v for v in args.variants if v != args.reference)]
     {"train": train_all, "analyse": analyse, "archive": archive, "restore": restore}[args.phase](args)
 
 

@@ -55,6 +55,7 @@ def target_lines(targets: pd.DataFrame) -> list[str]:
 
 def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: float) -> str:
     QUALITY, VARIANTS = bench.QUALITY, bench.VARIANTS
+    ref_name = args.reference
     timings = [json.loads(p.read_text()) for p in Path(args.out_dir).glob("*/s*/report.json")]
     minutes = [t["run"]["wall_seconds_this_session"] / 60 for t in timings if "run" in t]
     if args.config:
@@ -74,7 +75,7 @@ def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: f
                 f"robustness predictions as fitted)." if args.adjust else "")
     trained = "".join(f"; `{v}`: {'quality' if VARIANTS[v][0] == QUALITY else json.dumps(VARIANTS[v][0])} "
                       f"and {json.dumps(VARIANTS[v][1])}" for v in args.variants if VARIANTS[v][1])
-    lines = ["# Training variants vs the recipe, paired", "",
+    lines = [f"# Training variants vs {args.reference}, paired", "",
              f"Setting: {model}, tasks "
              f"{'+'.join(bench.TASKS)}+age, seeds {' '.join(map(str, args.seeds))}, the recipe's seed-0 split with "
              f"{train_rows} (every val/test row kept); `quality` adds "
@@ -89,35 +90,35 @@ def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: f
     for task in bench.TASKS:
         part = table[(table.task == task)]
         others = bench.shown_methods(args, task)[1:]
-        lines += [f"## {task}", "", "| condition | figure | recipe | "
-                  + " | ".join(f"{m} (diff vs recipe)" for m in others) + " |", "|---|---|---|" + "---|" * len(others)]
+        lines += [f"## {task}", "", f"| condition | figure | {ref_name} | "
+                  + " | ".join(f"{m} (diff vs {ref_name})" for m in others) + " |", "|---|---|---|" + "---|" * len(others)]
         for condition in bench.conditions(args):
             for (attribute, metric), label in {("overall", "accuracy"): "accuracy",
                                                ("race", "worst_group_accuracy"): "worst race accuracy",
                                                ("race:gender", "degree_of_bias"): "degree of bias (race x gender)"
                                                }.items():
                 cell = part[(part.condition == condition) & (part.attribute == attribute) & (part.metric == metric)]
-                if not set(others) <= set(cell.method) or "recipe" not in set(cell.method):
+                if not set(others) <= set(cell.method) or ref_name not in set(cell.method):
                     continue
-                ref = cell[cell.method == "recipe"].iloc[0]
+                ref = cell[cell.method == ref_name].iloc[0]
                 lines.append(f"| {condition} | {label} | {ref.value:.3f} | "
                              + " | ".join(_cell(cell[cell.method == m].iloc[0]) for m in others) + " |")
         lines.append("")
     subsets = table[table.condition.str.startswith("clean: ")]
     if len(subsets):
         lines += ["## Group figures (clean test rows)", "",
-                  "| rows | task | figure | recipe | others (diff vs recipe) |", "|---|---|---|---|---|"]
+                  f"| rows | task | figure | {ref_name} | others (diff vs {ref_name}) |", "|---|---|---|---|---|"]
         for name, (_, task, metric) in bench.SUBSETS.items():
             cell = subsets[subsets.condition == f"clean: {name}"]
-            if "recipe" not in set(cell.method):
+            if ref_name not in set(cell.method):
                 continue
-            ref = cell[cell.method == "recipe"].iloc[0]
+            ref = cell[cell.method == ref_name].iloc[0]
             show = _mae_cell if metric == "mae" else _cell
             shown = "; ".join(f"{m}: {show(cell[cell.method == m].iloc[0])}"
                               for m in bench.shown_methods(args, task)[1:] if m in set(cell.method))
             lines.append(f"| {name} (n={int(ref.n_rows)}) | {task} | {metric} | {show(ref)} | {shown} |")
         lines.append("")
-    lines += ["Values: mean over seeds. Differences: minus recipe, 95% paired bootstrap CI over the same "
+    lines += [f"Values: mean over seeds. Differences: minus {ref_name}, 95% paired bootstrap CI over the same "
               "faces, p from McNemar (one run a side) or the paired bootstrap; Holm over every comparison in "
               "this file.", ""]
     return "\n".join(lines)
