@@ -53,6 +53,8 @@ VARIANTS = {"recipe": ({}, {}), "quality": (QUALITY, {}),
             "quality-dro-mild": (QUALITY, {"method": "group_dro", "group_by": ["age_group", "gender"],
                                            "method_options": {"task": "gender", "step_size": 0.003}})}
 CORRUPTIONS = ("gaussian_blur", "gaussian_noise", "jpeg_compression", "low_resolution", "contrast", "darkness")
+#: ``--reframe``: the same faces re-detected and re-aligned (facefair align) at FairFace's two paddings
+REFRAME_DETECTORS, REFRAME_PADDINGS = ("dlib-hog", "mtcnn"), (0.25, 1.25)
 TASKS = ("gender", "race", "age_group")
 
 
@@ -106,6 +108,17 @@ def robustness_config(args):
                             n_boot=200, seed=0, tta=False, tasks=TASKS)
 
 
+def reframe_config(args):
+    """The corruption audit's faces and settings, re-framing only (kept apart: RUN/robustness-reframe);
+    every run is audited on the same faces, so each detector runs once (OUT_DIR/detections)."""
+    from dataclasses import replace
+    from facefair.robustness import ReframeConfig
+    from facefair.robustness.config import REFRAME
+    return replace(robustness_config(args), corruptions=(REFRAME,),
+                   reframe=ReframeConfig(detectors=REFRAME_DETECTORS, paddings=REFRAME_PADDINGS,
+                                         cache_dir=str(Path(args.out_dir) / "detections")))
+
+
 def train_all(args) -> None:
     from facefair.robustness import run_robustness
     from facefair.train.loop import train
@@ -120,6 +133,9 @@ def train_all(args) -> None:
             if not (out / "robustness" / "robustness.csv").exists():
                 print(f"== {variant} s{seed}: robustness audit", flush=True)
                 run_robustness(out, out / "robustness", robustness_config(args), progress=False)
+            if args.reframe and not (out / "robustness-reframe" / "robustness.csv").exists():
+                print(f"== {variant} s{seed}: re-framing audit", flush=True)
+                run_robustness(out, out / "robustness-reframe", reframe_config(args), progress=False)
             print(f"   {variant} s{seed}: {(time.perf_counter() - t0) / 60:.1f} min "
                   f"(elapsed {(time.perf_counter() - started) / 60:.1f})", flush=True)
 
@@ -183,7 +199,8 @@ def predictions_of(args, method: str, seed: int, condition: str) -> Path:
     tag = adjust_tag(args)
     if condition is None:
         return run / (f"logit-adjusted{tag}" if adjusted else "") / "predictions.csv"
-    return run / "robustness" / (f"predictions-adjusted{tag}" if adjusted else "predictions") / f"{condition}.csv"
+    audit = "robustness-reframe" if condition.startswith("reframe-") else "robustness"
+    return run / audit / (f"predictions-adjusted{tag}" if adjusted else "predictions") / f"{condition}.csv"
 
 
 def adjust_tag(args) -> str:
@@ -207,10 +224,10 @@ def adjust_runs(args) -> None:
                 print(f"   {variant} s{seed}: {args.adjust} tau {summary['tau']:g}", flush=True)
             adjustment = LogitAdjustment.from_json(rule.read_text())
             for condition in conditions(args):
-                out = predictions_of(args, f"{variant}{ADJUSTED}", seed, condition)
-                if not out.exists():
+                out, source = (predictions_of(args, m, seed, condition) for m in (f"{variant}{ADJUSTED}", variant))
+                if source.exists() and not out.exists():  # a run may lack the re-framing audit
                     out.parent.mkdir(exist_ok=True)
-                    frame = pd.read_csv(predictions_of(args, variant, seed, condition))
+                    frame = pd.read_csv(source)
                     apply_logit_adjustment(frame, adjustment).to_csv(out, index=False)
 
 
@@ -233,7 +250,8 @@ def target_table(args) -> pd.DataFrame:
 
 
 def conditions(args) -> list[str]:
-    return ["clean", *(f"{c}-{s}" for c in CORRUPTIONS for s in args.severities)]
+    reframed = [f"reframe-{d}-{p:g}" for d in REFRAME_DETECTORS for p in REFRAME_PADDINGS] if args.reframe else []
+    return ["clean", *(f"{c}-{s}" for c in CORRUPTIONS for s in args.severities), *reframed]
 
 
 def analyse(args) -> None:
@@ -269,9 +287,16 @@ def analyse(args) -> None:
                  & table.attribute.isin(["overall", "race", "race:gender"])]
     keep.to_csv(results / f"{args.name}.csv", index=False)
     # Every run's own robustness table (per group, with its bootstrap CIs), side by side.
-    per_run = [pd.read_csv(run_dir(args, v, seed) / "robustness" / "robustness.csv").assign(variant=v, seed=seed)
-               for v in args.variants for seed in args.seeds
-               if (run_dir(args, v, seed) / "robustness" / "robustness.csv").exists()]
+    per_run = []
+    for v in args.variants:
+        for seed in args.seeds:
+            for audit in ["robustness", *(["robustness-reframe"] if args.reframe else [])]:
+                source = run_dir(args, v, seed) / audit / "robustness.csv"
+                if source.exists():
+                    table_of_run = pd.read_csv(source).assign(variant=v, seed=seed)
+                    # the re-framing audit repeats the clean rows the corruption audit already has
+                    per_run.append(table_of_run if audit == "robustness" else
+                                   table_of_run[table_of_run.corruption != "clean"])
     if per_run:
         pd.concat(per_run, ignore_index=True).to_csv(results / f"robustness-{args.name}.csv", index=False)
     targets = target_table(args) if args.config else pd.DataFrame()
@@ -338,6 +363,9 @@ def main() -> None:
     parser.add_argument("--severities", nargs="+", type=int, default=[3, 5])
     parser.add_argument("--robust-limit", type=int, default=1500, help="stratified test faces for the robustness audit")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--reframe", action="store_true",
+                        help=f"train: also audit every run re-framed ({', '.join(REFRAME_DETECTORS)} at paddings "
+                        f"{' '.join(map(str, REFRAME_PADDINGS))}); analyse: compare those conditions too")
     parser.add_argument("--cache-dir", default=".facefair-cache")
     parser.add_argument("--config", help="start from this recipe file (e.g. configs/utkface-cpu.yaml): its size, "
                         "regularisation and heads; --size/--lr/--backbone are then unused")

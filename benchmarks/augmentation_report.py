@@ -75,6 +75,8 @@ def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: f
                 f"robustness predictions as fitted)." if args.adjust else "")
     trained = "".join(f"; `{v}`: {'quality' if VARIANTS[v][0] == QUALITY else json.dumps(VARIANTS[v][0])} "
                       f"and {json.dumps(VARIANTS[v][1])}" for v in args.variants if VARIANTS[v][1])
+    reframed = (f", and re-framed (re-detected and re-aligned by facefair align) with {', '.join(bench.REFRAME_DETECTORS)}"
+                f" at paddings {' '.join(map(str, bench.REFRAME_PADDINGS))}" if args.reframe else "")
     lines = [f"# Training variants vs {args.reference}, paired", "",
              f"Setting: {model}, tasks "
              f"{'+'.join(bench.TASKS)}+age, seeds {' '.join(map(str, args.seeds))}, the recipe's seed-0 split with "
@@ -82,7 +84,7 @@ def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: f
              f"{json.dumps(QUALITY)} to the recipe's augmentation{trained}.{adjusted} Robustness: "
              f"{args.robust_limit} stratified test faces (the same for every run), corruptions "
              f"{', '.join(bench.CORRUPTIONS)} at severities "
-             f"{' '.join(map(str, args.severities))}. Machine: {os.cpu_count()} CPU cores "
+             f"{' '.join(map(str, args.severities))}{reframed}. Machine: {os.cpu_count()} CPU cores "
              f"({platform.processor() or platform.machine()}); training {min(minutes):.1f}-{max(minutes):.1f} min "
              f"per run. Analysis {seconds:.0f} s.", ""]
     if len(targets):

@@ -194,3 +194,27 @@ def test_framing_check_warns_when_faces_fill_less_of_the_image_than_training_chi
     assert at_hand.face_size == pytest.approx(training.face_size / 2, rel=0.25)
     warning = framing_warning(at_hand, training)
     assert warning is not None and "--detect" in warning and "framed unlike" in warning
+
+
+def test_reframing_reads_faces_detected_before_from_its_cache(utk_sample, tmp_path, monkeypatch):
+    """A second audit of the same faces (another model) re-aligns from the cached detections
+    without running the detector, to the same chips; a damaged cache file is detected again."""
+    from facefair.robustness import reframe as R
+    from facefair.robustness.runner import decode_faces
+    paths = sorted(str(p) for p in utk_sample.iterdir())[:6]
+    images, ok, _ = decode_faces(paths, 96)
+    config = R.ReframeConfig(detectors=("dlib-hog",), paddings=(0.25, 1.25), cache_dir=str(tmp_path / "cache"))
+    first, found = R.reframe_images(images, "dlib-hog", config.paddings, config, paths=paths)
+    assert found.sum() >= 3
+    cache_file, = (tmp_path / "cache").iterdir()
+
+    def no_detector(*_args, **_kwargs):
+        raise AssertionError("the detector ran although every face was cached")
+    monkeypatch.setattr(R, "make_detector", no_detector)
+    again, found_again = R.reframe_images(images, "dlib-hog", config.paddings, config, paths=paths)
+    assert (found_again == found).all()
+    for padding in config.paddings:
+        assert np.array_equal(again[padding], first[padding])
+    cache_file.write_text("{not json")
+    with pytest.raises(AssertionError, match="the detector ran"):
+        R.reframe_images(images, "dlib-hog", config.paddings, config, paths=paths)

@@ -46,6 +46,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help=f"chip paddings for re-framing (default: {' '.join(f'{p:g}' for p in r.paddings)})")
     parser.add_argument("--border", type=float, default=r.border,
                         help=f"edge padding added around a tight crop before detection (default {r.border})")
+    parser.add_argument("--detection-cache", metavar="DIR",
+                        help="keep each detector's faces here (JSON): auditing other models on the same faces "
+                        "re-aligns them without detecting again")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     add_device_flag(parser, d.device)
     add_tta_flag(parser)
@@ -62,7 +65,8 @@ def config_from_args(args) -> RobustnessConfig:
         tasks=tuple(args.tasks) if args.tasks else None,
         work_size=args.work_size, n_boot=args.n_boot, seed=args.seed, min_group_size=args.min_group_size,
         batch_size=args.batch_size, device=args.device, tta=args.tta, trust_checkpoint=args.trust_checkpoint,
-        reframe=ReframeConfig(detectors=tuple(args.detectors), paddings=tuple(args.paddings), border=args.border))
+        reframe=ReframeConfig(detectors=tuple(args.detectors), paddings=tuple(args.paddings), border=args.border,
+                             cache_dir=args.detection_cache))
 
 
 def run_command(args) -> int:

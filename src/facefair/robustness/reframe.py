@@ -11,13 +11,17 @@ against the condition's ``coverage``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 
 from facefair.align.chips import align_faces
-from facefair.align.detectors import DetectorConfig, MissingBackend, make_detector
+from facefair.align.detectors import DetectorConfig, Face, MissingBackend, make_detector
 from facefair.align.framing import main_face, pad_edges
 
 #: Condition names: ``reframe-<detector>``; the severity column holds the padding.
@@ -30,6 +34,9 @@ class ReframeConfig:
     paddings: tuple[float, ...] = (0.25, 0.5, 1.25)
     border: float = 0.25   # share of the image side added around a tight crop before detection
     upsample: int = 1      # dlib: FairFace's setting
+    #: Folder that keeps each detector's faces (box + landmarks, JSON) per image: auditing several
+    #: models on the same faces detects them once.  None: detect every time.
+    cache_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
         if any(p < 0 for p in self.paddings):
@@ -38,20 +45,76 @@ class ReframeConfig:
             raise ValueError(f"border must be >= 0, got {self.border}")
 
 
+class DetectionCache:
+    """The main face a detector found in each image, on disk as JSON (never pickle: a cache file
+    from elsewhere cannot run code), keyed by the image file (path, size, mtime) and by everything
+    that changes what the detector sees (detector, border, upsampling, decoded side)."""
+
+    def __init__(self, folder: str | Path, detector: str, config: ReframeConfig, side: int):
+        name = f"{detector}-border{config.border:g}-up{config.upsample}-side{side}.json"
+        self.path = Path(folder) / name
+        self.faces: dict[str, Optional[dict]] = {}
+        if self.path.is_file():
+            try:
+                self.faces = json.loads(self.path.read_text())
+            except ValueError:
+                self.faces = {}  # a truncated or foreign file: detect again and overwrite it
+        self.changed = False
+
+    @staticmethod
+    def key(path: str) -> str:
+        stat = os.stat(path)
+        return hashlib.sha1(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+
+    def get(self, key: str) -> tuple[bool, Optional[Face]]:
+        """(known, face): known is False when this image was never detected with these settings."""
+        if key not in self.faces:
+            return False, None
+        entry = self.faces[key]
+        try:
+            return True, None if entry is None else Face(
+                box=tuple(float(v) for v in entry["box"]), score=float(entry["score"]),
+                landmarks=np.asarray(entry["landmarks"], dtype=np.float64).reshape(5, 2), scheme=str(entry["scheme"]))
+        except (KeyError, TypeError, ValueError):
+            return False, None
+
+    def put(self, key: str, face: Optional[Face]) -> None:
+        self.faces[key] = None if face is None else {
+            "box": [float(v) for v in face.box], "score": float(face.score),
+            "landmarks": np.asarray(face.landmarks, dtype=float).tolist(), "scheme": face.scheme}
+        self.changed = True
+
+    def save(self) -> None:
+        from facefair.runtime import write_atomic
+        if self.changed:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, lambda tmp: tmp.write_text(json.dumps(self.faces)))
+
+
 def reframe_images(images: np.ndarray, detector: str, paddings: Sequence[float], config: ReframeConfig,
-                   progress=None) -> tuple[dict[float, np.ndarray], np.ndarray]:
+                   progress=None, paths: Optional[Sequence[str]] = None) -> tuple[dict[float, np.ndarray], np.ndarray]:
     """Per padding, (N, S, S, 3) chips of side S = the input side, and a bool mask of the faces
-    the detector found (rows it missed are left black and must not be predicted)."""
-    try:
-        found_detector = make_detector(DetectorConfig(backend=detector, upsample=config.upsample))
-    except MissingBackend as error:
-        raise ValueError(str(error)) from None
+    the detector found (rows it missed are left black and must not be predicted).  With
+    ``config.cache_dir`` and the images' ``paths``, faces detected before are read back."""
     side = images.shape[1]
+    cache = DetectionCache(config.cache_dir, detector, config, side) if config.cache_dir and paths is not None \
+        else None
+    found_detector = None
     chips = {p: np.zeros_like(images) for p in paddings}
     found = np.zeros(len(images), dtype=bool)
     for i, image in enumerate(images):
         padded = pad_edges(image, config.border)
-        face = main_face(found_detector.detect(padded))
+        key = DetectionCache.key(paths[i]) if cache is not None else None
+        known, face = cache.get(key) if cache is not None else (False, None)
+        if not known:
+            if found_detector is None:
+                try:
+                    found_detector = make_detector(DetectorConfig(backend=detector, upsample=config.upsample))
+                except MissingBackend as error:
+                    raise ValueError(str(error)) from None
+            face = main_face(found_detector.detect(padded))
+            if cache is not None:
+                cache.put(key, face)
         if progress is not None:
             progress.update(1)
         if face is None:
@@ -59,4 +122,6 @@ def reframe_images(images: np.ndarray, detector: str, paddings: Sequence[float],
         found[i] = True
         for padding in paddings:
             chips[padding][i] = align_faces(padded, [face], side, padding)[0]
+    if cache is not None:
+        cache.save()
     return chips, found

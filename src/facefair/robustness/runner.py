@@ -124,7 +124,8 @@ def image_seed(seed: int, corruption: str, severity: int, row: int) -> int:
     return zlib.crc32(f"{seed}\x1f{corruption}\x1f{severity}\x1f{row}".encode())
 
 
-def conditions(images: np.ndarray, ok: np.ndarray, config: RobustnessConfig, progress=None) -> Iterator[Condition]:
+def conditions(images: np.ndarray, ok: np.ndarray, config: RobustnessConfig, progress=None,
+               paths: Optional[list[str]] = None) -> Iterator[Condition]:
     """``clean`` first, then every corruption x severity, then re-framing per detector x padding."""
     yield Condition(CLEAN, 0, images, ok)
     for corruption in config.image_corruptions:
@@ -139,7 +140,7 @@ def conditions(images: np.ndarray, ok: np.ndarray, config: RobustnessConfig, pro
             yield Condition(corruption, severity, out, ok)
     if config.reframes:
         for detector in config.reframe.detectors:
-            chips, found = reframe_images(images, detector, config.reframe.paddings, config.reframe)
+            chips, found = reframe_images(images, detector, config.reframe.paddings, config.reframe, paths=paths)
             if progress is not None:
                 progress(f"re-detected with {detector}: {int((found & ok).sum())} of {int(ok.sum())} faces")
             for padding in config.reframe.paddings:
@@ -194,7 +195,7 @@ def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[Ro
     result = RobustnessRun(pd.DataFrame(), faces, notes=notes, model=str(run))
     say = (lambda text: print(f"robustness: {text} ({time.perf_counter() - started:.0f} s)", flush=True)) \
         if progress else None
-    for condition in conditions(images, ok, config, progress=say):
+    for condition in conditions(images, ok, config, progress=say, paths=faces["path"].tolist()):
         frame = predict_condition(model, condition, faces, device, config, **precision)
         path = out / "predictions" / f"{condition.name}.csv"
         # atomic: a run killed mid-way leaves only whole CSVs, which --from-predictions can audit
