@@ -6,7 +6,9 @@ Two training recipes that differ only in augmentation, trained on the same split
 - ``quality``: the same plus a wider zoom (0.75-1.1: the detector/padding range) and saturation,
   grayscale, blur, low-resolution and JPEG changes (``facefair.data.augment_config``);
 - ``quality-dro`` (``--variants recipe quality quality-dro``): ``quality`` plus Group DRO on the gender
-  loss over age group x gender (``facefair train --method group_dro``), aimed at children's gender.
+  loss over age group x gender (``facefair train --method group_dro``), aimed at children's gender;
+- ``quality-wide``: ``quality`` plus 30% wide frames (``--augment-zoom-out 0.3``, zoom 1.2-2.4), aimed
+  at faces framed with more margin than the chips (``--reframe``'s padding 1.25).
 
 Every run is then audited by ``facefair robustness`` on the same stratified test faces under
 the same seeded corruptions, and ``quality`` is compared with ``recipe`` *paired*: on clean faces
@@ -49,6 +51,8 @@ VARIANTS = {"recipe": ({}, {}), "quality": (QUALITY, {}),
             # Group DRO on the gender loss over age group x gender: children 0-9 are its worst groups
             "quality-dro": (QUALITY, {"method": "group_dro", "group_by": ["age_group", "gender"],
                                       "method_options": {"task": "gender"}}),
+            # quality plus wide frames (padding up to 1.25), which tight-chip models call all male
+            "quality-wide": ({**QUALITY, "zoom_out": 0.3}, {}),
             # ... with a third of the step, so the weights cannot pile onto the babies as fast
             "quality-dro-mild": (QUALITY, {"method": "group_dro", "group_by": ["age_group", "gender"],
                                            "method_options": {"task": "gender", "step_size": 0.003}})}

@@ -73,8 +73,12 @@ def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: f
     adjusted = (f" `+adjusted`: the same runs with `facefair mitigate logit-adjust --task {args.adjust} --objective "
                 f"{args.adjust_objective}{bound}` (tau chosen on each run's val predictions; applied to the TTA-free "
                 f"robustness predictions as fitted)." if args.adjust else "")
-    trained = "".join(f"; `{v}`: {'quality' if VARIANTS[v][0] == QUALITY else json.dumps(VARIANTS[v][0])} "
-                      f"and {json.dumps(VARIANTS[v][1])}" for v in args.variants if VARIANTS[v][1])
+    def described(variant: str) -> str:
+        augment, training = VARIANTS[variant]
+        extra = {k: v for k, v in augment.items() if QUALITY.get(k) != v}
+        return " and ".join(["quality" + (f" with {json.dumps(extra)}" if extra else "")]
+                            + ([json.dumps(training)] if training else []))
+    trained = "".join(f"; `{v}`: {described(v)}" for v in args.variants if v not in ("recipe", "quality"))
     reframed = (f", and re-framed (re-detected and re-aligned by facefair align) with {', '.join(bench.REFRAME_DETECTORS)}"
                 f" at paddings {' '.join(map(str, bench.REFRAME_PADDINGS))}" if args.reframe else "")
     lines = [f"# Training variants vs {args.reference}, paired", "",

@@ -114,10 +114,30 @@ def test_quality_augmentations_each_do_their_one_change():
     assert 0 < int(gray_rows.sum()) < len(batch)
 
 
+def test_zoom_out_shrinks_the_face_into_a_wider_frame_on_its_share_of_rows():
+    """A bright square filling the middle third: zoomed out 2x it covers a quarter of the area it
+    did (the margin is edge pixels: dark here, not mirrored squares); with probability 0.5 some
+    rows are wide and some are not; off, the random stream is unchanged."""
+    batch = torch.zeros(16, 48, 48, 3, dtype=torch.uint8)
+    batch[:, 16:32, 16:32] = 255
+    run = lambda config, seed=0: _pixels(augment(batch, torch.device("cpu"), torch.Generator().manual_seed(seed),
+                                                 config))
+    bright = lambda x: (x.mean(1) > 0.5).float().mean((1, 2))
+    plain = bright(run(_only()))
+    wide = bright(run(_only(zoom_out=1.0, zoom_out_scale=(2.0, 2.0))))
+    # one square a quarter of its area (edge padding), not the mirrored copies reflection would add
+    assert torch.allclose(wide, plain / 4, atol=0.01)
+    mixed = bright(run(_only(zoom_out=0.5, zoom_out_scale=(2.0, 2.0)), 3))
+    assert 0 < int((mixed < 0.6 * plain).sum()) < len(batch)
+    assert torch.equal(run(AugmentConfig(), 7), run(AugmentConfig(zoom_out=0.0), 7))
+
+
 @pytest.mark.parametrize("values, message", [
     ({"grayscale": 1.5}, "augment.grayscale is a probability"),
     ({"jpeg_quality": [0, 50]}, "augment.jpeg_quality"),
     ({"low_resolution_scale": [0.5, 1.5]}, "augment.low_resolution_scale"),
+    ({"zoom_out": 2}, "augment.zoom_out is a probability"),
+    ({"zoom_out_scale": [0.8, 2.0]}, "augment.zoom_out_scale"),
 ])
 def test_out_of_range_quality_settings_are_errors(values, message):
     from facefair.config import RunConfig

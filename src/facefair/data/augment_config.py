@@ -25,12 +25,19 @@ class AugmentConfig:
                                                       metadata={"help": "side kept by the downscale, LOW HIGH"})
     jpeg: float = field(default=0.0, metadata={"help": "probability of JPEG re-compression"})
     jpeg_quality: tuple[int, int] = field(default=(15, 75), metadata={"help": "JPEG quality range LOW HIGH"})
+    # Photos framed with more margin than the training chips (FairFace's padding-1.25 release: the
+    # face under half as wide) make a model trained on tight chips call everyone male.
+    zoom_out: float = field(default=0.0, metadata={"help": "probability of a wide frame: the face shrunk into a "
+                                                           "larger view (zoom from --augment-zoom-out-scale)"})
+    zoom_out_scale: tuple[float, float] = field(default=(1.2, 2.4),
+                                                metadata={"help": "zoom of the wide frames, LOW HIGH (>= 1; 2.33 "
+                                                                  "turns a padding-0.25 chip into padding 1.25)"})
 
     def __post_init__(self) -> None:
         self.check()
 
     def check(self) -> None:
-        for name in ("grayscale", "blur", "low_resolution", "jpeg"):
+        for name in ("grayscale", "blur", "low_resolution", "jpeg", "zoom_out"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"augment.{name} is a probability in [0, 1], got {getattr(self, name)}")
         low, high = self.jpeg_quality
@@ -39,3 +46,6 @@ class AugmentConfig:
         low, high = self.low_resolution_scale
         if not 0 < low <= high <= 1:
             raise ValueError(f"augment.low_resolution_scale needs 0 < LOW <= HIGH <= 1, got {self.low_resolution_scale}")
+        low, high = self.zoom_out_scale
+        if not 1 <= low <= high:
+            raise ValueError(f"augment.zoom_out_scale needs 1 <= LOW <= HIGH, got {self.zoom_out_scale}")

@@ -162,13 +162,23 @@ def augment(batch: torch.Tensor, device: torch.device, generator: torch.Generato
         return torch.rand(n, generator=generator) * (high - low) + low
 
     scale = uniform(*config.scale)
+    wide = torch.zeros(n, dtype=torch.bool)
+    if config.zoom_out:  # drawn only when on, so runs without it keep their random stream
+        wide = torch.rand(n, generator=generator) < config.zoom_out
+        scale = torch.where(wide, uniform(*config.zoom_out_scale), scale)
     angle = uniform(-config.rotate_degrees, config.rotate_degrees) * math.pi / 180
     shift_x, shift_y = uniform(-config.shift, config.shift) * 2, uniform(-config.shift, config.shift) * 2
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if config.flip else torch.ones(n)
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack([torch.stack([cos * flip, -sin, shift_x], 1), torch.stack([sin * flip, cos, shift_y], 1)], 1)
     grid = F.affine_grid(theta.to(device), list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if wide.any():
+        # Mirrored margins would tile a wide frame with copies of the face; edge pixels give one face
+        # in a plain surround, as `facefair align --border` pads a tight crop before detection.
+        rows = wide.to(device)
+        warped[rows] = F.grid_sample(x[rows], grid[rows], mode="bilinear", padding_mode="border", align_corners=False)
+    x = warped
     brightness = uniform(1 - config.brightness, 1 + config.brightness).to(device).view(n, 1, 1, 1)
     contrast = uniform(1 - config.contrast, 1 + config.contrast).to(device).view(n, 1, 1, 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
