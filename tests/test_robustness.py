@@ -148,6 +148,21 @@ def test_cli_audits_any_models_predictions_folder(tmp_path, capsys):
     assert "unknown corruption(s) fogg" in capsys.readouterr().err
 
 
+def test_a_reframing_only_audit_speaks_of_no_corruption_severity(tmp_path):
+    """Only re-framing was run: the page must not summarise 'at severity 3' or offer 'every severity'."""
+    from facefair.robustness.runner import audit_folder
+    folder = tmp_path / "predictions"
+    folder.mkdir()
+    _predictions().to_csv(folder / "clean.csv", index=False)
+    _predictions(wrong={"White": 0.5}).assign(corruption="reframe-mtcnn", severity=1.25).to_csv(
+        folder / "reframe-mtcnn-1.25.csv", index=False)
+    audit_folder(folder, tmp_path / "out", RobustnessConfig(n_boot=50))
+    html = (tmp_path / "out" / "robustness.html").read_text()
+    assert "Hurts most under re-framing: reframe-mtcnn (padding 1.25)" in html
+    assert "severity 3" not in html and "every severity" not in html
+    assert "(every re-framing)</h3>" in html
+
+
 def test_end_to_end_on_a_model_trained_on_real_faces(tiny_run, tmp_path):
     """Every condition has its predictions CSV; the table's clean accuracy is the audit's on it;
     re-framing reports how many faces the detector found, per group."""

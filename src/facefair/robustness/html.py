@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from html import escape
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,11 @@ def curves_figure(table: pd.DataFrame, task: str, attribute: str) -> str | None:
     groups = list(dict.fromkeys(rows.group))
     cols = min(5, len(corruptions))
     nrows = math.ceil(len(corruptions) / cols)
-    fig = Figure(figsize=(2.55 * cols, 2.15 * nrows + 0.55))
+    # the legend wraps to the figure's width (about two labels per panel) instead of running off it
+    ncol = min(len(groups), max(2, 2 * cols), 6)
+    legend_inches = 0.25 + 0.17 * math.ceil(len(groups) / ncol)
+    height = 2.15 * nrows + 0.3 + legend_inches
+    fig = Figure(figsize=(2.55 * cols, height))
     axes = np.atleast_1d(fig.subplots(nrows, cols, sharey=True, squeeze=False)).ravel()
     for ax, corruption in zip(axes, corruptions):
         part = pd.concat([clean, rows[rows.corruption == corruption]])
@@ -87,12 +92,19 @@ def curves_figure(table: pd.DataFrame, task: str, attribute: str) -> str | None:
         ax.set_visible(False)
     axes[0].set_ylabel("MAE (years)" if metric == "mae" else "accuracy", fontsize=8)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=7.5, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.15 * nrows + 0.55)))
+    fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=7.5, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - legend_inches / height))
     return to_data_uri(fig, dpi=80)
 
 
-def drop_table(table: pd.DataFrame, task: str, attribute: str, severity: float) -> str:
+def _scope(severity: Optional[float], reframed: bool) -> str:
+    """Which conditions a summary shows: one corruption severity (None: no corruption was run),
+    and every re-framing padding when there is re-framing."""
+    parts = ([f"severity {severity:g}"] if severity is not None else []) + (["every re-framing"] if reframed else [])
+    return " and ".join(parts)
+
+
+def drop_table(table: pd.DataFrame, task: str, attribute: str, severity: Optional[float]) -> str:
     """Drop vs clean per group (columns) and condition (rows) at one severity, plus re-framing;
     the largest drop among the judged groups of each row is highlighted."""
     metric = DROP["regression" if task == "age" else "classification"]
@@ -119,8 +131,8 @@ def drop_table(table: pd.DataFrame, task: str, attribute: str, severity: float) 
             cells.append(f"<td class='{'hot' if g == top else ''}'>{_fmt(r.value)}{ci}</td>")
         body.append(f"<tr><td class='l'>{escape(label)}</td>{''.join(cells)}</tr>")
     what = "MAE increase (years)" if task == "age" else "accuracy drop"
-    reframing = " and every re-framing" if rows.corruption.map(_is_reframe).any() else ""
-    return (f"<p class='meta'>{what} vs clean by {escape(attribute)}, severity {severity:g}{reframing}; "
+    scope = _scope(severity, bool(rows.corruption.map(_is_reframe).any()))
+    return (f"<p class='meta'>{what} vs clean by {escape(attribute)}, {scope}; "
             "positive = worse; paired bootstrap interval; red: the judged group that loses most.</p>"
             f"<table><tr><th class='l'>condition</th>{head}</tr>{''.join(body)}</table>")
 
@@ -138,10 +150,13 @@ def summary_html(summary: pd.DataFrame) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def plain_summary(table: pd.DataFrame, severity: float) -> list[str]:
-    """A sentence per task: the clean figure, what hurts most, and whether the worst race falls fastest."""
+def plain_summary(table: pd.DataFrame, severity: Optional[float]) -> list[str]:
+    """A sentence per task: the clean figure, what hurts most, and whether the worst race falls fastest.
+    ``severity`` None: only re-framing was run."""
     lines = []
-    where = f"at severity {severity:g}" + (" and under re-framing" if table.corruption.map(_is_reframe).any() else "")
+    reframed = bool(table.corruption.map(_is_reframe).any())
+    where = " and ".join(([f"at severity {severity:g}"] if severity is not None else [])
+                         + (["under re-framing"] if reframed else []))
     for task in dict.fromkeys(table[table.task != "all"].task):
         s = summary_table(table[table.task == task], "race", severity)
         if s.empty:
@@ -174,6 +189,8 @@ def write_html(result, config, path: Path, severity: float = 3) -> Path:
     levels = sorted(s for s in table[~table.corruption.map(_is_reframe) & (table.corruption != CLEAN)].severity.unique())
     if levels and severity not in levels:
         severity = max([s for s in levels if s <= severity] or levels)
+    if not levels:
+        severity = None  # a re-framing-only audit: no corruption severity to speak of
     tasks = [t for t in dict.fromkeys(table.task) if t != "all"]
     n_faces = len(result.faces)
     conditions = table[["corruption", "severity"]].drop_duplicates()
@@ -191,11 +208,11 @@ def write_html(result, config, path: Path, severity: float = 3) -> Path:
     for task in tasks:
         parts.append(f"<h2 id='{task}'>{TASK_LABELS.get(task, task)}</h2>")
         summary = summary_table(table[table.task == task], "race", severity)
-        parts.append(f"<h3>Overall and across races (severity {severity:g}"
-                     f"{'; re-framing at every padding' if reframed else ''})</h3>")
+        parts.append(f"<h3>Overall and across races ({_scope(severity, reframed)})</h3>")
         parts.append(summary_html(summary))
-        full = summary_table(table[table.task == task], "race")
-        parts.append(f"<details><summary>every severity</summary>{summary_html(full)}</details>")
+        if levels:
+            full = summary_table(table[table.task == task], "race")
+            parts.append(f"<details><summary>every severity</summary>{summary_html(full)}</details>")
         for attribute in ATTRIBUTES:
             uri = curves_figure(table, task, attribute)
             if uri is None:
