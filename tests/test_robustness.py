@@ -230,6 +230,9 @@ def test_reframing_reads_faces_detected_before_from_its_cache(utk_sample, tmp_pa
     assert (found_again == found).all()
     for padding in config.paddings:
         assert np.array_equal(again[padding], first[padding])
-    cache_file.write_text("{not json")
-    with pytest.raises(AssertionError, match="the detector ran"):
-        R.reframe_images(images, "dlib-hog", config.paddings, config, paths=paths)
+    for damaged in ("{not json", "[1, 2]"):
+        cache_file.write_text(damaged)
+        with pytest.raises(AssertionError, match="the detector ran"):
+            R.reframe_images(images, "dlib-hog", config.paddings, config, paths=paths)
+    # a file gone since decoding has no key: detected (here: refused), never a crash on the cache
+    assert R.DetectionCache.key(str(tmp_path / "gone.jpg")) is None

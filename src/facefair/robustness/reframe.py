@@ -56,25 +56,35 @@ class DetectionCache:
         self.faces: dict[str, Optional[dict]] = {}
         if self.path.is_file():
             try:
-                self.faces = json.loads(self.path.read_text())
-            except ValueError:
-                self.faces = {}  # a truncated or foreign file: detect again and overwrite it
+                loaded = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                loaded = {}
+            # a truncated or foreign file: detect again and overwrite it
+            self.faces = loaded if isinstance(loaded, dict) else {}
         self.changed = False
 
     @staticmethod
-    def key(path: str) -> str:
-        stat = os.stat(path)
+    def key(path: str) -> Optional[str]:
+        """None for a file that cannot be read (it has no prediction anyway, and nothing to cache)."""
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
         return hashlib.sha1(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
 
-    def get(self, key: str) -> tuple[bool, Optional[Face]]:
+    def get(self, key: Optional[str]) -> tuple[bool, Optional[Face]]:
         """(known, face): known is False when this image was never detected with these settings."""
-        if key not in self.faces:
+        if key is None or key not in self.faces:
             return False, None
         entry = self.faces[key]
         try:
-            return True, None if entry is None else Face(
-                box=tuple(float(v) for v in entry["box"]), score=float(entry["score"]),
-                landmarks=np.asarray(entry["landmarks"], dtype=np.float64).reshape(5, 2), scheme=str(entry["scheme"]))
+            if entry is None:
+                return True, None
+            box = tuple(float(v) for v in entry["box"])
+            if len(box) != 4:
+                raise ValueError("a box has 4 numbers")
+            return True, Face(box=box, score=float(entry["score"]), scheme=str(entry["scheme"]),
+                              landmarks=np.asarray(entry["landmarks"], dtype=np.float64).reshape(5, 2))
         except (KeyError, TypeError, ValueError):
             return False, None
 
@@ -113,7 +123,7 @@ def reframe_images(images: np.ndarray, detector: str, paddings: Sequence[float],
                 except MissingBackend as error:
                     raise ValueError(str(error)) from None
             face = main_face(found_detector.detect(padded))
-            if cache is not None:
+            if cache is not None and key is not None:
                 cache.put(key, face)
         if progress is not None:
             progress.update(1)
