@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-from pathlib import Path
 
 import pandas as pd
 
@@ -56,7 +55,9 @@ def target_lines(targets: pd.DataFrame) -> list[str]:
 def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: float) -> str:
     QUALITY, VARIANTS = bench.QUALITY, bench.VARIANTS
     ref_name = args.reference
-    timings = [json.loads(p.read_text()) for p in Path(args.out_dir).glob("*/s*/report.json")]
+    # only the runs this page compares (the out-dir may hold other variants and seeds)
+    reports = [bench.run_dir(args, v, seed) / "report.json" for v in args.variants for seed in args.seeds]
+    timings = [json.loads(p.read_text()) for p in reports if p.is_file()]
     minutes = [t["run"]["wall_seconds_this_session"] / 60 for t in timings if "run" in t]
     if args.config:
         recipe = bench.recipe_run_config(args, "recipe", args.seeds[0])
@@ -75,8 +76,9 @@ def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: f
                 f"robustness predictions as fitted)." if args.adjust else "")
     def described(variant: str) -> str:
         augment, training = VARIANTS[variant]
-        extra = {k: v for k, v in augment.items() if QUALITY.get(k) != v}
-        return " and ".join(["quality" + (f" with {json.dumps(extra)}" if extra else "")]
+        base = "quality" if all(augment.get(k) == v for k, v in QUALITY.items()) else "recipe"
+        extra = {k: v for k, v in augment.items() if base == "recipe" or QUALITY.get(k) != v}
+        return " and ".join([base + (f" with {json.dumps(extra)}" if extra else "")]
                             + ([json.dumps(training)] if training else []))
     trained = "".join(f"; `{v}`: {described(v)}" for v in args.variants if v not in ("recipe", "quality"))
     reframed = (f", and re-framed (re-detected and re-aligned by facefair align) with {', '.join(bench.REFRAME_DETECTORS)}"
