@@ -14,8 +14,9 @@ import shutil
 from pathlib import Path
 
 #: not kept: weights and resumable state (tens of MB a run), logs, and what an analysis derives
-#: again from the kept predictions (row subsets, post-processed predictions)
-SKIP_SUFFIXES = (".pt", ".safetensors", ".onnx")
+#: again from the kept predictions (row subsets, post-processed predictions, the HTML pages with
+#: their embedded plots: ``facefair robustness --from-predictions`` redraws them)
+SKIP_SUFFIXES = (".pt", ".safetensors", ".onnx", ".html")
 SKIP_DIRS = ("tb", "subsets")
 SKIP_DIR_PREFIXES = ("logit-adjusted", "predictions-adjusted", "thresholded")
 
