@@ -59,6 +59,8 @@ VARIANTS = {"recipe": ({}, {}), "quality": (QUALITY, {}),
 CORRUPTIONS = ("gaussian_blur", "gaussian_noise", "jpeg_compression", "low_resolution", "contrast", "darkness")
 #: ``--reframe``: the same faces re-detected and re-aligned (facefair align) at FairFace's two paddings
 REFRAME_DETECTORS, REFRAME_PADDINGS = ("dlib-hog", "mtcnn"), (0.25, 1.25)
+#: ... kept apart from the corruption audit, in this folder of each run
+REFRAME_AUDIT = "robustness-reframe"
 TASKS = ("gender", "race", "age_group")
 
 
@@ -113,7 +115,7 @@ def robustness_config(args):
 
 
 def reframe_config(args):
-    """The corruption audit's faces and settings, re-framing only (kept apart: RUN/robustness-reframe);
+    """The corruption audit's faces and settings, re-framing only (kept apart: RUN/REFRAME_AUDIT);
     every run is audited on the same faces, so each detector runs once (OUT_DIR/detections)."""
     from dataclasses import replace
     from facefair.robustness import ReframeConfig
@@ -137,9 +139,9 @@ def train_all(args) -> None:
             if not (out / "robustness" / "robustness.csv").exists():
                 print(f"== {variant} s{seed}: robustness audit", flush=True)
                 run_robustness(out, out / "robustness", robustness_config(args), progress=False)
-            if args.reframe and not (out / "robustness-reframe" / "robustness.csv").exists():
+            if args.reframe and not (out / REFRAME_AUDIT / "robustness.csv").exists():
                 print(f"== {variant} s{seed}: re-framing audit", flush=True)
-                run_robustness(out, out / "robustness-reframe", reframe_config(args), progress=False)
+                run_robustness(out, out / REFRAME_AUDIT, reframe_config(args), progress=False)
             print(f"   {variant} s{seed}: {(time.perf_counter() - t0) / 60:.1f} min "
                   f"(elapsed {(time.perf_counter() - started) / 60:.1f})", flush=True)
 
@@ -203,7 +205,7 @@ def predictions_of(args, method: str, seed: int, condition: str) -> Path:
     tag = adjust_tag(args)
     if condition is None:
         return run / (f"logit-adjusted{tag}" if adjusted else "") / "predictions.csv"
-    audit = "robustness-reframe" if condition.startswith("reframe-") else "robustness"
+    audit = REFRAME_AUDIT if condition.startswith("reframe-") else "robustness"
     return run / audit / (f"predictions-adjusted{tag}" if adjusted else "predictions") / f"{condition}.csv"
 
 
@@ -294,7 +296,7 @@ def analyse(args) -> None:
     per_run = []
     for v in args.variants:
         for seed in args.seeds:
-            for audit in ["robustness", *(["robustness-reframe"] if args.reframe else [])]:
+            for audit in ["robustness", *([REFRAME_AUDIT] if args.reframe else [])]:
                 source = run_dir(args, v, seed) / audit / "robustness.csv"
                 if source.exists():
                     table_of_run = pd.read_csv(source).assign(variant=v, seed=seed)
