@@ -78,8 +78,11 @@ def markdown(bench, table: pd.DataFrame, targets: pd.DataFrame, args, seconds: f
         augment, training = VARIANTS[variant]
         base = "quality" if all(augment.get(k) == v for k, v in QUALITY.items()) else "recipe"
         extra = {k: v for k, v in augment.items() if base == "recipe" or QUALITY.get(k) != v}
+        model = bench.MODEL_CHANGES.get(variant, {})
         return " and ".join([base + (f" with {json.dumps(extra)}" if extra else "")]
-                            + ([json.dumps(training)] if training else []))
+                            + ([json.dumps(training)] if training else [])
+                            + ([f"model {json.dumps(model)} for {bench.run_config(args, variant, args.seeds[0]).train.epochs}"
+                                " epochs (the same pixels seen)"] if model else []))
     trained = "".join(f"; `{v}`: {described(v)}" for v in args.variants if v not in ("recipe", "quality"))
     reframed = (f", and re-framed (re-detected and re-aligned by facefair align) with {', '.join(bench.REFRAME_DETECTORS)}"
                 f" at paddings {' '.join(map(str, bench.REFRAME_PADDINGS))}" if args.reframe else "")
