@@ -8,6 +8,14 @@ import torch
 from facefair import runtime
 
 
+@pytest.fixture(autouse=True)
+def fresh_process():
+    """Each test as the first to ask: the ignored-bf16 warning is said once per process."""
+    runtime.say_bf16_ignored.cache_clear()
+    yield
+    runtime.say_bf16_ignored.cache_clear()
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_bf16_autocast_follows_the_hardware(monkeypatch, native):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
@@ -28,3 +36,14 @@ def test_no_bf16_requested_stays_fp32_without_a_warning(monkeypatch):
         with runtime.autocast_context(torch.device("cpu"), amp=True, bf16=False):
             assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == torch.float32
 
+
+
+def test_ignored_bf16_is_said_once_however_many_steps_and_evaluations(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):  # epochs: training steps, then an evaluation whose metrics silence warnings
+            runtime.use_cpu_bf16(True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+    assert sum("--bf16 ignored" in str(w.message) for w in caught) == 1

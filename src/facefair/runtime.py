@@ -47,11 +47,19 @@ def use_cpu_bf16(requested: bool) -> bool:
     """``--bf16`` on the CPU only where it speeds things up; says once per process when it is ignored."""
     if not requested or cpu_has_native_bf16():
         return requested
+    say_bf16_ignored()
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def say_bf16_ignored() -> None:
+    """The warning, once per process.  The warnings module's own once-per-place is reset by every
+    ``catch_warnings`` block (the audit's metrics open one at each evaluation), so an 11-epoch run
+    printed it twice an epoch."""
     import warnings
 
     warnings.warn("--bf16 ignored: this CPU has no native bfloat16 (AVX512-BF16/AMX), where bf16 autocast runs "
-                  "several times slower than fp32; running in fp32", RuntimeWarning, stacklevel=3)
-    return False
+                  "several times slower than fp32; running in fp32", RuntimeWarning, stacklevel=4)
 
 
 def autocast_context(device: "torch.device", amp: bool, bf16: bool):
