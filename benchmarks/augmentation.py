@@ -107,9 +107,9 @@ def recipe_run_config(args, variant: str, seed: int):
     config = load_yaml_config(args.config)
     config.data = dataclasses.replace(config.data, data=args.data, splits_file=base_splits(args),
                                       cache_dir=args.cache_dir)
-    recipe_size = config.model.image_size
+    recipe_size = config.model.resolved_size()  # a recipe may leave image_size 0: the backbone's default
     config.model = dataclasses.replace(config.model, **MODEL_CHANGES.get(variant, {}))
-    epochs = budget_epochs(args.epochs, recipe_size, config.model.image_size)
+    epochs = budget_epochs(args.epochs, recipe_size, config.model.resolved_size())
     config.train = dataclasses.replace(
         config.train, out_dir=str(run_dir(args, variant, seed)), epochs=epochs, seed=seed, progress=False,
         tensorboard=False, framing_sample=0, results_csv=str(Path(args.out_dir) / "benchmark_results.csv"),
