@@ -1,0 +1,96 @@
+"""A small ensemble of ``benchmarks/augmentation.py`` runs (one variant, several seeds): the members'
+class probabilities and age predictions averaged on the clean test rows, then compared *paired*
+with each member on the same faces (the subset checks of ``subset_compare.py``: children 0-9
+gender, Others race, all rows, 70+ MAE) and the issue's target figures (``accuracy.py``'s
+definitions).  Reads each run's predictions.csv, so archived runs (``augmentation.py restore``)
+work; an ensemble of k members costs k trainings and k forward passes, so it is over the recipe's
+budget: this says what that would buy.
+
+    .venv/bin/python benchmarks/ensemble.py --out-dir runs/aug-recipe11 --variant quality --seeds 0 2 \\
+        --out benchmarks/results/ensemble-quality-s02.csv
+
+p: exact McNemar for accuracy (one run a side), the paired bootstrap for MAE; ``p_holm``: Holm
+over every row of the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def average_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The members' mean class probabilities (argmax: the predicted class) and mean predicted age;
+    every member must hold the same faces in the same order, or the average would mix faces."""
+    from facefair.evaluate.table import classes_of, probability_columns, tasks_in
+    first = frames[0]
+    for frame in frames[1:]:
+        if len(frame) != len(first) or not frame["path"].reset_index(drop=True).equals(
+                first["path"].reset_index(drop=True)):
+            raise ValueError("ensemble members hold different test rows; they must share one split")
+    out = first.copy()
+    for task in tasks_in(first):
+        columns = probability_columns(first, task)
+        if columns:
+            mean = np.mean([frame[columns].to_numpy(dtype=float) for frame in frames], axis=0)
+            out[columns] = mean
+            out[f"{task}_pred"] = np.asarray(classes_of(first, task), dtype=object)[mean.argmax(axis=1)]
+        else:
+            out[f"{task}_pred"] = np.mean([frame[f"{task}_pred"].to_numpy(dtype=float) for frame in frames], axis=0)
+    return out
+
+
+def main() -> None:
+    from accuracy import group_figures
+    from augmentation import SUBSETS, compare_subset
+    from statsmodels.stats.multitest import multipletests
+    from subset_compare import CHECKS
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out-dir", default="runs/aug-recipe11")
+    parser.add_argument("--variant", default="quality")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 2])
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    if len(args.seeds) < 2:
+        parser.error("an ensemble needs at least two --seeds")
+
+    runs = {f"s{seed}": Path(args.out_dir) / args.variant / f"s{seed}" for seed in args.seeds}
+    folder = Path(args.out_dir) / args.variant / ("ensemble-" + "-".join(runs))
+    (folder / "subsets").mkdir(parents=True, exist_ok=True)
+    average_predictions([pd.read_csv(run / "predictions.csv") for run in runs.values()]).to_csv(
+        folder / "predictions.csv", index=False)
+    runs["ensemble"] = folder
+    for run in runs.values():  # the same row subsets as augmentation.py analyse writes
+        frame = pd.read_csv(run / "predictions.csv")
+        (run / "subsets").mkdir(exist_ok=True)
+        for name, (select, _, _) in SUBSETS.items():
+            frame[select(frame)].to_csv(run / "subsets" / f"{name.replace(' ', '_')}.csv", index=False)
+
+    rows = []
+    for member in (name for name in runs if name != "ensemble"):
+        for subset, task, metric in CHECKS:
+            entries = {name: [runs[name] / "subsets" / f"{subset}.csv"] for name in (member, "ensemble")}
+            table = compare_subset(entries, task, metric, args.bootstrap, member)
+            row = table[table.method == "ensemble"].iloc[0]
+            rows.append({"variant": args.variant, "reference": member, "rows": subset, "task": task,
+                         "metric": metric, "reference_value": float(table[table.method == member].iloc[0].value),
+                         "ensemble_value": row.value, "difference": row.difference, "ci_low": row.ci_low,
+                         "ci_high": row.ci_high, "p_value": row.p_value, "n_rows": row.n_rows})
+    out = pd.DataFrame(rows)
+    out["p_holm"] = multipletests(out["p_value"], method="holm")[1]
+    out.to_csv(args.out, index=False)
+    print(out.round(4).to_string(index=False))
+
+    targets = {name: group_figures(run / "predictions.csv") for name, run in runs.items()}
+    Path(args.out).with_suffix(".targets.json").write_text(json.dumps(targets, indent=1) + "\n")
+    print(pd.DataFrame(targets).round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
