@@ -173,6 +173,17 @@ SUBSETS = {
 }
 
 
+def write_subsets(frame: pd.DataFrame, run: Path) -> dict[str, Path]:
+    """Each SUBSETS row set of a run's clean test predictions as RUN/subsets/NAME.csv (spaces as
+    underscores: the names subset_compare.py's checks use); returns subset name -> file."""
+    (run / "subsets").mkdir(exist_ok=True)
+    files = {}
+    for name, (select, _, _) in SUBSETS.items():
+        files[name] = run / "subsets" / f"{name.replace(' ', '_')}.csv"
+        frame[select(frame)].to_csv(files[name], index=False)
+    return files
+
+
 def compare_subset(entries: dict[str, list[Path]], task: str, metric: str, n_boot: int,
                    reference: str) -> pd.DataFrame:
     """Paired comparison of row-subset predictions (method -> CSVs) on ``task``: the rows of every
@@ -193,11 +204,7 @@ def subset_table(args) -> pd.DataFrame:
             source = predictions_of(args, method, seed, None)
             if not source.exists():
                 continue
-            frame = pd.read_csv(source)  # once per run, for every subset
-            for name, (select, _, _) in SUBSETS.items():
-                out = source.parent / "subsets" / f"{name.replace(' ', '_')}.csv"
-                out.parent.mkdir(exist_ok=True)
-                frame[select(frame)].to_csv(out, index=False)
+            for name, out in write_subsets(pd.read_csv(source), source.parent).items():
                 files[name].setdefault(method, []).append(out)
     rows = []
     for name, (_, task, metric) in SUBSETS.items():

@@ -46,7 +46,7 @@ def average_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def main() -> None:
     from accuracy import group_figures
-    from augmentation import SUBSETS, compare_subset
+    from augmentation import compare_subset, write_subsets
     from statsmodels.stats.multitest import multipletests
     from subset_compare import CHECKS
 
@@ -61,16 +61,13 @@ def main() -> None:
         parser.error("an ensemble needs at least two --seeds")
 
     runs = {f"s{seed}": Path(args.out_dir) / args.variant / f"s{seed}" for seed in args.seeds}
-    folder = Path(args.out_dir) / args.variant / ("ensemble-" + "-".join(runs))
-    (folder / "subsets").mkdir(parents=True, exist_ok=True)
-    average_predictions([pd.read_csv(run / "predictions.csv") for run in runs.values()]).to_csv(
-        folder / "predictions.csv", index=False)
-    runs["ensemble"] = folder
-    for run in runs.values():  # the same row subsets as augmentation.py analyse writes
-        frame = pd.read_csv(run / "predictions.csv")
-        (run / "subsets").mkdir(exist_ok=True)
-        for name, (select, _, _) in SUBSETS.items():
-            frame[select(frame)].to_csv(run / "subsets" / f"{name.replace(' ', '_')}.csv", index=False)
+    frames = {name: pd.read_csv(run / "predictions.csv") for name, run in runs.items()}
+    runs["ensemble"] = Path(args.out_dir) / args.variant / ("ensemble-" + "-".join(frames))
+    runs["ensemble"].mkdir(parents=True, exist_ok=True)
+    frames["ensemble"] = average_predictions(list(frames.values()))
+    frames["ensemble"].to_csv(runs["ensemble"] / "predictions.csv", index=False)
+    for name, frame in frames.items():  # the same row subsets as augmentation.py analyse writes
+        write_subsets(frame, runs[name])
 
     rows = []
     for member in (name for name in runs if name != "ensemble"):
