@@ -236,3 +236,29 @@ def test_reframing_reads_faces_detected_before_from_its_cache(utk_sample, tmp_pa
             R.reframe_images(images, "dlib-hog", config.paddings, config, paths=paths)
     # a file gone since decoding has no key: detected (here: refused), never a crash on the cache
     assert R.DetectionCache.key(str(tmp_path / "gone.jpg")) is None
+
+
+def test_curve_legend_fits_the_figure_however_long_the_group_names(tmp_path):
+    """Ten race x gender groups over three panels: the legend ran off both sides of the figure
+    when its columns were a fixed two per panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401  (the figure draws with Agg)
+
+    from facefair.robustness.html import curves_plot
+    groups = [f"{race}:{gender}" for race in ("White", "Black", "Asian", "Indian", "Others")
+              for gender in ("Male", "Female")]
+    rows = []
+    for corruption, severities in (("clean", [0]), ("gaussian_noise", [3]), ("jpeg_compression", [3]),
+                                   ("reframe-dlib-hog", [0.25, 1.25])):
+        for severity in severities:
+            for i, group in enumerate(groups):
+                rows.append({"task": "gender", "attribute": "race:gender", "metric": "accuracy",
+                             "corruption": corruption, "severity": severity, "group": group,
+                             "value": 0.9 - 0.01 * i, "ci_low": 0.85 - 0.01 * i, "ci_high": 0.95 - 0.01 * i,
+                             "flagged": i % 2 == 1})
+    fig = curves_plot(pd.DataFrame(rows), "gender", "race:gender")
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert 0 <= legend.x0 and legend.x1 <= fig.bbox.width and legend.y1 <= fig.bbox.height
+    assert len(fig.legends[0].get_texts()) == len(groups)
+    panels = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]   # titles included
+    assert all(legend.y0 >= panel.y1 for panel in panels)   # above the panels, not over them

@@ -46,11 +46,19 @@ def _is_reframe(corruption: str) -> bool:
 
 
 def curves_figure(table: pd.DataFrame, task: str, attribute: str) -> str | None:
+    """The curves (:func:`curves_plot`) as a PNG data URI, or None when there is nothing to draw."""
+    from facefair.audit.plots import to_data_uri
+    fig = curves_plot(table, task, attribute)
+    return None if fig is None else to_data_uri(fig, dpi=80)
+
+
+def curves_plot(table: pd.DataFrame, task: str, attribute: str):
     """Metric vs severity, one panel per corruption, a line per group (dotted: too small to
     judge) with its bootstrap band; re-framing panels put the paddings on the x axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from facefair.audit.plots import COLORS, to_data_uri
+    from facefair.audit.plots import COLORS
     metric = "mae" if task == "age" else "accuracy"
     rows = table[(table.task == task) & (table.attribute == attribute) & (table.metric == metric)]
     if rows.empty:
@@ -62,11 +70,9 @@ def curves_figure(table: pd.DataFrame, task: str, attribute: str) -> str | None:
     groups = list(dict.fromkeys(rows.group))
     cols = min(5, len(corruptions))
     nrows = math.ceil(len(corruptions) / cols)
-    # the legend wraps to the figure's width (about two labels per panel) instead of running off it
-    ncol = min(len(groups), max(2, 2 * cols), 6)
-    legend_inches = 0.25 + 0.17 * math.ceil(len(groups) / ncol)
-    height = 2.15 * nrows + 0.3 + legend_inches
-    fig = Figure(figsize=(2.55 * cols, height))
+    panels_height = 2.15 * nrows + 0.3
+    fig = Figure(figsize=(2.55 * cols, panels_height))
+    FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(nrows, cols, sharey=True, squeeze=False)).ravel()
     for ax, corruption in zip(axes, corruptions):
         part = pd.concat([clean, rows[rows.corruption == corruption]])
@@ -91,10 +97,26 @@ def curves_figure(table: pd.DataFrame, task: str, attribute: str) -> str | None:
     for ax in axes[len(corruptions):]:
         ax.set_visible(False)
     axes[0].set_ylabel("MAE (years)" if metric == "mae" else "accuracy", fontsize=8)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=7.5, frameon=False)
+    legend_inches = _fitted_legend(fig, *axes[0].get_legend_handles_labels())
+    height = panels_height + legend_inches
+    fig.set_size_inches(2.55 * cols, height)
     fig.tight_layout(rect=(0, 0, 1, 1 - legend_inches / height))
-    return to_data_uri(fig, dpi=80)
+    return fig
+
+
+def _fitted_legend(fig, handles: list, labels: list) -> float:
+    """A legend above the panels with as many columns as fit the figure's width, measured as
+    drawn: label lengths vary too much ("Others" vs "Indian:Female (small)") for a fixed
+    number per panel. Returns the height it needs, in inches."""
+    renderer = fig.canvas.get_renderer()
+    width = fig.bbox.width
+    for ncol in range(min(len(labels), 6), 0, -1):
+        legend = fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=7.5, frameon=False)
+        extent = legend.get_window_extent(renderer)
+        if extent.width <= 0.98 * width or ncol == 1:
+            return extent.height / fig.dpi + 0.1
+        legend.remove()
+    return 0.0
 
 
 def _scope(severity: Optional[float], reframed: bool) -> str:
