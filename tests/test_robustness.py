@@ -262,3 +262,18 @@ def test_curve_legend_fits_the_figure_however_long_the_group_names(tmp_path):
     assert len(fig.legends[0].get_texts()) == len(groups)
     panels = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]   # titles included
     assert all(legend.y0 >= panel.y1 for panel in panels)   # above the panels, not over them
+
+
+def test_summary_names_as_hurting_only_conditions_that_make_the_figure_worse(tmp_path):
+    """Gender improves under the one condition run, age gets worse: the summary listed every
+    condition under 'Hurts most', an improvement included."""
+    from facefair.robustness.runner import audit_folder
+    folder = tmp_path / "predictions"
+    _write_conditions(folder, _predictions(wrong={"White": 0.5}),
+                      _predictions().assign(age_pred=40.0))
+    audit_folder(folder, tmp_path / "out", RobustnessConfig(n_boot=50))
+    html = (tmp_path / "out" / "robustness.html").read_text()
+    gender = html.split("<b>Gender</b>")[1].split("<b>")[0]
+    age = html.split("<b>Exact age</b>")[1].split("<b>")[0]
+    assert "Nothing run at severity 3 makes it worse." in gender and "Hurts most" not in gender
+    assert "Hurts most at severity 3: gaussian_blur 3 (+" in age

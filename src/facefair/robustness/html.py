@@ -189,7 +189,9 @@ def plain_summary(table: pd.DataFrame, severity: Optional[float]) -> list[str]:
             continue
         unit = "years of MAE" if task == "age" else "accuracy points"
         scale = 1 if task == "age" else 100
-        worst = others.sort_values("overall_drop", ascending=False).head(3)
+        # only conditions that make the figure worse, as shown (a change that rounds to 0.0 or
+        # improves it is not "hurting", whatever its rank)
+        worst = others[(others.overall_drop * scale).round(1) > 0].sort_values("overall_drop", ascending=False).head(3)
         hurt = ", ".join(f"{r.corruption}{'' if _is_reframe(r.corruption) else f' {r.severity:g}'}"
                          f"{f' (padding {r.severity:g})' if _is_reframe(r.corruption) else ''}"
                          f" ({(r.overall_drop if task == 'age' else -r.overall_drop) * scale:+.1f})"
@@ -199,8 +201,9 @@ def plain_summary(table: pd.DataFrame, severity: Optional[float]) -> list[str]:
         c = clean.iloc[0]
         lines.append(
             f"<b>{TASK_LABELS.get(task, task)}</b>: clean {_fmt(c.overall)}, worst race {_fmt(c.worst_group)} "
-            f"({_fmt(c.worst_value)}). Hurts most {where}: {hurt} {unit}. "
-            f"The race that is worst on clean faces is also the one that drops most in {fastest} of "
+            f"({_fmt(c.worst_value)}). "
+            + (f"Hurts most {where}: {hurt} {unit}. " if hurt else f"Nothing run {where} makes it worse. ")
+            + f"The race that is worst on clean faces is also the one that drops most in {fastest} of "
             f"{len(judged)} conditions.")
     return lines
 
