@@ -57,7 +57,7 @@ def test_card_is_generated_from_the_report_and_the_audit(tmp_path, capsys):
                and g["class"] is None), key=lambda g: g["value"])
     assert f"| {gap['task']} | {gap['attribute']} | accuracy_difference | {gap['value']:.3f}" in text
     assert "0-2-year-old" in text and "Label noise" in text
-    assert "seed 7" in text and "test-time mirroring off" in text
+    assert "seed 7" in text and "test-time mirroring off" in text and "4 epochs (best epoch 3)" in text
     assert "Data problems reported while reading:** 2" in text
     assert "Training-split group counts are not available" in text  # the dataset is not on this machine
 
@@ -71,6 +71,7 @@ def test_card_counts_the_training_groups_of_a_real_run(tiny_run, tmp_path):
     line = next(line for line in text.splitlines() if line.startswith("- **gender:**"))
     counts = dict(part.rsplit(" ", 1) for part in line.split(":** ")[1].split(", "))
     assert sum(int(v) for v in counts.values()) == n_train
+    assert "1 epoch (best epoch 1)" in text   # one epoch, not "1 epochs"
 
 
 def test_card_needs_a_finished_run(tmp_path):

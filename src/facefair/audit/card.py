@@ -140,6 +140,10 @@ def _infant_caveat(audit: dict) -> str:
             "face and its label is an annotator's guess: do not read gender predictions for young children.")
 
 
+def _count(n, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _inputs_line(framing: Optional[dict]) -> str:
     """How the training chips frame faces (measured at training): what inputs must look like."""
     if not framing or not framing.get("measured"):
@@ -181,8 +185,8 @@ def model_card(run: str | Path, n_boot: int = 1000) -> str:
              "- **Initial weights:** "
              f"{model.get('weights') or ('timm ImageNet' if model.get('pretrained') else 'random')}.",
              f"- **Tasks:** " + "; ".join(f"{t['name']} ({', '.join(t['classes']) or 'years'})" for t in tasks) + ".",
-             f"- **Training:** method {train.get('method', 'erm')}, {info.get('epochs', train.get('epochs', '?'))} "
-             f"epochs (best epoch {info.get('best_epoch', '?')}), batch {train.get('batch_size', '?')}, "
+             f"- **Training:** method {train.get('method', 'erm')}, {_count(info.get('epochs', train.get('epochs', '?')), 'epoch')}"
+             f" (best epoch {info.get('best_epoch', '?')}), batch {train.get('batch_size', '?')}, "
              f"lr {train.get('lr', '?')}, seed {train.get('seed', '?')}, test-time mirroring "
              f"{'on' if train.get('tta', True) else 'off'}; device {info.get('device', '?')}.",
              _inputs_line(info.get("framing")),
