@@ -113,6 +113,22 @@ def test_pareto_uses_the_paired_result(tmp_path):
     assert table.reference.eq("tiny").all()
 
 
+def test_pareto_domination_survives_holm_over_every_pairwise_test(tmp_path):
+    """A method better by 8 fixed errors in 2,000 rows: its paired 95% interval excludes 0 (p about
+    0.005), but not after Holm over the 30 pairwise axis tests of six methods (15 pairs, 2 axes). 'dominated by' is a
+    claim of significance, so it must not rest on an uncorrected interval."""
+    base = _baseline()
+    slight = _changed(base, fixed=8, broken=0)
+    runs = {"base": base, "slight": slight, **{f"copy{i}": base for i in range(4)}}
+    for name, frame in runs.items():
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    table = compare_runs({name: tmp_path / f"{name}.csv" for name in runs}, CONFIG, reference="base")
+    accuracy = _accuracy_row(table, "slight")
+    assert accuracy.ci_low > 0                      # uncorrected, slight is better ...
+    pareto = table[table.attribute == "race"].drop_duplicates("method").set_index("method").pareto
+    assert pareto.str.startswith("Pareto-optimal").all(), pareto.to_dict()   # ... but no one is dominated
+
+
 def test_cli_compare_writes_csv_json_html(tmp_path, capsys):
     import argparse
 

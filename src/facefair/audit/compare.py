@@ -298,28 +298,46 @@ def _holm(rows: list[dict]) -> None:
 
 def _pareto(table: pd.DataFrame, replicates: dict, kinds: dict, config: AuditConfig) -> None:
     """Per (task, attribute): a method is dominated when another is significantly better on one axis
-    (paired CI of their difference excludes 0) and not significantly worse on the other."""
+    and not significantly worse on the other. "Significantly" is Holm-adjusted p < ALPHA over every
+    pairwise axis test of the comparison (all pairs of methods, both axes, every task and
+    attribute), as the table's verdicts are: with six methods an uncorrected interval would call
+    some pair different by chance in most comparisons."""
+    from itertools import combinations
+
+    from statsmodels.stats.multitest import multipletests
     table["pareto"] = ""
     methods = list(dict.fromkeys(table.method))
+    value = {(r.method, r.task, r.attribute, r.metric): r.value for r in table.itertuples()}
+    # tests: (task, attribute, a, b, metric) -> (a - b, p), a before b in `methods`; the accuracy/MAE
+    # axis is tested once per task (attribute OVERALL), however many attributes share it
+    judged, tests = [], {}
     for (task, attribute), part in table[table.kind == "gap"].groupby(["task", "attribute"], sort=False):
         perf, fair_choices = PARETO_AXES[kinds[task]]
         fair = next((m for m in fair_choices if (part.metric == m).sum() == len(methods)), None)
         if fair is None or not all((m, task, OVERALL, perf) in replicates for m in methods):
             continue
+        judged.append((task, attribute, perf, fair))
+        for a, b in combinations(methods, 2):
+            for metric, attr in ((perf, OVERALL), (fair, attribute)):
+                diff = replicates[(a, task, attr, metric)] - replicates[(b, task, attr, metric)]
+                observed = value[(a, task, attr, metric)] - value[(b, task, attr, metric)]
+                tests[(task, attr, a, b, metric)] = (observed, P.bootstrap_p(observed, diff) if len(diff)
+                                                          else float("nan"))
+    tested = [k for k, (_, p) in tests.items() if np.isfinite(p)]
+    reject = multipletests([tests[k][1] for k in tested], alpha=ALPHA, method="holm")[0] if tested else []
+    significant = {k for k, rejected in zip(tested, reject) if rejected}
+    for task, attribute, perf, fair in judged:
         higher = {perf: kinds[task] == "classification", fair: False}
 
         def sign(a: str, b: str, metric: str, attr: str) -> int:
             """+1 if a is significantly better than b on metric, -1 if significantly worse, else 0."""
-            diff = replicates[(a, task, attr, metric)] - replicates[(b, task, attr, metric)]
-            if len(diff) == 0:
+            key, flip = (task, attr, a, b, metric), 1
+            if key not in tests:
+                key, flip = (task, attr, b, a, metric), -1
+            if key not in significant:
                 return 0
-            low, high = B.percentile_interval(diff[:, None], config.ci_level)
-            better_if_positive = 1 if higher[metric] else -1
-            if low[0] > 0:
-                return better_if_positive
-            if high[0] < 0:
-                return -better_if_positive
-            return 0
+            a_higher = tests[key][0] * flip > 0
+            return 1 if a_higher == higher[metric] else -1
         for a in methods:
             dominators = []
             for b in methods:
