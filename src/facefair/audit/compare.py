@@ -278,7 +278,7 @@ def compare_runs(entries, config: Optional[AuditConfig] = None, reference: Optio
             row["direction"] = "better" if (row["difference"] > 0) == bool(row["higher_is_better"]) else "worse"
             row["verdict"] = _verdict(row, config.ci_level)
     table = pd.DataFrame(rows, columns=COLUMNS)
-    _pareto(table, replicates, kinds, config)
+    _pareto(table, replicates, kinds)
     table.attrs = {"notes": notes, "runs": {k: [str(p) for p in v] for k, v in entries.items()},
                    "reference": reference, "config": config.to_dict()}
     return table
@@ -296,7 +296,7 @@ def _holm(rows: list[dict]) -> None:
         r["p_holm"], r["significant"] = float(adj), bool(rej)
 
 
-def _pareto(table: pd.DataFrame, replicates: dict, kinds: dict, config: AuditConfig) -> None:
+def _pareto(table: pd.DataFrame, replicates: dict, kinds: dict) -> None:
     """Per (task, attribute): a method is dominated when another is significantly better on one axis
     and not significantly worse on the other. "Significantly" is Holm-adjusted p < ALPHA over every
     pairwise axis test of the comparison (all pairs of methods, both axes, every task and
