@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,12 @@ def test_rates_summary_and_page(cleaned):
     assert summary["labels"]["gender"]["scored"] == N_FACES + 1
     page = (cleaned / "clean.html").read_text()
     assert page.count("data:image/jpeg;base64") > 10 and "cluster 0" in page
+    # The page ranks only groups large enough to judge: 400 faces leave some under 30 labels,
+    # and a handful of flags in a group of 16 is not "flagged most often".
+    assert (rates["n"] < 30).any()
+    table = page.split("Groups flagged most often")[1].split("</table>")[0]
+    sizes = [int(n) for n in re.findall(r"<td>(\d+)</td></tr>", table)]
+    assert sizes and min(sizes) >= 30, sizes
 
 
 def test_dlib_face_descriptors_find_more_flipped_labels(flipped_set, tmp_path):

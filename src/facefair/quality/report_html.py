@@ -96,12 +96,16 @@ def write_page(path: Path, result, frame: pd.DataFrame, embedded, config) -> Non
             parts.append(f"<h2>Flag rates per group</h2><p>Share of each group's labels flagged, 95% bootstrap "
                          f"intervals; dashed: the overall share.</p><img src='{_rates_plot(result.rates)}' "
                          "style='max-width:100%'>")
-            top = result.rates[result.rates["attribute"] != "race x gender"].sort_values(
-                "ratio_to_overall", ascending=False).head(8)
+            # a group of 16 flagged 69% of the time is noise, not a finding: rank judged groups only
+            judged = result.rates[(result.rates["attribute"] != "race x gender")
+                                  & (result.rates["n"] >= config.min_group_size)]
+            top = judged.sort_values("ratio_to_overall", ascending=False).head(8)
             rows = "".join(f"<tr><td>{r.task}</td><td>{html.escape(r.attribute)}</td><td>{html.escape(str(r.group))}"
                            f"</td><td>{r.rate:.1%} [{r.ci_low:.1%}, {r.ci_high:.1%}]</td><td>{r.ratio_to_overall:.2f}x"
                            f"</td><td>{r.n}</td></tr>" for r in top.itertuples())
-            parts.append("<p>Groups flagged most often relative to their task:</p><table><tr><th>task</th>"
+            parts.append("<p>Groups flagged most often relative to their task (groups of at least "
+                         f"{config.min_group_size} scored labels; smaller ones are in the chart and "
+                         "label_rates.csv):</p><table><tr><th>task</th>"
                          "<th>attribute</th><th>group</th><th>flagged</th><th>vs overall</th><th>n</th></tr>"
                          f"{rows}</table>")
         for task, part in scored[scored["is_label_issue"]].groupby("task", sort=False):

@@ -49,6 +49,7 @@ class QualityConfig:
     n_boot: int = 1000
     html: bool = True
     gallery: int = 24                     # flagged faces shown per task on the page
+    min_group_size: int = 30              # groups ranked on the page need this many scored labels (as the audit)
 
 
 @dataclass
