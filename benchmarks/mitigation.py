@@ -281,7 +281,8 @@ def markdown(table: pd.DataFrame, runs: dict[str, list[Path]], args, wall: str) 
         lines.append("| " + " | ".join(cells) + " |")
     pareto = table[(table.task == "gender") & (table.attribute == "race:gender") & (table.metric == "degree_of_bias")]
     lines += ["", "Pareto (paired: a method is dominated only when another is significantly better on one axis and "
-              "not significantly worse on the other):", ""]
+              "not significantly worse on the other; significant: Holm-adjusted p < 0.05 over every pairwise test of both "
+              "axes):", ""]
     lines += [f"- {r.method}: {r.pareto}" for r in pareto.itertuples()]
     verdicts = table[(table.task == "gender") & (table.method != "baseline") & table.verdict.astype(bool)
                      & table.apply(lambda r: (r.attribute, r.metric) in FIGURES.values(), axis=1)]

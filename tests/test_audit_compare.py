@@ -151,6 +151,8 @@ def test_cli_compare_writes_csv_json_html(tmp_path, capsys):
     assert data["reference"] == "a" and len(data["rows"]) == len(csv)
     html = (tmp_path / "cmp" / "compare.html").read_text()
     assert "Paired comparison against a" in html and "exact McNemar" in html and "significant, better" in html
+    # The Pareto rule is stated as it is applied: Holm over the pairwise axis tests, not an uncorrected interval.
+    assert "Holm-adjusted p &lt; 0.05\nover every pairwise test of the Pareto axes" in html
 
 
 def test_write_comparison_round_trips(tmp_path):

@@ -89,7 +89,8 @@ all {int(table.p_value.notna().sum())} tested differences; "significant" means H
 mean over seeds (their sd and min–max below it), the paired interval is that of the seed-averaged difference, and a
 difference smaller than the seed-to-seed sd is marked "within seed spread". Values and differences are in points
 (x100) except ages (years); ↓ marks metrics where lower is better. Pareto: dominated only by a method significantly
-better on one axis and not significantly worse on the other. Groups with fewer than {config.min_group_size} rows and
+better on one axis and not significantly worse on the other, where significant means Holm-adjusted p &lt; {ALPHA}
+over every pairwise test of the Pareto axes (all pairs of methods, both axes). Groups with fewer than {config.min_group_size} rows and
 thinner error-rate cells are left out of the gaps, as in the audit.</p>
 <h3>Runs</h3><ul>{run_list}</ul>
 <h2>Significant differences</h2><ul>{verdicts}</ul>
