@@ -99,6 +99,29 @@ def test_runs_on_different_rows_are_refused(tmp_path):
         compare_runs([tmp_path / "a.csv", tmp_path / "c.csv"], CONFIG)
 
 
+def test_the_same_faces_in_another_folder_are_paired_by_their_place_in_it(tmp_path):
+    # a run trained on another machine (a GPU one, say) reads the same dataset from another folder
+    base = _baseline(400)
+    here, there = base.copy(), _changed(base, fixed=20, broken=0)
+    here["path"] = [f"/data/utk/UTKFace/{p}" for p in base.path]
+    there["path"] = [f"/tmp/job-7/pack/UTKFace/{p}" for p in base.path]
+    here.to_csv(tmp_path / "cpu.csv", index=False)
+    there.sample(frac=1, random_state=2).to_csv(tmp_path / "gpu.csv", index=False)
+    table = compare_runs([tmp_path / "cpu.csv", tmp_path / "gpu.csv"], CONFIG)
+    assert _accuracy_row(table, "gpu").difference == pytest.approx(20 / 400, abs=1e-12)
+    assert any("/tmp/job-7/pack/UTKFace" in note and "/data/utk/UTKFace" in note for note in table.attrs["notes"])
+    # different faces under the same names in both folders are still refused: their labels differ
+    other = _baseline(400, seed=5)
+    other["path"] = there["path"]
+    other.to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(ValueError, match="differs"):
+        compare_runs([tmp_path / "cpu.csv", tmp_path / "other.csv"], CONFIG)
+    # a subset in another folder is not the same rows
+    there.iloc[:300].to_csv(tmp_path / "part.csv", index=False)
+    with pytest.raises(ValueError, match="not evaluated on the same test rows"):
+        compare_runs([tmp_path / "cpu.csv", tmp_path / "part.csv"], CONFIG)
+
+
 def test_pareto_uses_the_paired_result(tmp_path):
     base = _baseline()
     tiny = _changed(base, fixed=3, broken=0)  # better by a hair: not significantly

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -128,13 +129,35 @@ def _aligned(frames: dict[tuple[str, int], tuple[pd.DataFrame, str]]) -> tuple[d
             continue
         missing = sorted(set(ref_paths) - set(paths))
         extra = sorted(set(paths) - set(ref_paths))
+        ref_keys, keys = ref_paths, paths
         if missing or extra:
-            raise ValueError(
-                f"{source} and {first_source} were not evaluated on the same test rows: {len(missing)} of the "
-                f"first run's images are missing (e.g. {missing[:1]}), {len(extra)} are extra (e.g. {extra[:1]}). "
-                "A paired comparison needs the same split: train with the same splits.csv or seed.")
-        out[key] = frame.set_index(paths.to_numpy()).loc[ref_paths.to_numpy()].reset_index(drop=True)
+            moved = _moved_folder(ref_paths, paths)
+            if moved is None:
+                raise ValueError(
+                    f"{source} and {first_source} were not evaluated on the same test rows: {len(missing)} of the "
+                    f"first run's images are missing (e.g. {missing[:1]}), {len(extra)} are extra (e.g. "
+                    f"{extra[:1]}). A paired comparison needs the same split: train with the same splits.csv or seed.")
+            ref_keys, keys, (ref_base, base) = moved
+            notes.append(f"{source} read its images from {base}, {first_source} from {ref_base}: rows were paired "
+                         "by their path inside those folders (and their true labels checked to agree).")
+        out[key] = frame.set_index(keys.to_numpy()).loc[ref_keys.to_numpy()].reset_index(drop=True)
     return out, notes
+
+
+def _moved_folder(ref_paths: pd.Series, paths: pd.Series):
+    """The same images read from two places (another machine, a copy of the dataset): each run's
+    paths relative to the deepest folder holding all of them, when those agree; else None."""
+    relative = []
+    for series in (ref_paths, paths):
+        try:
+            base = os.path.commonpath([os.path.dirname(p) or "." for p in series])
+        except ValueError:  # absolute and relative paths mixed, or different drives
+            return None
+        relative.append((series.map(lambda p, b=base: Path(os.path.relpath(p, b)).as_posix()), base))
+    (ref_keys, ref_base), (keys, base) = relative
+    if ref_keys.duplicated().any() or set(ref_keys) != set(keys):
+        return None
+    return ref_keys, keys, (ref_base, base)
 
 
 def _check_truth(tasks, frames: dict, sources: dict, reference_key) -> None:
