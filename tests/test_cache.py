@@ -114,6 +114,26 @@ def test_quality_augmentations_each_do_their_one_change():
     assert 0 < int(gray_rows.sum()) < len(batch)
 
 
+def test_batched_jpeg_gives_each_image_what_pillow_gives_it_alone():
+    """The JPEG change runs a whole batch's chosen images in one host round trip; each image must
+    still come out exactly as Pillow encodes and decodes it on its own, at its own quality."""
+    import io
+
+    from PIL import Image
+
+    from facefair.data.batches import _jpeg
+
+    images = _pixels(augment(_faces(), torch.device("cpu"), torch.Generator().manual_seed(0), _only()))[:3]
+    qualities = [5, 60, 95]
+    got = _jpeg(images.clone(), qualities)
+    for image, quality, out in zip(images, qualities, got):
+        buffer = io.BytesIO()
+        pixels = (image * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+        expected = torch.from_numpy(np.asarray(Image.open(buffer).convert("RGB")).copy()).permute(2, 0, 1) / 255
+        assert torch.equal(out, expected), quality
+
+
 def test_zoom_out_shrinks_the_face_into_a_wider_frame_on_its_share_of_rows():
     """A bright square filling the middle third: zoomed out 2x it covers a quarter of the area it
     did (the margin is edge pixels: dark here, not mirrored squares); with probability 0.5 some

@@ -108,19 +108,22 @@ def _chosen(n: int, probability: float, generator: torch.Generator) -> list[int]
     return torch.nonzero(torch.rand(n, generator=generator) < probability).flatten().tolist()
 
 
-def _jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
-    """A (3, H, W) image in [0, 1] through a JPEG encode/decode at ``quality`` (Pillow's codec,
-    the one the training JPEGs were decoded with; torchvision's is deprecated)."""
+def _jpeg(images: torch.Tensor, qualities: Sequence[int]) -> torch.Tensor:
+    """(K, 3, H, W) images in [0, 1], each through a JPEG encode/decode at its quality (Pillow's
+    codec, the one the training JPEGs were decoded with; torchvision's is deprecated).  One copy
+    to the host and one back for the whole batch: per image, each copy waits for the GPU."""
     import io
 
     from PIL import Image
 
-    pixels = (image * 255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
-    with Image.open(buffer) as decoded:
-        array = np.asarray(decoded.convert("RGB"))
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).to(image.device, image.dtype) / 255
+    pixels = (images * 255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    decoded_all = np.empty_like(pixels)
+    for k, quality in enumerate(qualities):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels[k]).save(buffer, format="JPEG", quality=quality)
+        with Image.open(buffer) as decoded:
+            decoded_all[k] = np.asarray(decoded.convert("RGB"))
+    return torch.from_numpy(decoded_all).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255
 
 
 def _quality_changes(x: torch.Tensor, generator: torch.Generator, config: AugmentConfig) -> torch.Tensor:
@@ -146,9 +149,11 @@ def _quality_changes(x: torch.Tensor, generator: torch.Generator, config: Augmen
         small = max(4, round(side * float(torch.empty(1).uniform_(low, high, generator=generator))))
         shrunk = F.interpolate(x[i:i + 1], size=(small, small), mode="area")
         x[i] = F.interpolate(shrunk, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
-    for i in _chosen(n, config.jpeg, generator):
-        quality = int(torch.randint(config.jpeg_quality[0], config.jpeg_quality[1] + 1, (1,), generator=generator))
-        x[i] = _jpeg(x[i], quality)
+    rows = _chosen(n, config.jpeg, generator)
+    if rows:
+        low, high = config.jpeg_quality
+        qualities = [int(torch.randint(low, high + 1, (1,), generator=generator)) for _ in rows]
+        x[rows] = _jpeg(x[rows], qualities)
     return x
 
 
