@@ -103,7 +103,8 @@ def _normalise_entries(entries, names: Optional[Sequence[str]]) -> dict[str, lis
 
 
 def _aligned(frames: dict[tuple[str, int], tuple[pd.DataFrame, str]]) -> tuple[dict, list[str]]:
-    """Every run's rows in the first run's order, matched by image path; refuses when they differ."""
+    """Every run's rows in the first run's order, matched by image path (or by the path inside each
+    run's data folder, ``_moved_folder``); refuses when they differ."""
     notes: list[str] = []
     (first_key, (first, first_source)) = next(iter(frames.items()))
     if all("path" not in f for f, _ in frames.values()):

@@ -81,7 +81,8 @@ def render_compare_html(table: pd.DataFrame, config: AuditConfig) -> str:
 tr.sig-better td{{background:#e8f5e9}} tr.sig-worse td{{background:#fdecea}} li.better{{color:#1b5e20}}
 li.worse{{color:#b71c1c}}</style></head>
 <body><h1>Paired comparison against {escape(reference)}</h1>
-<p class="meta">{n_rows} test rows, the same for every run (matched by image path). Every run is scored on the same
+<p class="meta">{n_rows} test rows, the same for every run (matched by image path, or by path inside the data folder when
+runs read the data from different places: see Notes). Every run is scored on the same
 {config.n_boot} bootstrap resamples of those rows (seed {config.seed}), so each difference has its own paired
 {config.ci_level:.0%} interval. Overall accuracy with one run per side: exact McNemar test on the rows where the two
 runs disagree; everything else: two-sided p-value from the paired bootstrap's standard error. Holm correction over
