@@ -26,11 +26,7 @@ cd "$(dirname "$0")/.."
 
 SMOKE=0
 [[ "${1:-}" == "--smoke" ]] && SMOKE=1
-PY="${PYTHON:-}"
-if [[ -z "$PY" ]]; then
-    if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+source benchmarks/gpu_env.sh
 if ! "$PY" -c "import torch, timm" 2>/dev/null; then
     echo "gpu.sh: $PY has no torch/timm; set PYTHON to an interpreter that has them" >&2
     exit 2
@@ -55,11 +51,11 @@ for candidate in ../shared/data/utkface/UTKFace ./shared/data/utkface/UTKFace; d
 done
 DATA_KIND=real
 PACK_WEIGHTS=""
-if [[ -z "$DATA" && -f .gpu-pack/UTKFace.zip ]]; then
+if [[ -z "$DATA" && -f "$PACK_FACES" ]]; then
     DATA_KIND=real-subset
-    "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" .gpu-pack/UTKFace.zip "$WORK/pack"
+    unpack_pack "$WORK/pack"
     DATA="$WORK/pack/UTKFace"
-    [[ -f .gpu-pack/mobilenet_v2-fp16.pth ]] && PACK_WEIGHTS=.gpu-pack/mobilenet_v2-fp16.pth
+    [[ -f "$PACK_WEIGHTS_FILE" ]] && PACK_WEIGHTS="$PACK_WEIGHTS_FILE"
 fi
 if [[ -z "$DATA" ]]; then
     DATA_KIND=synthetic

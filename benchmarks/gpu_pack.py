@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     encoded = {row.path: encode(Path(row.path), args.size, args.quality) for row in frame.itertuples()}
     # a stored zip adds a local header and a directory entry per file, each holding the name
     mean_bytes = sum(len(data) + 2 * len(Path(path).name) + 100 for path, data in encoded.items()) / len(encoded)
-    budget = (args.limit_mib - args.margin_mib) * 2**20 - travelling_bytes(repo, out) - weights_file.stat().st_size
+    tree_bytes = travelling_bytes(repo, out)
+    budget = (args.limit_mib - args.margin_mib) * 2**20 - tree_bytes - weights_file.stat().st_size
     if budget <= 0:
         raise SystemExit(f"gpu_pack: the tracked tree and weights already fill the {args.limit_mib:g} MiB limit")
     archive_file = out / "UTKFace.zip"
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "faces_file_mib": round(archive_file.stat().st_size / 2**20, 2),
         "weights": args.weights, "weights_file": weights_file.name,
         "weights_mib": round(weights_file.stat().st_size / 2**20, 2),
-        "tree_without_pack_mib": round(travelling_bytes(repo, out) / 2**20, 2), "limit_mib": args.limit_mib,
+        "tree_without_pack_mib": round(tree_bytes / 2**20, 2), "limit_mib": args.limit_mib,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print(json.dumps(manifest, indent=1))

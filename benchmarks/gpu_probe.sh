@@ -11,11 +11,7 @@
 # chosen image), and of the plain recipe (no quality augmentation), from their per-epoch img/s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-}"
-if [[ -z "$PY" ]]; then
-    if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+source benchmarks/gpu_env.sh
 if [[ "${1:-}" == "--smoke" ]]; then
     RESULTS="${GPU_SH_OUT:-/tmp/facefair-gpu-probe-smoke}"; DEVICE=cpu; STEP_ARGS=(--smoke)
     TRAIN_ARGS=(--limit 200 --epochs 1 --image-size 32 --batch-size 16)
@@ -26,9 +22,9 @@ else
 fi
 mkdir -p "$RESULTS"
 WORK="$(mktemp -d /tmp/facefair-probe.XXXXXX)"
-if [[ -f .gpu-pack/UTKFace.zip ]]; then
-    "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" .gpu-pack/UTKFace.zip "$WORK"
-    DATA="$WORK/UTKFace"; WEIGHTS=.gpu-pack/mobilenet_v2-fp16.pth
+if [[ -f "$PACK_FACES" ]]; then
+    unpack_pack "$WORK"
+    DATA="$WORK/UTKFace"; WEIGHTS="$PACK_WEIGHTS_FILE"
 else
     echo "gpu_probe.sh: no .gpu-pack (run benchmarks/gpu_pack.py)" >&2; exit 2
 fi

@@ -1,6 +1,6 @@
 """Gather benchmarks/gpu.sh's accuracy runs into gpu-accuracy.json and gpu-runs.tar.gz.
 
-    python benchmarks/gpu_summary.py WORK RESULTS --data-kind real-subset --weights ARGS [--smoke]
+    python benchmarks/gpu_summary.py WORK RESULTS --data-kind real-subset --weights FILE [--smoke]
 
 WORK holds, per seed S, ``train-sS.status`` ("exit-code seconds"), ``accuracy-sS.json``
 (benchmarks/accuracy.py --from-run) and ``runs/sS``; the run folders travel back without weights
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("work", type=Path)
     parser.add_argument("results", type=Path)
     parser.add_argument("--data-kind", required=True, help="real, real-subset or synthetic")
-    parser.add_argument("--weights", default="")
+    parser.add_argument("--weights", default="", help="what the runs started from (empty: no runs were made)")
     parser.add_argument("--pack-manifest", type=Path, default=Path(".gpu-pack/manifest.json"))
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 "test figures of each seed on the stratified split of the data below",
         "data": args.data_kind, "pack": pack, "smoke": args.smoke,
         "meaningful": args.data_kind.startswith("real") and not args.smoke,
-        "weights": args.weights or "none (random init)", "seeds": seeds}, indent=1))
+        "weights": args.weights or None, "seeds": seeds}, indent=1))
     print(f"written {out}: " + "; ".join(
         f"{seed}: exit {v['exit_code']}, gender {v.get('test', {}).get('gender_accuracy')}, {v['wall_s']} s"
         for seed, v in seeds.items()))
