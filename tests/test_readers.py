@@ -108,10 +108,12 @@ def test_imagefolder_tree(utkface_dir, tmp_path):
     assert len(table.frame) == 8
     assert set(table.frame["gender"]) == {"Male", "Female"} and table.frame["race"].isna().all()
     assert list(table.frame["split"].value_counts().sort_index()) == [2, 6]
-    with pytest.raises(ValueError, match="match no task"):
-        (tmp_path / "train" / "blue").mkdir()
-        shutil.copy(files[0], tmp_path / "train" / "blue" / "x.jpg")
-        read_imagefolder(tmp_path)
+    # A class folder the vocabulary does not read is reported with an image in it and the fix.
+    (tmp_path / "train" / "blue").mkdir()
+    shutil.copy(files[0], tmp_path / "train" / "blue" / "x.jpg")
+    table = read_imagefolder(tmp_path)
+    [problem] = table.problems
+    assert "blue/x.jpg" in problem.where and "--label-map gender:blue=LABEL" in problem.message
 
 
 def test_merge_utk_and_fairface_maps_race_and_keeps_missing_tasks(utkface_dir, fairface_dir, tmp_path):

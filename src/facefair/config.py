@@ -30,6 +30,10 @@ class DataConfig:
     kind: str = _help("auto, utkface, fairface, csv or imagefolder", default="auto")
     image_root: Optional[str] = _help("folder the CSV's image paths are relative to", default=None)
     extra_csvs: list[str] = _help("more label CSVs read with the same root (FairFace val)", default_factory=list)
+    layout: Optional[str] = _help("label folders: the attribute of each folder level, e.g. gender/race ('-' for a "
+                                  "level that is no label); default: detected from the folder names", default=None)
+    label_map: list[str] = _help("your own label spellings: YAML files ({race: {RAW: LABEL}}) or "
+                                 "ATTRIBUTE:RAW=LABEL, e.g. race:latinx=hispanic", default_factory=list)
     race_scheme: Optional[str] = _help("race7, race5 or race4; default: the data's own", default=None)
     splits_file: Optional[str] = _help("reuse a saved splits.csv (path,split)", default=None)
     split_by: list[str] = _help("label columns the split is stratified on",

@@ -52,3 +52,16 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in {id(p): p for p in action.choices.values()}.values():
                 show_defaults(sub)
+
+
+LAYOUT_HELP = ("label folders: the attribute of each folder level, e.g. gender/race ('-' for a level that is no "
+               "label); default: detected from the folder names")
+LABEL_MAP_HELP = ("label spellings the built-in vocabularies do not read: YAML files ({race: {RAW: LABEL}}) or "
+                  "ATTRIBUTE:RAW=LABEL, e.g. race:latinx=hispanic")
+
+
+def add_layout_flags(parser) -> None:
+    """``--layout`` and ``--label-map``: how a dataset's folders and spellings read as labels
+    (the same two settings as ``data.layout`` / ``data.label_map`` in a training config)."""
+    parser.add_argument("--layout", help=LAYOUT_HELP)
+    parser.add_argument("--label-map", nargs="+", default=[], metavar="MAP", help=LABEL_MAP_HELP)

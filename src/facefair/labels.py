@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Optional
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional
 
 GENDERS = ("Male", "Female")
 
@@ -54,15 +56,22 @@ _MONTHS = {m: i for i, m in enumerate(
 
 _RACE_ALIASES = {
     "white": "White", "caucasian": "White",
-    "black": "Black", "african american": "Black", "african-american": "Black",
-    "latino_hispanic": "Latino_Hispanic", "latino hispanic": "Latino_Hispanic", "latino": "Latino_Hispanic",
-    "hispanic": "Latino_Hispanic", "latino/hispanic": "Latino_Hispanic",
-    "east asian": "East Asian", "east_asian": "East Asian",
-    "southeast asian": "Southeast Asian", "southeast_asian": "Southeast Asian", "south east asian": "Southeast Asian",
+    "black": "Black", "african american": "Black", "african": "Black", "afro american": "Black",
+    "latino hispanic": "Latino_Hispanic", "latino": "Latino_Hispanic", "hispanic": "Latino_Hispanic",
+    "latino/hispanic": "Latino_Hispanic", "hispanic/latino": "Latino_Hispanic", "latina": "Latino_Hispanic",
+    "latinx": "Latino_Hispanic", "hispanic latino": "Latino_Hispanic",
+    "east asian": "East Asian", "southeast asian": "Southeast Asian", "south east asian": "Southeast Asian",
     "indian": "Indian", "south asian": "Indian",
-    "middle eastern": "Middle Eastern", "middle_eastern": "Middle Eastern",
+    "middle eastern": "Middle Eastern", "mideastern": "Middle Eastern", "mid eastern": "Middle Eastern",
+    "middleeastern": "Middle Eastern", "middle east": "Middle Eastern",
+    # "Asian" alone is UTKFace's race-5 class: it cannot be split into East and Southeast Asian.
     "asian": "Asian", "others": "Others", "other": "Others",
 }
+
+
+def _race_key(text: str) -> str:
+    """Spelling-insensitive key: case, underscores, hyphens and repeated blanks do not matter."""
+    return re.sub(r"[\s_\-]+", " ", text.strip().lower())
 
 
 #: The sensitive attributes a row can carry (true labels): one definition for readers, the
@@ -104,26 +113,73 @@ def normalize_race(value: object) -> Optional[str]:
     text = str(value).strip()
     if text in UTK_RACE_CODES:
         return UTK_RACE_CODES[text]
-    return _RACE_ALIASES.get(re.sub(r"\s+", " ", text.lower()))
+    return _RACE_ALIASES.get(_race_key(text)) or _RACE_ALIASES.get(text.lower())
+
+
+def race_in_scheme(value: str, target: str) -> Optional[str]:
+    """``value`` (canonical, of any scheme) as a class of ``target``, or None where no faithful
+    mapping exists (race-5 "Asian" has no race-7 class; race-7 "Middle Eastern" no race-4 one)."""
+    if value in RACE_SCHEMES[target]:
+        return value
+    for (source, to), mapping in RACE_MAPPINGS.items():
+        if to == target and value in RACE_SCHEMES[source] and mapping.get(value) is not None:
+            return mapping[value]
+    return None
 
 
 def race_scheme_of(values) -> str:
-    """The smallest scheme that contains every (canonical) race value seen."""
+    """The smallest scheme that contains every (canonical) race value seen; for a mixed vocabulary
+    (another dataset's "asian" next to "hispanic" and "mideastern"), the finest scheme every value
+    maps into faithfully (there race5, with Latino_Hispanic and Middle Eastern as Others)."""
     seen = {v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))}
     for scheme in ("race4", "race5", "race7"):
         if seen <= set(RACE_SCHEMES[scheme]):
             return scheme
+    for scheme in ("race7", "race5", "race4"):
+        if all(race_in_scheme(v, scheme) is not None for v in seen):
+            return scheme
     unknown = sorted(seen - set(RACE_SCHEMES["race7"]) - set(RACE_SCHEMES["race5"]))
-    raise ValueError(f"race labels {unknown} belong to no known scheme ({', '.join(RACE_SCHEMES)})")
+    raise ValueError(f"race labels {unknown or sorted(seen)} belong to no known scheme ({', '.join(RACE_SCHEMES)})")
+
+
+def shared_scheme(*schemes: Optional[str]) -> Optional[str]:
+    """The finest scheme every given scheme maps into (race7 and race5 share race5; race4 labels are
+    race5 labels as they stand): two datasets, or a model and a dataset, are compared on it."""
+    known = [s for s in schemes if s]
+    if not known:
+        return None
+    for target in ("race7", "race5", "race4"):
+        if all(s == target or (s, target) in RACE_MAPPINGS or set(RACE_SCHEMES[s]) <= set(RACE_SCHEMES[target])
+               for s in known):
+            return target
+    return "race4"
 
 
 def map_race(value: Optional[str], source: str, target: str) -> Optional[str]:
     if value is None or source == target:
         return value
+    if value not in RACE_SCHEMES.get(source, ()):
+        # A mixed vocabulary read as ``source`` (race5 "Asian" next to race7 "Middle Eastern").
+        return race_in_scheme(value, target)
     mapping = RACE_MAPPINGS.get((source, target))
     if mapping is None:
-        raise ValueError(f"no mapping from {source} to {target}; known: {sorted(RACE_MAPPINGS)}")
+        if set(RACE_SCHEMES[source]) <= set(RACE_SCHEMES[target]):
+            return value  # race4 labels are race5 labels as they stand
+        raise ValueError(f"no mapping from {source} to {target}: {source} labels cannot be told apart into "
+                         f"{target} classes; compare on {shared_scheme(source, target)} (known mappings: "
+                         f"{', '.join(f'{a}->{b}' for a, b in RACE_MAPPINGS)})")
     return mapping.get(value)
+
+
+def accepted_spellings(attribute: str) -> str:
+    """The spellings a reader accepts for ``attribute``, for error messages."""
+    if attribute == "gender":
+        return ", ".join(sorted(_GENDER_ALIASES))
+    if attribute == "race":
+        return ", ".join(sorted(_RACE_ALIASES)) + " (any case; '_' or '-' for a blank)"
+    if attribute == "age_group":
+        return ", ".join(AGE_GROUPS) + ", '70+'/'more than 70', or an age in years"
+    return "(any)"
 
 
 def _demangle_excel_range(text: str) -> Optional[str]:
@@ -182,3 +238,73 @@ def parse_age_years(value: object) -> Optional[float]:
     except ValueError:
         return None
     return years if 0 <= years <= MAX_AGE_YEARS else None
+
+
+#: The normaliser of each attribute a reader can label from a raw string.
+NORMALIZERS: dict[str, Callable[[object], Optional[str]]] = {
+    "gender": normalize_gender, "race": normalize_race, "age_group": normalize_age_group,
+}
+
+
+def _map_key(text: object) -> str:
+    return re.sub(r"[\s_\-]+", " ", str(text).strip().lower())
+
+
+@dataclass
+class LabelMap:
+    """A user's own spellings, read before the built-in vocabularies: ``{attribute: {raw: label}}``.
+
+    Given as a YAML (or JSON) file of that shape, e.g. ``race: {afro-caribbean: Black, han: East
+    Asian}``, or inline as ``ATTRIBUTE:RAW=LABEL`` (``race:han=East Asian``).  Raw spellings match
+    regardless of case, blanks, ``_`` and ``-``; every label must be one the built-in vocabulary
+    reads (``Latino_Hispanic``, ``hispanic``, ``f`` ...), so a typo in the map is caught here.
+    """
+
+    entries: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, specs: Iterable[str] | None) -> "LabelMap":
+        out = cls()
+        for spec in specs or ():
+            spec = str(spec)
+            if ":" in spec and "=" in spec and not Path(spec).is_file():
+                attribute, _, pair = spec.partition(":")
+                raw, _, label = pair.partition("=")
+                out.add(attribute.strip(), raw, label, where=f"--label-map {spec!r}")
+                continue
+            path = Path(spec)
+            if not path.is_file():
+                raise FileNotFoundError(f"--label-map {spec}: no such file; give a YAML file "
+                                        "({race: {RAW: LABEL}}) or ATTRIBUTE:RAW=LABEL, e.g. race:latinx=hispanic")
+            import yaml
+            try:
+                raw_map = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as error:
+                raise ValueError(f"{path}: not readable YAML ({str(error).splitlines()[0]}); write "
+                                 "'race:' then one 'RAW: LABEL' line per spelling") from None
+            if not isinstance(raw_map, dict) or not all(isinstance(v, dict) for v in raw_map.values()):
+                raise ValueError(f"{path}: a label map is attribute -> {{raw spelling: label}}, e.g. "
+                                 "'race: {afro-caribbean: Black}'")
+            for attribute, pairs in raw_map.items():
+                for raw, label in pairs.items():
+                    out.add(str(attribute), raw, label, where=str(path))
+        return out
+
+    def add(self, attribute: str, raw: object, label: object, where: str) -> None:
+        if attribute not in NORMALIZERS:
+            raise ValueError(f"{where}: {attribute!r} is no attribute a label map can name; use "
+                             f"{', '.join(NORMALIZERS)}")
+        canonical = NORMALIZERS[attribute](label)
+        if canonical is None:
+            raise ValueError(f"{where}: {label!r} is no {attribute} label; accepted: {accepted_spellings(attribute)}")
+        self.entries.setdefault(attribute, {})[_map_key(raw)] = canonical
+
+    def normalize(self, attribute: str, value: object) -> Optional[str]:
+        """``value`` through the map first, then through the built-in vocabulary."""
+        if is_missing(value):
+            return None
+        mapped = self.entries.get(attribute, {}).get(_map_key(value))
+        return mapped if mapped is not None else NORMALIZERS[attribute](value)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)

@@ -47,6 +47,8 @@ class PredictConfig:
     decode_workers: Optional[int] = None     # image-decoding processes (None: one per core on a GPU, none on a CPU)
     trust_checkpoint: bool = False
     progress: bool = True
+    layout: Optional[str] = None             # label folders: the attribute of each level (default: detected)
+    label_map: tuple[str, ...] = ()          # YAML files or ATTRIBUTE:RAW=LABEL for other spellings
     # raw photos only
     detect: Optional[str] = None             # None: the images are already cropped faces
     detect_workers: int = 1                  # detector processes (photos are spread over them)
@@ -126,6 +128,46 @@ def predict_paths(model: "MultiTaskModel", paths: list[str], *, device: "torch.d
     by_path = {e.split(": ", 1)[0]: e.split(": ", 1)[-1] for e in errors}
     frame["error"] = frame["path"].map(by_path)
     return frame
+
+
+def attach_truth(frame: "pd.DataFrame", model: "MultiTaskModel", config: PredictConfig) -> "pd.DataFrame":
+    """The source's labels, where it has any (label folders, a UTKFace folder, a label CSV), read by
+    the one dataset reader and put beside the predictions: ``race``/``gender``/``age_group`` and
+    ``T_true`` per task, so the table can be audited as it is.  A source without labels (a flat folder
+    of photos) is predicted without them, unless ``layout``/``label_map`` said it has some."""
+    from facefair.data.readers import IMAGE_EXTENSIONS, read_dataset, restrict_race_scheme
+    from facefair.labels import ATTRIBUTES, RACE_SCHEMES, shared_scheme
+
+    source = Path(config.source)
+    if source.suffix.lower() in IMAGE_EXTENSIONS:
+        return frame
+    try:
+        table = read_dataset(source, image_root=config.image_root, layout=config.layout,
+                             label_map=list(config.label_map))
+    except (ValueError, FileNotFoundError):
+        if config.layout or config.label_map:
+            raise
+        return frame  # no labels to keep: predicting unlabelled photos is the common case
+    labels = table.frame
+    if not any(labels[a].notna().any() for a in (*ATTRIBUTES, "age") if a in labels):
+        return frame
+    race_task = next((t for t in model.tasks if t.name == "race"), None)
+    model_scheme = next((s for s, c in RACE_SCHEMES.items() if race_task and c == race_task.classes), None)
+    compared_on = shared_scheme(table.race_scheme, model_scheme) if model_scheme else None
+    if compared_on:
+        labels = restrict_race_scheme(table, compared_on).frame
+    import pandas as pd
+    by_path = labels.set_index(labels["path"].map(lambda p: str(Path(p).resolve())))
+    keys = frame["path"].map(lambda p: str(Path(p).resolve()))
+    columns = {a: by_path[a].reindex(keys).to_numpy() for a in ATTRIBUTES if by_path[a].notna().any()}
+    for task in model.tasks:
+        if task.column in by_path and by_path[task.column].notna().any():
+            if task.name == "race" and compared_on != model_scheme:
+                continue  # a race5 face has no race7 truth; `facefair evaluate --data` compares on race5
+            columns[f"{task.name}_true"] = by_path[task.column].reindex(keys).to_numpy()
+    position = frame.columns.get_loc("path") + 1
+    truth = pd.DataFrame(columns, index=frame.index)
+    return pd.concat([frame.iloc[:, :position], truth, frame.iloc[:, position:]], axis=1)
 
 
 def group_column_for(rules: "GroupThresholds", group_column: Optional[str] = None) -> str:
@@ -219,6 +261,7 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     else:
         frame, no_face = _detect_faces(model, paths, device, config)
     seconds = max(time.perf_counter() - started, 1e-9)
+    frame = attach_truth(frame, model, config)
     if config.thresholds is not None:
         frame = _apply_thresholds(frame, config)
     if config.logit_adjust is not None:
@@ -247,7 +290,7 @@ def register(subparsers) -> None:
     import argparse
 
     from facefair.align.cli import add_detect_flags
-    from facefair.flags import add_device_flag, add_trust_flag, add_tta_flag
+    from facefair.flags import add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
 
     d = PredictConfig("", "")
     parser = subparsers.add_parser(
@@ -281,6 +324,7 @@ def register(subparsers) -> None:
                         help="cropped faces: skip measuring (with a face detector, on a sample) whether they are "
                              f"framed like the training chips; a mismatch is a warning and OUT/{FRAMING_NAME}")
     add_trust_flag(parser)
+    add_layout_flags(parser)
     photos = parser.add_argument_group("raw photos (--detect)")
     add_detect_flags(photos, default=None, workers=False)
     photos.add_argument("--detect-workers", type=int, default=d.detect_workers,

@@ -45,7 +45,8 @@ class PreparedData:
 def load_table(config: DataConfig) -> LabelTable:
     if not config.data:
         raise ValueError("no dataset given (--data PATH or data: in the config)")
-    table = read_dataset(config.data, kind=config.kind, image_root=config.image_root, extra_csvs=config.extra_csvs)
+    table = read_dataset(config.data, kind=config.kind, image_root=config.image_root, extra_csvs=config.extra_csvs,
+                         layout=config.layout, label_map=config.label_map)
     return restrict_race_scheme(table, config.race_scheme)
 
 

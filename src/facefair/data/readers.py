@@ -36,6 +36,8 @@ class LabelTable:
     frame: pd.DataFrame
     race_scheme: Optional[str]
     problems: list[Problem] = field(default_factory=list)
+    #: label folders only: the attribute of each folder level ("-": no label), as read or detected
+    layout: Optional[list[str]] = None
 
     def summary(self, examples: int = 3) -> str:
         lines = [f"{len(self.frame)} images"]
@@ -61,6 +63,8 @@ def _finish(rows: list[dict], dataset: str, problems: list[Problem], race_scheme
     frame.insert(1, "dataset", dataset)
     if race_scheme is None and frame["race"].notna().any():
         race_scheme = L.race_scheme_of(frame["race"])
+        # A mixed vocabulary ("asian" beside "hispanic") is read in the finest scheme it fits.
+        frame["race"] = frame["race"].map(lambda r: L.race_in_scheme(r, race_scheme) if isinstance(r, str) else None)
     return LabelTable(frame.reset_index(drop=True), race_scheme, problems)
 
 
@@ -174,9 +178,12 @@ def read_csv_table(path: str | Path, nrows: Optional[int] = None) -> pd.DataFram
 
 
 def read_label_csv(csv_path: str | Path, image_root: str | Path | None = None, *, dataset: str | None = None,
-                   require_images: bool = True, race_scheme: Optional[str] = None) -> LabelTable:
-    """Any label CSV (FairFace's included); columns are auto-detected and labels normalised."""
+                   require_images: bool = True, race_scheme: Optional[str] = None,
+                   label_map: Optional[L.LabelMap] = None) -> LabelTable:
+    """Any label CSV (FairFace's included); columns are auto-detected and labels normalised (through
+    ``label_map`` first, then the built-in vocabularies)."""
     csv_path = Path(csv_path)
+    label_map = label_map or L.LabelMap()
     raw = read_csv_table(csv_path)
     if raw.empty:
         raise ValueError(f"{csv_path}: no rows")
@@ -202,13 +209,14 @@ def read_label_csv(csv_path: str | Path, image_root: str | Path | None = None, *
             problems.append(Problem(where, f"image not found: {path}; row skipped"))
             continue
         row = {"path": str(path), "age": None, "age_group": None, "gender": None, "race": None}
-        for ours, normalise in (("gender", L.normalize_gender), ("race", L.normalize_race),
-                                ("age_group", L.normalize_age_group), ("age", L.parse_age_years)):
+        for ours in ("gender", "race", "age_group", "age"):
             if ours in columns:
                 value = raw.at[i, columns[ours]]
-                row[ours] = normalise(value)
+                row[ours] = L.parse_age_years(value) if ours == "age" else label_map.normalize(ours, value)
                 if row[ours] is None and value.strip():
-                    problems.append(Problem(where, f"unknown {ours} label {value!r}; left unlabelled"))
+                    hint = "" if ours == "age" else (f" (accepted: {L.accepted_spellings(ours)}; or map it with "
+                                                     f"--label-map {ours}:{value.strip()}=LABEL)")
+                    problems.append(Problem(where, f"unknown {ours} label {value!r}; left unlabelled{hint}"))
         if race_scheme and row["race"] is not None and row["race"] not in L.RACE_SCHEMES[race_scheme]:
             problems.append(Problem(where, f"race {row['race']!r} is no {race_scheme} class; left unlabelled"))
             row["race"] = None
@@ -232,35 +240,14 @@ def read_fairface(label_csvs: Iterable[str | Path], image_root: str | Path, *, r
 
 
 # --------------------------------------------------------------------------- ImageFolder
-def read_imagefolder(root: str | Path, task: Optional[str] = None) -> LabelTable:
-    """``root/[split/]CLASS/*.jpg`` trees (FineFACE's layout).  The class folders label one task;
-    which one is inferred from the names unless ``task`` says.  A split folder (train/val/test)
-    is kept in a ``split`` column so :func:`facefair.data.splits` can honour it."""
-    root = Path(root)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not files:
-        raise FileNotFoundError(f"no images under {root}")
-    split_names = {"train", "val", "valid", "validation", "test"}
-    has_split = all(p.relative_to(root).parts[0].lower() in split_names for p in files)
-    class_names = sorted({p.parent.name for p in files})
-    normalisers = {"gender": L.normalize_gender, "race": L.normalize_race, "age_group": L.normalize_age_group}
-    if task is None:
-        task = next((t for t, f in normalisers.items() if all(f(c) is not None for c in class_names)), None)
-        if task is None:
-            raise ValueError(f"class folders {class_names} match no task; pass task=gender|race|age_group")
-    rows, problems, splits = [], [], []
-    for path in files:
-        label = normalisers[task](path.parent.name)
-        if label is None:
-            problems.append(Problem(str(path), f"class folder {path.parent.name!r} is no {task} label; skipped"))
-            continue
-        row = {"path": str(path.resolve()), "age": None, "age_group": None, "gender": None, "race": None, task: label}
-        rows.append(row)
-        splits.append(path.relative_to(root).parts[0].lower() if has_split else None)
-    table = _finish(rows, root.name, problems)
-    if has_split:
-        table.frame["split"] = [{"valid": "val", "validation": "val"}.get(s, s) for s in splits]
-    return table
+def read_imagefolder(root: str | Path, task: Optional[str] = None, *, layout=None,
+                     label_map: Optional[L.LabelMap] = None) -> LabelTable:
+    """Label folders, nested as people lay them out (``gender/race/x.jpg``, ``race/gender/...``,
+    FineFACE's ``[split/]CLASS/x.jpg``): see :mod:`facefair.data.folders`.  ``layout`` names each
+    folder level (``"gender/race"``); without it the levels are detected from their folder names.
+    ``task`` (older callers) names the last level alone."""
+    from facefair.data.folders import read_label_folders
+    return read_label_folders(root, layout=layout, label_map=label_map, task=task)
 
 
 # --------------------------------------------------------------------------- combining
@@ -282,11 +269,18 @@ def concat_tables(tables: list[LabelTable], race_scheme: Optional[str] = None) -
 
 
 def read_dataset(source: str | Path, *, kind: str = "auto", image_root: str | Path | None = None,
-                 extra_csvs: Iterable[str | Path] = ()) -> LabelTable:
-    """One entry point for the CLI: a UTKFace folder, an ImageFolder tree, FairFace CSVs or any CSV."""
+                 extra_csvs: Iterable[str | Path] = (), layout=None, label_map=None) -> LabelTable:
+    """The one entry point every command reads a dataset through: a UTKFace folder, label folders
+    (nested, ``--layout`` to name their levels), FairFace CSVs or any label CSV.  ``label_map``
+    (a :class:`~facefair.labels.LabelMap`, or the specs it parses: YAML files, ``race:RAW=LABEL``)
+    reads spellings the built-in vocabularies do not."""
     source = Path(source)
     if not source.exists():
-        raise FileNotFoundError(f"dataset not found: {source}")
+        raise FileNotFoundError(f"dataset not found: {source}; give a folder of images or a label CSV")
+    if not isinstance(label_map, L.LabelMap):
+        label_map = L.LabelMap.parse(label_map)
+    if layout and kind == "auto" and source.is_dir():
+        kind = "imagefolder"  # a layout names label folders, whatever the file names look like
     if kind == "auto":
         if source.is_file():
             header = read_csv_table(source, nrows=0).columns.str.lower()
@@ -294,19 +288,27 @@ def read_dataset(source: str | Path, *, kind: str = "auto", image_root: str | Pa
             # columns keeps its own race names (and has its scheme inferred).
             kind = "fairface" if {"file", "age", "gender", "race", "service_test"} <= set(header) else "csv"
         elif any(source.rglob("*.chip.jpg")):
-            kind = "utkface"
+            # UTKFace names carry labels; faces sorted into label folders (male/asian/...) are read
+            # by their folders, which is what whoever sorted them meant.
+            try:
+                return read_imagefolder(source, label_map=label_map)
+            except ValueError:
+                kind = "utkface"
         else:
             kind = "imagefolder"
     if kind == "utkface":
         return read_utkface(source)
     if kind == "imagefolder":
-        return read_imagefolder(source)
+        return read_imagefolder(source, layout=layout, label_map=label_map)
+    if layout:
+        raise ValueError(f"--layout names label folders; {source} is read as {kind}: drop --layout or pass "
+                         "--kind imagefolder")
     if kind in ("fairface", "csv"):
         scheme = "race7" if kind == "fairface" else None
-        tables = [read_label_csv(c, image_root, dataset=kind if kind == "fairface" else None, race_scheme=scheme)
-                  for c in (source, *extra_csvs)]
+        tables = [read_label_csv(c, image_root, dataset=kind if kind == "fairface" else None, race_scheme=scheme,
+                                 label_map=label_map) for c in (source, *extra_csvs)]
         return concat_tables(tables)
-    raise ValueError(f"unknown dataset kind {kind!r}: auto, utkface, fairface, csv, imagefolder")
+    raise ValueError(f"unknown dataset kind {kind!r}: use auto, utkface, fairface, csv or imagefolder")
 
 
 def restrict_race_scheme(table: LabelTable, scheme: Optional[str]) -> LabelTable:
@@ -314,7 +316,7 @@ def restrict_race_scheme(table: LabelTable, scheme: Optional[str]) -> LabelTable
         return table
     frame = table.frame.copy()
     frame["race"] = frame["race"].map(lambda r: L.map_race(r, table.race_scheme, scheme))
-    return LabelTable(frame, scheme, table.problems)
+    return LabelTable(frame, scheme, table.problems, table.layout)
 
 
 def label_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:

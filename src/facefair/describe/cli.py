@@ -18,6 +18,8 @@ class DescribeConfig:
     race_scheme: Optional[str] = None
     sample: int = 500         # images measured for size/quality statistics (0: all)
     labels_only: bool = False  # a label CSV whose images are not here (FairFace's CSVs alone)
+    layout: Optional[str] = None   # label folders: the attribute of each level (default: detected)
+    label_map: tuple[str, ...] = ()  # YAML files or ATTRIBUTE:RAW=LABEL
     seed: int = 0
     beta: float = 0.9999      # Cui et al. effective-number parameter
 
@@ -31,7 +33,8 @@ def describe_dataset(config: DescribeConfig) -> dict:
     if config.labels_only and Path(config.data).is_file():
         table = read_label_csv(config.data, config.image_root, require_images=False)
     else:
-        table = read_dataset(config.data, kind=config.kind, image_root=config.image_root)
+        table = read_dataset(config.data, kind=config.kind, image_root=config.image_root, layout=config.layout,
+                             label_map=list(config.label_map))
     table = restrict_race_scheme(table, config.race_scheme)
     frame = table.frame
     if frame.empty:
@@ -118,7 +121,8 @@ def _image_section(images, out: Path):
 def _describe(args) -> int:
     result = describe_dataset(DescribeConfig(data=args.data, out=args.out, kind=args.kind, image_root=args.image_root,
                                              race_scheme=args.race_scheme, sample=args.sample, seed=args.seed,
-                                             labels_only=args.labels_only))
+                                             labels_only=args.labels_only, layout=args.layout,
+                                             label_map=tuple(args.label_map)))
     print(json.dumps(result, indent=1, default=str), flush=True)
     return 0
 
@@ -138,4 +142,6 @@ def register(subparsers) -> None:
     parser.add_argument("--labels-only", action="store_true",
                         help="describe a label CSV without its images (no image statistics)")
     parser.add_argument("--out", required=True, help="output folder")
+    from facefair.flags import add_layout_flags
+    add_layout_flags(parser)
     parser.set_defaults(func=_describe)

@@ -5,19 +5,44 @@ from __future__ import annotations
 
 
 def _evaluate(args) -> int:
-    from facefair.align.cli import detector_config
-    from facefair.evaluate.run import evaluate_run
+    from pathlib import Path
 
-    evaluate_run(args.run, split=args.split, out_dir=args.out, data=args.data, kind=args.kind,
-                 image_root=args.image_root, device=args.device, tta=args.tta, batch_size=args.batch_size,
-                 trust_checkpoint=args.trust_checkpoint, detect=detector_config(args) if args.detect else None, padding=args.padding,
-                 framing_check=args.framing_check)
+    from facefair.align.cli import detector_config
+    from facefair.evaluate.run import dataset_name, evaluate_run
+
+    common = dict(kind=args.kind, image_root=args.image_root, device=args.device, tta=args.tta,
+                  batch_size=args.batch_size, trust_checkpoint=args.trust_checkpoint,
+                  detect=detector_config(args) if args.detect else None, padding=args.padding,
+                  framing_check=args.framing_check)
+    if not args.data:
+        if args.layout or args.label_map:
+            raise ValueError("--layout and --label-map describe a --data dataset; add --data PATH")
+        evaluate_run(args.run, split=args.split, out_dir=args.out, **common)
+        return 0
+    names = _unique([dataset_name(d) for d in args.data])
+    for data, name in zip(args.data, names):
+        if args.out is None:
+            out = Path(args.run) / f"eval-{name}"
+        else:
+            out = Path(args.out) if len(args.data) == 1 else Path(args.out) / name
+        print(f"== {name} ({data})", flush=True)
+        evaluate_run(args.run, data=data, out_dir=str(out), layout=args.layout, label_map=args.label_map, **common)
     return 0
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Dataset names made unique (two folders both called ``test``) by numbering the repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return out
 
 
 def register(subparsers) -> None:
     from facefair.align.cli import add_detect_flags
-    from facefair.flags import add_device_flag, add_trust_flag, add_tta_flag
+    from facefair.flags import add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
 
     parser = subparsers.add_parser(
         "evaluate", help="evaluate a run's best epoch on a split or another dataset",
@@ -25,11 +50,16 @@ def register(subparsers) -> None:
                     "(--data); writes OUT/report.json and OUT/predictions.csv.")
     parser.add_argument("run", help="run folder (with its model, config.yaml, splits.csv)")
     parser.add_argument("--split", default="test", help="train, val, test, or all (with --data)")
-    parser.add_argument("--data", help="evaluate on another dataset instead of the run's own")
+    parser.add_argument("--data", action="append", metavar="PATH",
+                        help="evaluate on another dataset instead of the run's own (repeat for several): a folder "
+                             "of label folders (e.g. gender/race/x.jpg), a UTKFace folder or a label CSV; each goes "
+                             "to RUN/eval-NAME")
+    add_layout_flags(parser)
     parser.add_argument("--kind", default="auto", help="dataset kind for --data: auto, utkface, fairface, csv or "
                                                        "imagefolder")
     parser.add_argument("--image-root", help="image root for a CSV --data")
-    parser.add_argument("--out", help="output folder (default RUN/eval-SPLIT)")
+    parser.add_argument("--out", help="output folder (default RUN/eval-SPLIT, or RUN/eval-NAME per --data; with "
+                                      "several --data, OUT/NAME)")
     parser.add_argument("--batch-size", type=int, default=128, help="faces per forward pass")
     add_device_flag(parser)
     add_tta_flag(parser)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from facefair.config import load_yaml_config
 from facefair.evaluate.report import evaluate_split, print_headline, write_evaluation
-from facefair.labels import RACE_SCHEMES
+from facefair.labels import RACE_SCHEMES, map_race, shared_scheme
 from facefair.models.multitask import load_model
 from facefair.runtime import select_device
 from facefair.data.prepare import SplitData, frame_split, load_table, prepare_data, whole_table_split
@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = None, data: Optional[str] = None,
                  kind: str = "auto", image_root: Optional[str] = None, device: str = "auto", tta: bool = True,
                  batch_size: int = 128, trust_checkpoint: bool = False, detect: "Optional[str | DetectorConfig]" = None,
-                 padding: Optional[float] = None, framing_check: bool = True) -> dict:
+                 padding: Optional[float] = None, framing_check: bool = True, layout: Optional[str] = None,
+                 label_map: Sequence[str] = ()) -> dict:
+    """Evaluate RUN's model on one of its splits, or on another dataset (``data``: read with
+    ``layout``/``label_map`` like every reader), writing OUT/report.json and OUT/predictions.csv.
+
+    Another dataset's race labels are compared with the model's on the scheme both share: FairFace
+    race7 labels are read as race5 for a UTKFace model; a race5 dataset ("asian") against a race7
+    model has the model's decisions read in race5 (East and Southeast Asian -> Asian)."""
     run = Path(run_dir)
     if not (run / "config.yaml").exists():
         raise FileNotFoundError(f"{run / 'config.yaml'} not found: is {run} a finished training run?")
@@ -35,15 +42,16 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
     torch_device = select_device(device)
     model = load_model(run, torch_device, trust_checkpoint=trust_checkpoint).to(torch_device)
     size = model.config.resolved_size()
-    out = Path(out_dir) if out_dir else run / f"eval-{'all' if data is not None else split}"
+    out = Path(out_dir) if out_dir else run / f"eval-{dataset_name(data) if data is not None else split}"
     if detect is not None and data is None:
         raise ValueError("--detect applies to --data (raw photos of another dataset); a run's own splits are its chips")
     extra: dict = {}
     if data is not None:
-        # Labels of another dataset are mapped into the model's race scheme (FairFace race7 -> UTK race5).
         race = next((t for t in model.tasks if t.name == "race"), None)
+        model_scheme = next((s for s, c in RACE_SCHEMES.items() if race and c == race.classes), None)
         config.data.data, config.data.kind, config.data.image_root, config.data.extra_csvs = data, kind, image_root, []
-        config.data.race_scheme = next((s for s, c in RACE_SCHEMES.items() if race and c == race.classes), None)
+        # The run's own layout and label map described its training data, not this one.
+        config.data.layout, config.data.label_map, config.data.race_scheme = layout, list(label_map), None
         if detect is None:
             chosen, table, skipped = whole_table_split(config.data, model.tasks, size, batch_size)
             extra["framing"] = _check_framing(chosen.frame["path"].tolist(), model, framing_check)
@@ -51,6 +59,10 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
             chosen, table, skipped, extra["detect"] = _detected_split(config.data, model, size, batch_size, detect,
                                                                       padding, out)
         problems, split = table.problems, "all"
+        compared_on = shared_scheme(table.race_scheme, model_scheme) if model_scheme else None
+        if compared_on and table.race_scheme and table.race_scheme != compared_on:
+            chosen.frame["race"] = chosen.frame["race"].map(lambda r: map_race(r, table.race_scheme, compared_on))
+        extra["race_scheme"] = {"data": table.race_scheme, "model": model_scheme, "compared_on": compared_on}
     else:
         config.data.splits_file = str(run / "splits.csv")
         prepared = prepare_data(config.data, [t.name for t in model.tasks], size, batch_size,
@@ -58,6 +70,12 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
         chosen, problems, skipped = prepared.splits[split], prepared.problems, prepared.skipped_images
     predictions, metrics, errors = evaluate_split(model, chosen, torch_device, tta=tta,
                                                   amp=config.train.amp, bf16=config.train.bf16)
+    schemes = extra.get("race_scheme") or {}
+    if schemes.get("compared_on") and schemes["compared_on"] != schemes["model"]:
+        from facefair.evaluate.metrics import all_task_metrics
+        from facefair.evaluate.table import collapse_race_scheme
+        predictions = collapse_race_scheme(predictions, schemes["model"], schemes["compared_on"])
+        metrics = all_task_metrics(predictions)
     report = write_evaluation(out, predictions, metrics, {**extra,
         "run": str(run), "split": split, "data": config.data.data, "tta": tta,
         "skipped_images": {"count": len(skipped) + len(errors), "items": skipped + errors},
@@ -65,6 +83,12 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
     print_headline(split, metrics)
     print(f"report: {out / 'report.json'}", flush=True)
     return report
+
+
+def dataset_name(data: str) -> str:
+    """A dataset's short name (its folder or CSV name), used for RUN/eval-NAME and in reports."""
+    path = Path(data)
+    return (path.stem if path.is_file() else path.name) or "data"
 
 
 def _check_framing(paths: list[str], model, enabled: bool) -> Optional[dict]:

@@ -69,3 +69,26 @@ def tasks_in(frame: pd.DataFrame) -> list[str]:
 def classes_of(frame: pd.DataFrame, task: str) -> Optional[list[str]]:
     cols = probability_columns(frame, task)
     return [c[len(f"{task}_prob_"):] for c in cols] or None
+
+
+def collapse_race_scheme(frame: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
+    """A ``source``-scheme model's race columns read in the coarser ``target`` scheme (a race7 model
+    on race5 faces): ``race_prob_<class>`` summed over the source classes each target class holds,
+    ``race_pred`` the model's own decision mapped (a decision with no target class, e.g. Latino_Hispanic
+    in race4, keeps its name and counts as wrong for every face)."""
+    from facefair.labels import RACE_MAPPINGS, RACE_SCHEMES
+
+    mapping = RACE_MAPPINGS[(source, target)]
+    out = frame.copy()
+    if "race_pred" not in out:
+        return out
+    out["race_pred"] = out["race_pred"].map(lambda p: p if not isinstance(p, str) else (mapping.get(p) or p))
+    old = probability_columns(out, "race")
+    summed = {f"race_prob_{c}": sum((out[f"race_prob_{s}"].astype(float) for s in RACE_SCHEMES[source]
+                                     if mapping.get(s) == c and f"race_prob_{s}" in out), 0.0 * out[old[0]].astype(float))
+              for c in RACE_SCHEMES[target]} if old else {}
+    position = out.columns.get_loc(old[0]) if old else len(out.columns)
+    out = out.drop(columns=old)
+    for offset, (name, values) in enumerate(summed.items()):
+        out.insert(position + offset, name, values)
+    return out

@@ -39,7 +39,8 @@ def _faces(args, table, out: Path) -> dict:
 def _clean(args) -> int:
     from facefair.data.readers import read_dataset  # noqa: PLC0415
 
-    table = read_dataset(args.data, kind=args.kind, image_root=args.image_root)
+    table = read_dataset(args.data, kind=args.kind, image_root=args.image_root, layout=args.layout,
+                         label_map=args.label_map)
     out = Path(args.out)
     faces = args.faces or not (args.labels or args.duplicates)
     if (args.labels or args.duplicates) and out.suffix.lower() == ".csv":
@@ -81,6 +82,7 @@ def _clean(args) -> int:
 
 def register(subparsers) -> None:
     from facefair.align.cli import add_detect_flags, run_guarded  # noqa: PLC0415
+    from facefair.flags import add_layout_flags  # noqa: PLC0415
 
     clean = subparsers.add_parser(
         "clean", help="find label errors, duplicate images and images without a face (writes files, deletes nothing)",
@@ -95,6 +97,7 @@ def register(subparsers) -> None:
     clean.add_argument("data", help="dataset: UTKFace folder, label CSV (FairFace: with --image-root), ImageFolder")
     clean.add_argument("--kind", default="auto")
     clean.add_argument("--image-root", help="folder a CSV's image paths are relative to")
+    add_layout_flags(clean)
     clean.add_argument("--out", default="clean", help="output folder (or TABLE.csv for the face check alone)")
     checks = clean.add_argument_group("checks")
     checks.add_argument("--labels", action="store_true", help="likely label errors (gender, race, age_group)")
