@@ -160,6 +160,68 @@ def _inputs_line(framing: Optional[dict]) -> str:
               "warn about them.")
 
 
+def _signed(value, metric: str) -> str:
+    value = _num(value)
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:+.2f}" if metric == "mae" else f"{value:+.3f}"
+
+
+def _transfer_figure(row: dict) -> str:
+    metric = "mae" if row["metric"] == "mae" else "accuracy"
+    here = _with_ci({"value": row["value_out"], "ci_low": row["ci_low_out"], "ci_high": row["ci_high_out"]}, metric)
+    return (f"{here} (test split {_fmt(row['value_in'], metric)}; change {_signed(row['change'], metric)} "
+            f"[{_signed(row['change_low'], metric)}, {_signed(row['change_high'], metric)}])")
+
+
+def generalisation_section(run: Path) -> list[str]:
+    """The card's Generalisation section, from RUN/transfer/transfer.json (``facefair evaluate RUN
+    --data OTHER``): each dataset checked, its size, its overall figures and where the model fails."""
+    from facefair.audit.transfer import load_transfer
+
+    parts = ["## Generalisation: faces from other datasets\n"]
+    transfer = load_transfer(run)
+    if not transfer or not transfer.get("datasets"):
+        return parts + ["Not measured: every figure above is on a split of the training data. Run "
+                        f"`facefair evaluate {run} --data OTHER_DATASET` (repeat `--data` for several) and write the "
+                        "card again to add how the model holds up on faces from elsewhere.\n"]
+    reference = transfer.get("reference") or {}
+    config = transfer.get("config") or {}
+    parts.append(f"Checked with `facefair evaluate {run} --data ...` against {reference.get('faces', '?')} faces of "
+                 "the test split. A change is the other dataset minus the test split, with a 95% interval for two "
+                 "independent samples (different faces, resampled independently). A group is called collapsed "
+                 f"when its accuracy (recall, for a class) drops by more than {config.get('collapse_drop', '?')} "
+                 f"or ends below {config.get('collapse_below', '?')}. Full tables: `transfer/transfer.html`.\n")
+    parts += ["| dataset | faces | race scheme compared | task | accuracy / MAE [95% CI] (test split; change) |",
+              "| --- | ---: | --- | --- | --- |"]
+    for dataset in transfer["datasets"]:
+        for row in dataset["groups"]:
+            if row["attribute"] == "overall":
+                parts.append(f"| {dataset['name']} | {dataset['faces']} | {dataset.get('race_scheme') or '–'} | "
+                             f"{row['task']} | {_transfer_figure(row)} |")
+    parts.append("")
+    for dataset in transfer["datasets"]:
+        parts.append(f"**Where the model fails on {dataset['name']}** ({dataset['faces']} faces"
+                     + (f", `{dataset['source']}`" if dataset.get("source") else "") + "):\n")
+        failing = sorted(dataset.get("collapsed") or [], key=lambda r: (r["metric"] != "recall", _num(r["change"])))
+        rows = {(r["task"], r["attribute"], r["group"]): r for r in dataset["groups"]}
+        lines = []
+        for c in failing[:8]:
+            row = rows[(c["task"], c["attribute"], c["group"])]
+            what = (f"{c['task']} recall of {c['group']}" if c["metric"] == "recall"
+                    else f"{c['task']} {c['metric']} among {c['attribute']} = {c['group']}")
+            lines.append(f"- {what}: {_transfer_figure(row)}, {c['reason']}.")
+        if len(failing) > 8:
+            lines.append(f"- ... and {len(failing) - 8} more collapsed groups (see transfer/transfer.html).")
+        lines += [f"- {e['text']}." for e in dataset.get("errors") or [] if e["share"] >= 0.2]
+        lines += [f"- The worst {w['task']} group by {w['attribute']} is {w['worst_outside']} here "
+                  f"({_fmt(w['value_outside'], w['metric'] if w['metric'] == 'mae' else 'accuracy')}) but "
+                  f"{w['worst_inside']} on the test split."
+                  for w in dataset.get("worst_groups") or [] if not w["same"] and w["attribute"] == w["task"]]
+        parts += (lines or ["- No group collapsed."]) + [""]
+    return parts
+
+
 def model_card(run: str | Path, n_boot: int = 1000) -> str:
     """The card's Markdown text (runs the audit first when RUN/audit/audit.json is missing)."""
     run = Path(run)
@@ -240,6 +302,7 @@ def model_card(run: str | Path, n_boot: int = 1000) -> str:
     parts += ["## Fairness: the audit's largest gaps\n", audit.get("summary", ""), "", *_gap_table(audit), "",
               "Groups too small to judge are left out of every gap; error-rate cells resting on too few faces "
               "are named and the gap marked incomplete (see audit/audit.html for every gap and group).\n",
+              *generalisation_section(run),
               "## Limitations\n",
               "- **Label noise.** The labels are annotated (UTKFace's age, gender and race were estimated and then "
               "checked by people); some are wrong, which caps the measurable accuracy and blurs group gaps. "

@@ -126,3 +126,18 @@ class AuditResult:
         if len(rows) != 1:
             raise KeyError((task, attribute, metric, cls))
         return rows.iloc[0]
+
+
+@dataclass
+class TransferConfig:
+    """When a group counts as collapsed, and the audit settings (intervals, smallest judged group)."""
+
+    collapse_drop: float = 0.15    # accuracy/recall points lost outside (0.15 = 15 points)
+    collapse_below: float = 0.5    # ... or ending below this outside
+    collapse_mae: float = 3.0      # MAE years gained outside
+    audit: AuditConfig = field(default_factory=AuditConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.collapse_drop < 1 or not 0 < self.collapse_below < 1:
+            raise ValueError(f"--collapse-drop and --collapse-below are shares in (0, 1), got {self.collapse_drop} "
+                             f"and {self.collapse_below}")

@@ -78,16 +78,21 @@ GAP_BASIS_NAMES = set(_GAP_BASIS)
 
 
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, replicates: Optional[dict] = None) -> None:
+        self.replicates = replicates
         self.groups: list[dict] = []
         self.gaps: list[dict] = []
         self.calibration: list[dict] = []
         self.confusion: list[dict] = []
 
 
-def audit_predictions(df: pd.DataFrame, config: Optional[AuditConfig] = None, source: str = "<DataFrame>"
-                      ) -> AuditResult:
-    """Audit a predictions table (see ``docs/audit.md`` for the columns it reads)."""
+def audit_predictions(df: pd.DataFrame, config: Optional[AuditConfig] = None, source: str = "<DataFrame>",
+                      replicates: Optional[dict] = None) -> AuditResult:
+    """Audit a predictions table (see ``docs/audit.md`` for the columns it reads).
+
+    ``replicates``, when given, is filled with every group metric's bootstrap replicates, keyed
+    ``(task, attribute, group, metric key)``, for comparisons that need more than the interval
+    (the transfer audit's difference between two datasets)."""
     config = config or AuditConfig()
     notes: list[str] = []
     tasks = detect_tasks(df, config.tasks, config.positive_classes, notes)
@@ -98,7 +103,7 @@ def audit_predictions(df: pd.DataFrame, config: Optional[AuditConfig] = None, so
     if not attributes:
         notes.append("No sensitive attribute column (race, gender, age_group) was found: only overall "
                      "figures are reported.")
-    out = _Collector()
+    out = _Collector(replicates)
     for task in tasks:
         scored = None
         if task.proba is not None:
@@ -184,6 +189,8 @@ def _audit_attribute(task: TaskData, attribute: str, values: np.ndarray, scored:
         key_thin = thin.get(key, thin.get(f"{name}_ovr{KEY_SEP}{task.positive_class}") if key in ("fpr", "fnr")
                             else None)
         for i, group in enumerate(order):
+            if out.replicates is not None:
+                out.replicates[(task.name, attribute, group, key)] = shown_reps[key][:, i]
             out.groups.append({"task": task.name, "attribute": attribute, "group": group, "metric": name,
                                "value": float(shown[key][0, i]), "ci_low": float(low[i]), "ci_high": float(high[i]),
                                "n": int(sizes[i]), "flagged": bool(flagged[i]), "class": cls,

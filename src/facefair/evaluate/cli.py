@@ -20,6 +20,8 @@ def _evaluate(args) -> int:
         evaluate_run(args.run, split=args.split, out_dir=args.out, **common)
         return 0
     names = _unique([dataset_name(d) for d in args.data])
+    reference = _reference(args.run) if args.transfer else None  # before minutes of inference, not after
+    evaluated = {}
     for data, name in zip(args.data, names):
         if args.out is None:
             out = Path(args.run) / f"eval-{name}"
@@ -27,7 +29,45 @@ def _evaluate(args) -> int:
             out = Path(args.out) if len(args.data) == 1 else Path(args.out) / name
         print(f"== {name} ({data})", flush=True)
         evaluate_run(args.run, data=data, out_dir=str(out), layout=args.layout, label_map=args.label_map, **common)
+        evaluated[name] = (data, out)
+    if reference is not None:
+        _transfer(args, reference, evaluated)
     return 0
+
+
+def _reference(run: str):
+    """The run's in-distribution predictions (its test split), which the transfer audit compares with."""
+    from pathlib import Path
+
+    from facefair.audit.groups import load_predictions
+
+    for candidate in (Path(run), Path(run) / "eval-test"):
+        if (candidate / "predictions.csv").is_file():
+            return load_predictions(candidate)
+    raise FileNotFoundError(f"{run} has no predictions.csv of its test split to compare other datasets with: "
+                            f"run `facefair evaluate {run}` first (it writes {Path(run) / 'eval-test'}), or add "
+                            "--no-transfer to evaluate without the comparison")
+
+
+def _transfer(args, reference, evaluated: dict) -> None:
+    from pathlib import Path
+
+    from facefair.audit.config import AuditConfig
+    from facefair.audit.groups import load_predictions
+    from facefair.audit.config import TransferConfig
+    from facefair.audit.transfer import headline_lines, transfer_audit, write_transfer
+
+    inside, inside_source = reference
+    config = TransferConfig(collapse_drop=args.collapse_drop, collapse_below=args.collapse_below,
+                            audit=AuditConfig(n_boot=args.n_boot))
+    tables = {name: load_predictions(out)[0] for name, (_, out) in evaluated.items()}
+    result = transfer_audit(inside, tables, config, sources={n: str(d) for n, (d, _) in evaluated.items()},
+                            inside_source=f"the run's test split ({inside_source})")
+    out = (Path(args.out) if args.out else Path(args.run)) / "transfer"
+    write_transfer(result, out)
+    for dataset in result["datasets"]:
+        print("\n".join(headline_lines(dataset)), flush=True)
+    print(f"transfer report: {out / 'transfer.html'} (tables: transfer_groups.csv, transfer.json)", flush=True)
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -41,7 +81,11 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def register(subparsers) -> None:
+    import argparse
+
     from facefair.align.cli import add_detect_flags
+    from facefair.audit.config import AuditConfig
+    from facefair.audit.config import TransferConfig as TransferDefaults
     from facefair.flags import add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
 
     parser = subparsers.add_parser(
@@ -68,6 +112,15 @@ def register(subparsers) -> None:
                         help="--data of cropped faces: skip measuring (with a face detector, on a sample) whether "
                              "they are framed like the training chips (a mismatch is a warning and report.json's "
                              "framing entry)")
+    transfer = parser.add_argument_group("transfer audit (--data)")
+    transfer.add_argument("--transfer", action=argparse.BooleanOptionalAction, default=True,
+                          help="compare each --data dataset with the run's test split, per group, and write "
+                               "RUN/transfer/transfer.html (OUT/transfer with --out)")
+    transfer.add_argument("--collapse-drop", type=float, default=TransferDefaults.collapse_drop,
+                          help="flag a group whose accuracy/recall drops by more than this share")
+    transfer.add_argument("--collapse-below", type=float, default=TransferDefaults.collapse_below,
+                          help="... or ends below this")
+    transfer.add_argument("--n-boot", type=int, default=AuditConfig().n_boot, help="bootstrap resamples per side")
     photos = parser.add_argument_group("raw photos (--data with --detect)")
     add_detect_flags(photos, default=None, workers=False)
     photos.add_argument("--padding", type=float, default=None,
