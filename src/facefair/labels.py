@@ -139,7 +139,8 @@ def race_scheme_of(values) -> str:
         if all(race_in_scheme(v, scheme) is not None for v in seen):
             return scheme
     unknown = sorted(seen - set(RACE_SCHEMES["race7"]) - set(RACE_SCHEMES["race5"]))
-    raise ValueError(f"race labels {unknown or sorted(seen)} belong to no known scheme ({', '.join(RACE_SCHEMES)})")
+    raise ValueError(f"race labels {unknown or sorted(seen)} belong to no known scheme ({', '.join(RACE_SCHEMES)}); "
+                     "map them onto one with --label-map race:NAME=LABEL (or a YAML file)")
 
 
 def shared_scheme(*schemes: Optional[str]) -> Optional[str]:
