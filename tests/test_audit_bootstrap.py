@@ -111,7 +111,8 @@ def test_adding_an_attribute_leaves_other_intervals_unchanged():
     narrow = audit_predictions(frame, AuditConfig(attributes=("race",), intersections=(), n_boot=50))
     wide = audit_predictions(frame, AuditConfig(attributes=("gender", "race"), intersections=(("race", "gender"),),
                                                 n_boot=50))
-    keep = lambda gm: gm[gm.attribute == "race"].reset_index(drop=True)  # noqa: E731
+    # mdd (power after the correction) depends on how many tests the audit runs, so it may change.
+    keep = lambda gm: gm[gm.attribute == "race"].drop(columns="mdd").reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(keep(narrow.group_metrics), keep(wide.group_metrics))
 
 

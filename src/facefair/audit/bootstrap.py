@@ -125,9 +125,11 @@ def percentile_interval(replicates: np.ndarray, level: float) -> tuple[np.ndarra
         nan = np.full(replicates.shape[1:], np.nan)
         return nan, nan.copy()
     alpha = (1 - level) / 2
+    # np.quantile where nothing is undefined: nanquantile goes column by column in Python
+    quantile = np.nanquantile if np.isnan(replicates).any() else np.quantile
     with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = np.nanquantile(replicates, [alpha, 1 - alpha], axis=0)
+        low, high = quantile(replicates, [alpha, 1 - alpha], axis=0)
     has_inf = np.isinf(replicates).any(axis=0)
     low = np.where(np.isnan(low) & has_inf, np.inf, low)
     high = np.where(np.isnan(high) & has_inf, np.inf, high)

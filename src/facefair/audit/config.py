@@ -11,9 +11,10 @@ from facefair.labels import ATTRIBUTES  # the true demographic attributes a tabl
 
 #: Columns of the tidy tables, in the order they are written.
 GROUP_COLUMNS = ["task", "attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "flagged", "class",
-                 "support", "thin_cell"]
-GAP_COLUMNS = ["task", "attribute", "metric", "class", "value", "ci_low", "ci_high", "n_groups", "worst_group",
-               "best_group", "excluded_groups", "excluded_cells", "complete", "note"]
+                 "support", "thin_cell", "mdd"]
+GAP_COLUMNS = ["task", "attribute", "metric", "class", "value", "ci_low", "ci_high", "verdict", "p_value", "p_holm",
+               "test", "mdd", "difference_ci_low", "difference_ci_high", "n_groups", "worst_group", "best_group",
+               "excluded_groups", "excluded_cells", "complete", "note"]
 CALIBRATION_COLUMNS = ["task", "attribute", "group", "bin", "bin_low", "bin_high", "n", "mean_confidence",
                        "accuracy", "flagged"]
 CONFUSION_COLUMNS = ["task", "attribute", "group", "true", "pred", "count"]
@@ -37,6 +38,12 @@ class AuditConfig:
     #: Groups with fewer labelled rows are shown but marked "too small to judge" and kept out of gaps.
     min_group_size: int = 30
     n_bins: int = 10
+    #: Family-wise error rate of the verdicts: Holm over every gap the audit tests.
+    alpha: float = 0.05
+    #: The smallest gap that matters (share of rows, 0.05 = 5 points; exact age: ``meaningful_gap_years``):
+    #: groups whose detectable difference is larger are named as too small to judge it.
+    meaningful_gap: float = 0.05
+    meaningful_gap_years: float = 1.0
     #: The class treated as "positive" for binary tasks; Female makes gender FPR = males predicted female.
     positive_classes: dict[str, str] = field(default_factory=lambda: {"gender": "Female"})
 
@@ -51,6 +58,10 @@ class AuditConfig:
             raise ValueError(f"ci_level must be between 0 and 1, got {self.ci_level}")
         if self.min_group_size < 1:
             raise ValueError(f"min_group_size must be >= 1, got {self.min_group_size}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be between 0 and 1, got {self.alpha}")
+        if self.meaningful_gap <= 0 or self.meaningful_gap_years <= 0:
+            raise ValueError("meaningful_gap and meaningful_gap_years must be > 0")
         if self.n_bins < 1:
             raise ValueError(f"n_bins must be >= 1, got {self.n_bins}")
         for parts in self.intersections:
@@ -103,6 +114,8 @@ class AuditResult:
     notes: list[str]
     definitions: dict[str, str]
     summary: str = ""
+    #: How many tests the Holm correction ran over (every gap with a test of its own).
+    family_size: int = 0
 
     def task(self, name: str) -> TaskInfo:
         for info in self.tasks:

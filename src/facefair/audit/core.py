@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix
 
 from facefair.audit import bootstrap as B
-from facefair.audit.calibration import reliability_bins
+from facefair.audit import cells as C
+from facefair.audit import judge
+from facefair.audit.calibration import bin_edges, bin_index
 from facefair.audit.config import (ALL, CALIBRATION_COLUMNS, CONFUSION_COLUMNS, GAP_COLUMNS, GROUP_COLUMNS,
                                    OVERALL, AuditConfig, AuditResult, TaskInfo)
 from facefair.audit.gaps import DEFINITIONS as GAP_DEFINITIONS
 from facefair.audit.gaps import GAP_BASIS as _GAP_BASIS
 from facefair.audit.gaps import gap_inputs, gap_values, worst_and_best
-from facefair.audit.groups import SEPARATOR, TaskData, _present, attribute_values, detect_tasks, group_order
-from facefair.audit.metrics import (KEY_SEP, by_group_values, classification_metric_frame, derive_aggregates,
-                                    mask_single_class_f1, mask_thin_rates, rate_support, regression_metric_frame,
+from facefair.audit.groups import SEPARATOR, TaskData, attribute_values, detect_tasks, group_order
+from facefair.audit.metrics import (KEY_SEP, derive_aggregates, mask_single_class_f1, mask_thin_rates, rate_support,
                                     reported_keys, split_key, thin_cells)
 
 METRIC_DEFINITIONS = {
@@ -75,6 +76,8 @@ def _definitions(config: AuditConfig) -> dict[str, str]:
 
 
 GAP_BASIS_NAMES = set(_GAP_BASIS)
+#: Tables with at least this many rows show progress bars (on a terminal).
+PROGRESS_ROWS = 200_000
 
 
 class _Collector:
@@ -82,17 +85,67 @@ class _Collector:
         self.replicates = replicates
         self.groups: list[dict] = []
         self.gaps: list[dict] = []
+        self.tests: list[tuple] = []  # per gap row: (verdicts.Test or None, whether it is the test's own row)
         self.calibration: list[dict] = []
         self.confusion: list[dict] = []
+        self.auc_bound = 0.0
+
+
+@dataclass
+class _Prepared:
+    """Per task, once: class indices, confidence bins and score bins (classification) or error bins."""
+    valid: np.ndarray
+    true_idx: Optional[np.ndarray] = None
+    pred_idx: Optional[np.ndarray] = None
+    scored: Optional[np.ndarray] = None
+    confidence: Optional[np.ndarray] = None
+    conf_bin: Optional[np.ndarray] = None
+    scores: list = field(default_factory=list)
+    errors: Optional[np.ndarray] = None
+    error_bin: Optional[np.ndarray] = None
+    n_error_bins: int = 0
+
+
+def _prepare(task: TaskData, config: AuditConfig, notes: list[str]) -> _Prepared:
+    if task.kind != "classification":
+        errors = task.y_pred - task.y_true
+        bins, n_bins = C.error_bins(errors, task.valid)
+        return _Prepared(task.valid, errors=errors, error_bin=bins, n_error_bins=n_bins)
+    prep = _Prepared(task.valid, task.indices(task.y_true), task.indices(task.y_pred))
+    if task.proba is not None:
+        confidence = task.confidence()
+        scored = np.isfinite(task.proba).all(axis=1) & np.isfinite(confidence)
+        missing = int((task.valid & ~scored).sum())
+        if missing:
+            notes.append(f"Task {task.name!r}: {missing} rows lack a probability for their predicted label, "
+                         "so ROC-AUC and ECE are skipped for groups that contain them.")
+        usable = task.valid & scored
+        prep.scored, prep.confidence = scored, np.where(scored, confidence, 0.0)
+        prep.conf_bin = bin_index(np.clip(prep.confidence, 0.0, 1.0), config.n_bins)
+        column_of = {c: i for i, c in enumerate(task.prob_classes)}
+        wanted = [task.positive_class] if task.positive_class is not None else \
+            [c for c in task.classes if c in column_of]
+        prep.scores = [C.score_bins(task.proba[:, column_of[c]], usable, c, seed=config.seed)
+                       for c in wanted if c in column_of]
+    return prep
+
+
+def _coded(values: np.ndarray) -> tuple[np.ndarray, list]:
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes.astype(np.int64), list(uniques)
 
 
 def audit_predictions(df: pd.DataFrame, config: Optional[AuditConfig] = None, source: str = "<DataFrame>",
-                      replicates: Optional[dict] = None) -> AuditResult:
+                      replicates: Optional[dict] = None, progress: Optional[bool] = None) -> AuditResult:
     """Audit a predictions table (see ``docs/audit.md`` for the columns it reads).
 
     ``replicates``, when given, is filled with every group metric's bootstrap replicates, keyed
     ``(task, attribute, group, metric key)``, for comparisons that need more than the interval
-    (the transfer audit's difference between two datasets)."""
+    (the transfer audit's difference between two datasets).  ``progress``: show progress bars on
+    stderr (default: for tables of ``PROGRESS_ROWS`` rows or more, when stderr is a terminal).
+    """
+    from tqdm.auto import tqdm
+
     config = config or AuditConfig()
     notes: list[str] = []
     tasks = detect_tasks(df, config.tasks, config.positive_classes, notes)
@@ -103,18 +156,22 @@ def audit_predictions(df: pd.DataFrame, config: Optional[AuditConfig] = None, so
     if not attributes:
         notes.append("No sensitive attribute column (race, gender, age_group) was found: only overall "
                      "figures are reported.")
+    coded = {OVERALL: (np.zeros(len(df), dtype=np.int64), [ALL])}
+    coded.update({name: _coded(values) for name, values in attributes.items()})
     out = _Collector(replicates)
+    disable = (len(df) < PROGRESS_ROWS) if progress is None else not progress
+    bar = tqdm(total=len(tasks) * len(coded), desc="audit", unit="table", disable=disable or None, leave=False)
     for task in tasks:
-        scored = None
-        if task.proba is not None:
-            scored = np.isfinite(task.proba).all(axis=1) & np.isfinite(task.confidence())
-            missing = int((task.valid & ~scored).sum())
-            if missing:
-                notes.append(f"Task {task.name!r}: {missing} rows lack a probability for their predicted label, "
-                             "so ROC-AUC and ECE are skipped for groups that contain them.")
-        audited = [(OVERALL, np.full(len(df), ALL, dtype=object))] + list(attributes.items())
-        for attribute, values in audited:
-            _audit_attribute(task, attribute, values, scored, config, out, notes)
+        prep = _prepare(task, config, notes)
+        for attribute, (codes, uniques) in coded.items():
+            bar.set_postfix_str(f"{task.name} by {attribute}")
+            _audit_attribute(task, prep, attribute, codes, uniques, config, out, notes)
+            bar.update()
+    bar.close()
+    family = judge.finish(out.gaps, out.tests, out.groups, config.alpha)
+    if out.auc_bound > 1e-4:
+        notes.append(f"ROC-AUC is computed from {C.AUC_BINS} score bins per class (pairs sharing a bin count one "
+                     f"half): each group's value is within {out.auc_bound:.4f} of the exact one.")
     flagged = {(r["task"], r["attribute"], r["group"]) for r in out.groups if r["flagged"]}
     if flagged:
         notes.append(f"{len(flagged)} task/group combinations have fewer than {config.min_group_size} labelled "
@@ -127,7 +184,7 @@ def audit_predictions(df: pd.DataFrame, config: Optional[AuditConfig] = None, so
         gaps=pd.DataFrame(out.gaps, columns=GAP_COLUMNS),
         calibration=pd.DataFrame(out.calibration, columns=CALIBRATION_COLUMNS),
         confusion=pd.DataFrame(out.confusion, columns=CONFUSION_COLUMNS),
-        notes=notes, definitions=_definitions(config))
+        notes=notes, definitions=_definitions(config), family_size=family)
     from facefair.audit.summary import plain_summary
     result.summary = plain_summary(result)
     return result
@@ -137,33 +194,42 @@ def _parity_applies(task: TaskData, attribute: str) -> bool:
     return task.name not in attribute.split(SEPARATOR)
 
 
-def _audit_attribute(task: TaskData, attribute: str, values: np.ndarray, scored: Optional[np.ndarray],
+def _audit_attribute(task: TaskData, prep: _Prepared, attribute: str, all_codes: np.ndarray, uniques: list,
                      config: AuditConfig, out: _Collector, notes: list[str]) -> None:
-    rows = np.flatnonzero(task.valid & _present(values))
-    if len(rows) == 0:
+    known = prep.valid & (all_codes >= 0)
+    if not known.any():
         notes.append(f"Task {task.name!r} has no labelled row with a known {attribute}; nothing to report there.")
         return
-    row_groups = values[rows]
-    order = group_order(attribute, row_groups)
+    present = np.flatnonzero(np.bincount(all_codes[known], minlength=len(uniques)) > 0)
+    order = group_order(attribute, [uniques[i] for i in present])
+    remap = np.full(len(uniques) + 1, -1, dtype=np.int64)  # the trailing slot catches code -1
+    position = {g: i for i, g in enumerate(order)}
+    remap[present] = [position[uniques[i]] for i in present]
+    codes = np.where(known, remap[all_codes], -1)
     classification = task.kind == "classification"
-    use_scores = classification and scored is not None and bool(scored[rows].all())
+    use_scores = classification and prep.scored is not None and bool(prep.scored[known].all())
     if classification:
-        frame = classification_metric_frame(task, rows, row_groups, config.n_bins, scored)
+        cells = C.classification_cells(codes, len(order), prep.true_idx, prep.pred_idx, task.classes,
+                                       task.positive_class, prep.conf_bin if use_scores else None,
+                                       prep.confidence, config.n_bins, prep.scores if use_scores else [])
+        point = derive_aggregates(C.classification_point(cells), task)
+        sizes = cells.sizes.astype(int)
+        if use_scores:
+            out.auc_bound = max(out.auc_bound, C.auc_bound(cells))
     else:
-        frame = regression_metric_frame(task, rows, row_groups)
-    point = by_group_values(frame, order, task)
-    sizes = pd.Series(row_groups).value_counts().reindex(order).to_numpy()
+        cells = C.regression_cells(codes, len(order), prep.errors, prep.error_bin, prep.n_error_bins)
+        point = C.regression_point(cells)
+        sizes = cells.counts.sum(axis=1).astype(int)
     flagged = sizes < config.min_group_size
 
-    replicates = _bootstrap(task, attribute, rows, row_groups, order, use_scores, config)
+    replicates = _bootstrap(task, attribute, cells, order, point, config)
     if not replicates:
         replicates = {k: np.empty((0, len(order))) for k in point}
     support: dict[str, np.ndarray] = {}
     thin: dict[str, np.ndarray] = {}
     shown, shown_reps = point, replicates
     if classification:
-        true_idx = task.indices(task.y_true)[rows]
-        positives = np.stack([np.bincount(true_idx[row_groups == g], minlength=len(task.classes)) for g in order])
+        positives = cells.confusion.sum(axis=2)  # (groups, classes) true-label counts
         support = rate_support(task, positives)
         thin = {k: v & ~flagged for k, v in thin_cells(task, positives, config.min_group_size).items()}
         # Judged values (thin cells NaN) feed the averages and the gaps; the shown ones keep each
@@ -197,34 +263,31 @@ def _audit_attribute(task: TaskData, attribute: str, values: np.ndarray, scored:
                                "support": int(key_support[i]),
                                "thin_cell": bool(key_thin[i]) if key_thin is not None else False})
     if attribute != OVERALL:
-        _gaps(task, attribute, order, point, replicates, flagged, thin, support, config, out)
-    _tables(task, attribute, rows, row_groups, order, flagged, use_scores, config, out)
+        eligible = ~flagged
+        rng = B.stream(config.seed, "test", task.name, attribute)
+        if classification:
+            tests = judge.classification_tests(cells, eligible, thin, _parity_applies(task, attribute), order, rng)
+        else:
+            tests = judge.regression_tests(cells, eligible, order)
+        _gaps(task, attribute, order, point, replicates, flagged, thin, support, tests, config, out)
+    if classification:
+        _tables(task, attribute, cells, order, flagged, use_scores, config, out)
 
 
-def _bootstrap(task: TaskData, attribute: str, rows: np.ndarray, row_groups: np.ndarray, order: list[str],
-               use_scores: bool, config: AuditConfig) -> dict[str, np.ndarray]:
+def _bootstrap(task: TaskData, attribute: str, cells, order: list[str], point: dict[str, np.ndarray],
+               config: AuditConfig) -> dict[str, np.ndarray]:
+    """Replicates (n_boot, groups) of every metric: each group's cells drawn from its own stream."""
     if config.n_boot == 0:
         return {}
-    true_idx, pred_idx = (task.indices(task.y_true), task.indices(task.y_pred)) if task.kind == "classification" \
-        else (None, None)
-    confidence = task.confidence() if use_scores else None
     columns: dict[str, np.ndarray] = {}
     for gi, group in enumerate(order):
-        idx = rows[row_groups == group]
         rng = B.stream(config.seed, task.name, attribute, group)
-        chunks = []
-        for weights in B.weight_chunks(rng, len(idx), config.n_boot):
-            if task.kind == "classification":
-                chunks.append(B.classification_replicates(
-                    weights, true_idx[idx], pred_idx[idx], task.classes,
-                    proba=task.proba[idx] if use_scores else None, prob_classes=task.prob_classes,
-                    positive=task.positive_class, confidence=confidence[idx] if use_scores else None,
-                    n_bins=config.n_bins))
-            else:
-                chunks.append(B.regression_replicates(weights, task.y_true[idx], task.y_pred[idx]))
-        for key in chunks[0]:
-            columns.setdefault(key, np.full((config.n_boot, len(order)), np.nan))[:, gi] = \
-                np.concatenate([c[key] for c in chunks])
+        if task.kind == "classification":
+            reps = C.classification_group_replicates(cells, gi, rng, config.n_boot)
+        else:
+            reps = C.regression_group_replicates(cells, gi, rng, config.n_boot)
+        for key, values in reps.items():
+            columns.setdefault(key, np.full((config.n_boot, len(order)), np.nan))[:, gi] = values
     return columns
 
 
@@ -235,8 +298,26 @@ def _cell_label(task: TaskData, key: str, group: str, support: int) -> str:
     return f"{what} in {group.replace(SEPARATOR, ' / ')} (n={support})"
 
 
+def _pair_interval(metric: str, kind: str, worst: Optional[str], best: Optional[str], kept: list[str],
+                   replicates: dict, eligible: np.ndarray, level: float) -> tuple[float, float]:
+    """CI of the difference between the two groups a spread gap names (worst minus best, signed so
+    that the point estimate is the gap): resampled as a difference, not read off two intervals."""
+    basis = _GAP_BASIS.get(metric)
+    if basis is None or not metric.endswith("_difference") or worst is None or best is None:
+        return np.nan, np.nan
+    key, higher_is_better = basis
+    if key not in replicates or len(replicates[key]) == 0:
+        return np.nan, np.nan
+    values = replicates[key][:, eligible]
+    w, b = kept.index(worst.split(", ")[0]), kept.index(best.split(", ")[0])
+    diff = values[:, b] - values[:, w] if higher_is_better else values[:, w] - values[:, b]
+    low, high = B.percentile_interval(diff[:, None], level)
+    return float(low[0]), float(high[0])
+
+
 def _gaps(task: TaskData, attribute: str, order: list[str], point: dict, replicates: dict, flagged: np.ndarray,
-          thin: dict[str, np.ndarray], support: dict[str, np.ndarray], config: AuditConfig, out: _Collector) -> None:
+          thin: dict[str, np.ndarray], support: dict[str, np.ndarray], tests: dict, config: AuditConfig,
+          out: _Collector) -> None:
     eligible = ~flagged
     kept = [g for g, e in zip(order, eligible) if e]
     excluded = ", ".join(g for g, f in zip(order, flagged) if f)
@@ -272,29 +353,37 @@ def _gaps(task: TaskData, attribute: str, order: list[str], point: dict, replica
             if defined:
                 top = max(defined, key=defined.get)
                 extra = "; ".join(x for x in (note, f"max over classes one-vs-rest, largest for {top}") if x)
+        pair_low, pair_high = _pair_interval(metric, task.kind, worst, best, kept, replicates, eligible,
+                                             config.ci_level)
+        test, primary = judge.test_for(metric, task.kind, tests) if cls is None and len(kept) >= 2 else (None, False)
+        out.tests.append((test, primary))
         out.gaps.append({"task": task.name, "attribute": attribute, "metric": metric, "class": cls,
                          "value": float(value[0]), "ci_low": float(low[0]), "ci_high": float(high[0]),
+                         "difference_ci_low": pair_low, "difference_ci_high": pair_high,
                          "n_groups": len(kept), "worst_group": worst, "best_group": best,
                          "excluded_groups": excluded, "excluded_cells": ", ".join(lost), "complete": not lost,
                          "note": extra})
 
 
-def _tables(task: TaskData, attribute: str, rows: np.ndarray, row_groups: np.ndarray, order: list[str],
-            flagged: np.ndarray, use_scores: bool, config: AuditConfig, out: _Collector) -> None:
-    if task.kind != "classification":
-        return
-    confidence = task.confidence() if use_scores else None
-    for group, is_flagged in zip(order, flagged):
-        idx = rows[row_groups == group]
-        matrix = confusion_matrix(task.y_true[idx].astype(str), task.y_pred[idx].astype(str),
-                                  labels=list(task.classes))
+def _tables(task: TaskData, attribute: str, cells, order: list[str], flagged: np.ndarray, use_scores: bool,
+            config: AuditConfig, out: _Collector) -> None:
+    """Confusion matrices and reliability bins per group, read off the cell counts."""
+    edges = bin_edges(config.n_bins)
+    for gi, (group, is_flagged) in enumerate(zip(order, flagged)):
+        matrix = cells.confusion[gi]
         for i, true in enumerate(task.classes):
             for j, pred in enumerate(task.classes):
                 out.confusion.append({"task": task.name, "attribute": attribute, "group": group, "true": true,
                                       "pred": pred, "count": int(matrix[i, j])})
-        if confidence is None:
+        if not use_scores:
             continue
-        bins = reliability_bins(confidence[idx], task.y_true[idx] == task.y_pred[idx], config.n_bins)
-        for record in bins.to_dict("records"):
-            out.calibration.append({"task": task.name, "attribute": attribute, "group": group, **record,
+        n = cells.calib[gi].sum(axis=0)
+        correct = cells.calib[gi, 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_conf = cells.conf_sum[gi].sum(axis=0) / n
+            accuracy = correct / n
+        for b in range(config.n_bins):
+            out.calibration.append({"task": task.name, "attribute": attribute, "group": group, "bin": b,
+                                    "bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "n": int(n[b]),
+                                    "mean_confidence": float(mean_conf[b]), "accuracy": float(accuracy[b]),
                                     "flagged": bool(is_flagged)})

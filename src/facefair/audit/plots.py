@@ -37,39 +37,64 @@ def _grid(n: int, cols: int = 2) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def group_bars(group_metrics: pd.DataFrame, task: str, metrics: Sequence[str], attribute: str,
-               min_group_size: int) -> Optional[str]:
-    """Horizontal bars per group of one attribute with CI whiskers; dashed lines are the overall
-    values; faded, hatched bars are groups too small to judge."""
+def _zoom(lows: np.ndarray, highs: np.ndarray, unit: bool) -> tuple[float, float]:
+    """An axis around the data (not from 0): a 3-point gap between 0.91 and 0.94 must be visible."""
+    finite = np.concatenate([lows[np.isfinite(lows)], highs[np.isfinite(highs)]])
+    if len(finite) == 0:
+        return (0.0, 1.0) if unit else (0.0, 1.0)
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = max(0.08 * (hi - lo), 0.005 if unit else 0.05)
+    lo, hi = lo - pad, hi + pad
+    if unit:
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    return lo, hi
+
+
+def group_dots(group_metrics: pd.DataFrame, task: str, metrics: Sequence[str], attribute: str,
+               min_group_size: int, verdicts: Optional[dict[str, str]] = None) -> Optional[str]:
+    """One dot per group with its CI as a line, on an axis zoomed to the judged groups' intervals;
+    the dashed line is the overall value; hollow grey dots are groups (or rate cells) too small to
+    judge (their intervals are left out of the zoom and may run off the axis).  ``verdicts`` puts
+    each metric's gap verdict in the legend."""
     rows = group_metrics[(group_metrics.task == task) & group_metrics.metric.isin(metrics) &
                          group_metrics["class"].isna() & (group_metrics.attribute == attribute)]
     if rows.empty:
         return None
     groups = list(dict.fromkeys(rows.group))
-    fig = Figure(figsize=(5.6, 0.9 + 0.22 * len(groups) * (1 + 0.6 * (len(metrics) - 1))))
+    fig = Figure(figsize=(5.6, 1.1 + 0.24 * len(groups) * (1 + 0.35 * (len(metrics) - 1))))
     ax = fig.subplots()
     y = np.arange(len(groups))
-    width = 0.8 / len(metrics)
+    step = 0.28 if len(metrics) > 1 else 0.0
+    lows, highs = [], []
     for m, metric in enumerate(metrics):
         sub = rows[rows.metric == metric].set_index("group").reindex(groups)
-        offset = (m - (len(metrics) - 1) / 2) * width
+        offset = (m - (len(metrics) - 1) / 2) * step
         value = sub.value.to_numpy(float)
-        lo = np.nan_to_num(np.clip(value - sub.ci_low.to_numpy(float), 0, None))
-        hi = np.nan_to_num(np.clip(sub.ci_high.to_numpy(float) - value, 0, None))
-        flagged = sub.flagged.fillna(False).to_numpy(bool)
+        low, high = sub.ci_low.to_numpy(float), sub.ci_high.to_numpy(float)
+        small = sub.flagged.fillna(False).to_numpy(bool)
         if "thin_cell" in sub:  # a rate resting on too few rows is as unjudgeable as a small group
-            flagged = flagged | sub.thin_cell.fillna(False).to_numpy(bool)
-        bars = ax.barh(y + offset, np.nan_to_num(value), height=width * 0.9, color=COLORS[m],
-                       xerr=np.vstack([lo, hi]), error_kw={"ecolor": "#222", "capsize": 2, "elinewidth": 0.9},
-                       label=METRIC_LABELS.get(metric, metric))
-        for bar, small in zip(bars, flagged):
-            if small:
-                bar.set_alpha(0.35)
-                bar.set_hatch("///")
+            small = small | sub.thin_cell.fillna(False).to_numpy(bool)
+        judged = ~small
+        lows += [low[judged], value[judged]]
+        highs += [high[judged], value[judged]]
+        color = COLORS[m]
+        label = METRIC_LABELS.get(metric, metric)
+        if verdicts and verdicts.get(metric):
+            label += f" — gap {verdicts[metric]}"
+        ax.hlines(y[judged] + offset, low[judged], high[judged], color=color, linewidth=1.6)
+        ax.plot(value[judged], y[judged] + offset, "o", color=color, markersize=5, label=label)
+        if small.any():
+            ax.hlines(y[small] + offset, low[small], high[small], color="#aaa", linewidth=1, linestyle=":")
+            ax.plot(value[small], y[small] + offset, "o", markerfacecolor="white", markeredgecolor="#999",
+                    markersize=5)
         overall = group_metrics[(group_metrics.task == task) & (group_metrics.attribute == OVERALL) &
                                 (group_metrics.metric == metric) & group_metrics["class"].isna()]
         if len(overall):
-            ax.axvline(overall.value.iloc[0], color=COLORS[m], linestyle="--", linewidth=1)
+            ax.axvline(overall.value.iloc[0], color=color, linestyle="--", linewidth=1, alpha=0.8)
+            lows.append(overall.value.to_numpy(float))
+            highs.append(overall.value.to_numpy(float))
+    lo, hi = _zoom(np.concatenate(lows), np.concatenate(highs), all(m in UNIT_INTERVAL for m in metrics))
+    ax.set_xlim(lo, hi)
     sizes = rows.drop_duplicates("group").set_index("group").n.reindex(groups)
     ax.set_yticks(y, [f"{group_label(g)}  (n={int(n)})" for g, n in zip(groups, sizes)], fontsize=8)
     ax.set_ylim(len(groups) - 0.5, -0.5)
@@ -77,11 +102,10 @@ def group_bars(group_metrics: pd.DataFrame, task: str, metrics: Sequence[str], a
     ax.set_title(f"{names} by {attribute_label(attribute)}", fontsize=10)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", alpha=0.3)
-    if all(m in UNIT_INTERVAL for m in metrics):
-        ax.set_xlim(0, 1.02)
-    if len(metrics) > 1:
+    if len(metrics) > 1 or verdicts:
         ax.legend(fontsize=7, loc="best")
-    ax.set_xlabel(f"whiskers: CI; dashed: overall; hatched: n (or a rate's rows) < {min_group_size}", fontsize=7)
+    ax.set_xlabel(f"lines: CI; dashed: overall; hollow: n (or a rate's rows) < {min_group_size}; "
+                  "axis zoomed to the data", fontsize=7)
     fig.tight_layout()
     return to_data_uri(fig)
 

@@ -9,7 +9,9 @@ from typing import Optional
 from facefair.audit import plots
 from facefair.audit.config import OVERALL, AuditResult
 from facefair.audit.groups import SEPARATOR
-from facefair.audit.summary import attribute_label, group_label, task_label
+from facefair.audit.judge import TESTED
+from facefair.audit.summary import attribute_label, group_label, task_label, underpowered
+from facefair.audit.verdicts import NO_DIFFERENCE, SIGNIFICANT
 
 CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
@@ -31,6 +33,7 @@ img{max-width:100%;display:block;margin:6px 0 12px}
 dl{font-size:13px}dt{font-weight:600;margin-top:6px}dd{margin-left:18px;color:#444}
 nav a{margin-right:14px}
 details summary{cursor:pointer;color:#3b6ea5;margin:6px 0}
+.sig{background:#f9d9d6;color:#8a1c12}.ns{background:#e4ece4;color:#2f5d34}
 """
 
 GAP_ORDER = ["worst_group_accuracy", "accuracy_difference", "degree_of_bias", "accuracy_max_min_ratio",
@@ -91,7 +94,7 @@ def _gap_table(result: AuditResult, task: str) -> str:
             partial = "" if bool(hit.complete.iloc[0]) else (
                 f"<span class='badge' title='{escape(str(hit.note.iloc[0]), quote=True)}'>incomplete</span>")
             cells.append(f"<td>{cell(hit.value.iloc[0], hit.ci_low.iloc[0], hit.ci_high.iloc[0], metric)}"
-                         f"{partial}</td>")
+                         f"{partial}{_verdict_badge(hit.iloc[0])}</td>")
         tip = escape(result.definitions.get(metric, ""), quote=True)
         rows.append(f"<tr><td class='l' title='{tip}'>{escape(metric)}</td>{''.join(cells)}</tr>")
     first = gaps.drop_duplicates("attribute").set_index("attribute")
@@ -112,6 +115,97 @@ def _gap_table(result: AuditResult, task: str) -> str:
         rows.append(f"<tr><td class='l'><i>error-rate cells too thin, left out (gaps marked incomplete)</i></td>"
                     f"{cells}</tr>")
     return _table(["gap"] + [escape(attribute_label(a)) for a in attributes], rows)
+
+
+def _verdict_badge(gap) -> str:
+    """Significant / n.s. next to a gap that has a test (its Holm-adjusted p-value on hover)."""
+    verdict = gap.get("verdict") if hasattr(gap, "get") else None
+    if verdict == SIGNIFICANT:
+        return f"<br><span class='badge sig' title='Holm-adjusted p = {gap.p_holm:.2g} ({escape(gap.test)})'>" \
+               "significant</span>"
+    if verdict == NO_DIFFERENCE:
+        return f"<br><span class='badge ns' title='Holm-adjusted p = {gap.p_holm:.2g} ({escape(gap.test)})'>" \
+               "n.s.</span>"
+    return ""
+
+
+def _p(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2g}"
+
+
+def _verdict_rows(result: AuditResult, rows) -> list[str]:
+    out = []
+    for _, g in rows.iterrows():
+        years = g.metric == "mae_difference"
+        scale, unit = (1, " y") if years else (100, " pts")
+        diff_ci = "–" if math.isnan(g.difference_ci_low) else \
+            f"{scale * g.difference_ci_low:.1f} to {scale * g.difference_ci_high:.1f}"
+        pair = "–" if g.worst_group is None or (isinstance(g.worst_group, float)) else \
+            f"{group_label(str(g.worst_group))} vs {group_label(str(g.best_group))}"
+        mdd = "–" if math.isnan(g.mdd) else f"{scale * g.mdd:.1f}{unit}"
+        value = f"{g.value:.2f}" if g.metric in ("equalized_odds_difference", "demographic_parity_difference") \
+            else f"{scale * g.value:.1f}{unit}"
+        badge = "sig" if g.verdict == SIGNIFICANT else "ns"
+        incomplete = "" if bool(g.complete) else " <span class='badge'>incomplete</span>"
+        out.append(f"<tr><td class='l'>{escape(task_label(g.task))}</td><td class='l'>"
+                   f"{escape(attribute_label(g.attribute))}</td><td class='l'>{escape(g.metric)}{incomplete}</td>"
+                   f"<td>{value}</td><td class='l'>{escape(pair)}</td><td>{diff_ci}</td><td>{_p(g.p_value)}</td>"
+                   f"<td>{_p(g.p_holm)}</td><td class='l'><span class='badge {badge}'>{escape(g.verdict)}</span></td>"
+                   f"<td>{mdd}</td><td class='l'>{escape(g.test)}</td></tr>")
+    return out
+
+
+VERDICT_HEADER = ["task", "across", "gap", "value", "worst vs best", "CI of that difference", "p", "Holm p",
+                  "verdict", "detectable (80%)", "test"]
+
+
+def _verdicts_section(result: AuditResult) -> str:
+    """The family of tested gaps: significant ones shown, everything in a collapsible table."""
+    gaps = result.gaps
+    tested = gaps[gaps.metric.isin(TESTED) & gaps["class"].isna() & gaps.verdict.isin([SIGNIFICANT, NO_DIFFERENCE])]
+    tested = tested.sort_values(["p_holm", "value"], ascending=[True, False])
+    m = result.family_size
+    intro = (f"<p class='meta'>Each gap below is judged by a test of equal rates across the groups that can be "
+             f"judged (see <i>test</i>); Holm's correction runs over all {m} tests of this audit (every task, "
+             f"attribute and intersection), family-wise error {result.config.alpha:.0%}. The CI is that of the "
+             "difference between the two groups named, resampled as a difference; it is not widened for the pair "
+             "being the most extreme of many, so judge a gap by its verdict, not by whether that CI holds 0. <i>Detectable</i>: the smallest "
+             "shift of the smallest judged group's rate that the test finds with 80% power after the correction.</p>")
+    significant = tested[tested.verdict == SIGNIFICANT]
+    shown = _table(VERDICT_HEADER, _verdict_rows(result, significant), left=3) if len(significant) else \
+        f"<p><b>No gap is significant after correcting for {m} comparisons.</b></p>"
+    full = (f"<details><summary>All {len(tested)} tested gaps, by adjusted p-value</summary>"
+            + _table(VERDICT_HEADER, _verdict_rows(result, tested), left=3) + "</details>")
+    return "<h2 id='verdicts'>Verdicts</h2>" + intro + shown + full + _not_judged(result)
+
+
+def _thin_label(row) -> str:
+    """As the gaps name a thin cell: "FNR in Black (n=20)", "FNR of Others in Female (n=26)"."""
+    rate = row.metric.split("_")[0].upper()
+    what = f"{rate} of {row['class']}" if isinstance(row["class"], str) else rate
+    return f"{what} in {group_label(row.group)} (n={int(row.support)})"
+
+
+def _not_judged(result: AuditResult) -> str:
+    gm = result.group_metrics
+    small = gm[gm.flagged & (gm.attribute != OVERALL)].drop_duplicates(["task", "attribute", "group"])
+    thin = gm[gm.thin_cell.astype(bool)]
+    power = underpowered(result)
+    if small.empty and thin.empty and power.empty:
+        return ""
+    items = [f"<li>{escape(task_label(r.task))}, {escape(attribute_label(r.attribute))}: "
+             f"{escape(group_label(r.group))} (n={int(r.n)}) — too small, left out of every gap</li>"
+             for r in small.itertuples()]
+    items += [f"<li>{escape(task_label(r.task))}, {escape(attribute_label(r.attribute))}: "
+              f"{escape(_thin_label(r))} — too thin, left out of the gaps</li>" for _, r in thin.iterrows()]
+    limit = {"accuracy": f"{100 * result.config.meaningful_gap:g} points",
+             "mae": f"{result.config.meaningful_gap_years:g} years"}
+    items += [f"<li>{escape(task_label(r.task))}, {escape(attribute_label(r.attribute))}: "
+              f"{escape(group_label(r.group))} (n={int(r.n)}) — judged, but a {r.metric} shift under "
+              f"{(100 * r.mdd if r.metric == 'accuracy' else r.mdd):.1f} {'points' if r.metric == 'accuracy' else 'years'}"
+              f" would likely go unseen (more than {limit[r.metric]})</li>" for r in power.itertuples()]
+    return (f"<details><summary>Not judged, or too small to judge a gap that matters ({len(items)})</summary>"
+            f"<ul class='notes'>{''.join(items)}</ul></details>")
 
 
 def _group_table(result: AuditResult, task: str, attribute: str) -> str:
@@ -150,6 +244,18 @@ def _img(uri: Optional[str], alt: str) -> str:
     return f"<img src='{uri}' alt='{escape(alt, quote=True)}'>" if uri else ""
 
 
+def _figure_verdicts(result: AuditResult, task: str, attribute: str, metrics) -> dict[str, str]:
+    gaps = result.gaps
+    out = {}
+    for metric in metrics:
+        hit = gaps[(gaps.task == task) & (gaps.attribute == attribute) & (gaps.metric == f"{metric}_difference")
+                   & gaps["class"].isna()]
+        if len(hit) and hit.verdict.iloc[0] in (SIGNIFICANT, NO_DIFFERENCE):
+            verdict = hit.verdict.iloc[0]
+            out[metric] = "significant" if verdict == SIGNIFICANT else "n.s."
+    return out
+
+
 def _task_section(result: AuditResult, info, extra: str = "") -> str:
     gm = result.group_metrics
     name = info.name
@@ -173,7 +279,8 @@ def _task_section(result: AuditResult, info, extra: str = "") -> str:
     parts.append("<h3>Per-group results</h3>")
     figures = [["accuracy"], ["fpr", "fnr"]] if info.kind == "classification" else [["mae"]]
     for metrics in figures:
-        images = [_img(plots.group_bars(gm, name, metrics, a, result.config.min_group_size),
+        images = [_img(plots.group_dots(gm, name, metrics, a, result.config.min_group_size,
+                                        _figure_verdicts(result, name, a, metrics)),
                        f"{name} {' and '.join(metrics)} by {a}") for a in attributes]
         parts.append(f"<div class='row'>{''.join(images)}</div>")
     for attribute in [OVERALL] + attributes:
@@ -220,12 +327,14 @@ def render_html(result: AuditResult, task_extras: Optional[dict[str, str]] = Non
 <h1>Fairness audit</h1>
 <p class="meta">Source: {escape(result.source)} &middot; {result.n_rows} rows &middot; tasks: {escape(tasks)}
 &middot; attributes: {escape(', '.join(attribute_label(a) for a in result.attributes) or 'none')}<br>
-{config.ci_level:.0%} bootstrap intervals from {config.n_boot} resamples (seed {config.seed}) &middot; groups with
+{config.ci_level:.0%} bootstrap intervals from {config.n_boot} resamples of each group's cell counts (seed
+{config.seed}) &middot; verdicts: Holm over {result.family_size} tests &middot; groups with
 fewer than {config.min_group_size} labelled rows are marked <span class="badge">too small to judge</span> and left
 out of every gap.</p>
 <h2>Summary</h2>
 <p class="summary">{escape(result.summary)}</p>
-<nav>{nav}</nav>
+<nav><a href='#verdicts'>verdicts</a>{nav}</nav>
+{_verdicts_section(result)}
 <h3>Notes</h3><ul class="notes">{notes}</ul>
 {body}
 <h2>Definitions</h2>

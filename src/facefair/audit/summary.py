@@ -35,25 +35,17 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
 
-def _ci(row: pd.Series, fmt=_pct) -> str:
-    n = int(row.support) if "support" in row and not pd.isna(row.support) else int(row.n)
-    if math.isnan(row.ci_low) or math.isnan(row.ci_high):
-        return f"n={n}"
-    return f"CI {fmt(row.ci_low)}–{fmt(row.ci_high)}, n={n}"
+METRIC_WORDS = {"accuracy_difference": "accuracy", "mae_difference": "mean absolute error",
+                "fnr_difference": "FNR", "fpr_difference": "FPR",
+                "equalized_odds_difference": "equalized-odds difference",
+                "demographic_parity_difference": "demographic-parity difference"}
+#: Which judged gaps the summary names first (the headline rates, then the error rates).
+PRIORITY = list(METRIC_WORDS)
+LISTED = 2
 
 
-def _overlap(a: pd.Series, b: pd.Series) -> Optional[bool]:
-    if any(math.isnan(v) for v in (a.ci_low, a.ci_high, b.ci_low, b.ci_high)):
-        return None
-    return not (a.ci_high < b.ci_low or b.ci_high < a.ci_low)
-
-
-def _noise_clause(a: pd.Series, b: pd.Series, level: str) -> str:
-    overlap = _overlap(a, b)
-    if overlap is None:
-        return ""
-    return f" (their {level} intervals do not overlap)" if not overlap else \
-        f" (their {level} intervals overlap, so part of this gap may be sampling noise)"
+def _points(x: float) -> str:
+    return f"{100 * x:.1f}"
 
 
 def _complete(rows: pd.DataFrame) -> pd.DataFrame:
@@ -61,114 +53,131 @@ def _complete(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows.complete.astype(bool)] if "complete" in rows else rows
 
 
-def _largest(gaps: pd.DataFrame, task: str, metric: str, exclude_own: bool = False) -> Optional[pd.Series]:
-    rows = gaps[(gaps.task == task) & (gaps.metric == metric) & gaps["class"].isna() & gaps.value.notna()]
-    if exclude_own:
-        rows = rows[rows.attribute.map(lambda a: task not in a.split(SEPARATOR)).astype(bool)]
-    rows = _complete(rows[rows.worst_group.notna() & rows.best_group.notna()])
+def _judged(gaps: pd.DataFrame, verdict: Optional[str] = None) -> pd.DataFrame:
+    from facefair.audit.verdicts import NO_DIFFERENCE, SIGNIFICANT
+    wanted = [verdict] if verdict else [SIGNIFICANT, NO_DIFFERENCE]
+    rows = gaps[gaps.metric.isin(PRIORITY) & gaps["class"].isna() & gaps.verdict.isin(wanted) & gaps.value.notna()]
+    rank = rows.metric.map(PRIORITY.index)
+    return rows.assign(_rank=rank).sort_values(["_rank", "value"], ascending=[True, False])
+
+
+def describe_gap(result, gap: pd.Series, with_ci: bool = True) -> str:
+    """One gap in words: the two groups it names, the difference and (``with_ci``) the difference's
+    own CI.  That CI is not adjusted for the pair being the most extreme of many, so it is left
+    out where the verdict is "no difference" (it would read as evidence the test does not give)."""
+    what = METRIC_WORDS.get(gap.metric, gap.metric.replace("_", " "))
+    where = f"{task_label(gap.task)} {what} across {attribute_label(gap.attribute)}"
+    where = where.replace(" mean absolute error", " MAE")
+    if gap.metric in ("equalized_odds_difference", "demographic_parity_difference") or pd.isna(gap.worst_group):
+        years = gap.metric == "mae_difference"
+        return f"{where}: {gap.value:.2f}" + (" years" if years else "")
+    basis = {"accuracy_difference": "accuracy", "mae_difference": "mae", "fnr_difference": "fnr",
+             "fpr_difference": "fpr"}[gap.metric]
+    worst = result.metric(gap.task, gap.attribute, _first(gap.worst_group), basis)
+    best = result.metric(gap.task, gap.attribute, _first(gap.best_group), basis)
+    if basis == "mae":
+        values = f"{worst.value:.1f} years for {group_label(_first(gap.worst_group))} vs {best.value:.1f} " \
+                 f"for {group_label(_first(gap.best_group))}"
+        size = f"{gap.value:.2f} years"
+        ci = "" if pd.isna(gap.difference_ci_low) else \
+            f", 95% CI {gap.difference_ci_low:.2f} to {gap.difference_ci_high:.2f}"
+    else:
+        values = f"{_pct(worst.value)} for {group_label(_first(gap.worst_group))} vs {_pct(best.value)} " \
+                 f"for {group_label(_first(gap.best_group))}"
+        size = f"{_points(gap.value)} points"
+        ci = "" if pd.isna(gap.difference_ci_low) else \
+            f", 95% CI {_points(gap.difference_ci_low)} to {_points(gap.difference_ci_high)}"
+    return f"{where} ({values}: {size}{ci if with_ci else ''})"
+
+
+def _significant_sentence(result, m: int) -> list[str]:
+    from facefair.audit.verdicts import SIGNIFICANT
+    rows = _judged(result.gaps, SIGNIFICANT)
+    family = f"after correcting for {m} comparison{'s' if m != 1 else ''} (Holm, {result.config.alpha:.0%})"
     if rows.empty:
-        return None
-    return rows.loc[rows.value.idxmax()]
+        return [f"No gap between groups is significant {family}."]
+    listed = "; ".join(describe_gap(result, r) for _, r in rows.head(LISTED).iterrows())
+    more = f"; {len(rows) - LISTED} more in the verdicts table" if len(rows) > LISTED else ""
+    return [f"{len(rows)} of {m} tested gaps are significant {family}: {listed}{more}."]
 
 
-def _tie_sentence(result, task: str, metric: str, fmt) -> list[str]:
-    """When no attribute separates the groups at all, say so (instead of "X against X")."""
-    gaps = result.gaps
-    rows = gaps[(gaps.task == task) & (gaps.metric == metric) & gaps["class"].isna() & (gaps.value == 0)
-                & (gaps.n_groups >= 2)]
+def _uncertain_sentence(result) -> list[str]:
+    from facefair.audit.verdicts import NO_DIFFERENCE
+    rows = _complete(_judged(result.gaps, NO_DIFFERENCE))
+    rows = rows[rows.metric.isin(["accuracy_difference", "mae_difference"])].sort_values("value", ascending=False)
     if rows.empty:
         return []
-    first = rows.iloc[0]
-    basis = "accuracy" if metric == "accuracy_difference" else "mae"
+    top = rows.iloc[0]
+    if top.value == 0:
+        return _tie_sentence(result, top)
+    mdd = "" if pd.isna(top.mdd) else \
+        f"; detectable: {top.mdd:.1f} years" if top.metric == "mae_difference" else f"; detectable: {_points(top.mdd)} points"
+    return [f"The largest other gap, {describe_gap(result, top, with_ci=False)}, is consistent with no difference (Holm p = "
+            f"{top.p_holm:.2g}{mdd})."]
+
+
+def _tie_sentence(result, gap: pd.Series) -> list[str]:
+    """When no attribute separates the groups at all, say so (instead of "X against X")."""
+    basis = "accuracy" if gap.metric == "accuracy_difference" else "mae"
     gm = result.group_metrics
-    hit = gm[(gm.task == task) & (gm.attribute == first.attribute) & (gm.metric == basis) & gm["class"].isna()
+    hit = gm[(gm.task == gap.task) & (gm.attribute == gap.attribute) & (gm.metric == basis) & gm["class"].isna()
              & ~gm.flagged]
     what = "accuracy" if basis == "accuracy" else "the mean absolute error"
-    return [f"For {task_label(task)} {what} is the same in every {attribute_label(first.attribute)} group that "
+    fmt = _pct if basis == "accuracy" else (lambda x: f"{x:.1f} years")
+    return [f"For {task_label(gap.task)} {what} is the same in every {attribute_label(gap.attribute)} group that "
             f"can be judged ({fmt(hit.value.iloc[0]) if len(hit) else 'n/a'}): no group fares worse."]
 
 
-def _incomplete_sentence(result) -> list[str]:
-    gaps = result.gaps
-    if "complete" not in gaps:
-        return []
-    rows = gaps[~gaps.complete.astype(bool) & gaps["class"].isna()]
+def underpowered(result) -> pd.DataFrame:
+    """Judged groups whose detectable accuracy (MAE) shift exceeds the gap that matters."""
+    gm = result.group_metrics
+    config = result.config
+    rows = gm[gm["class"].isna() & ~gm.flagged & gm.mdd.notna() & (gm.attribute != "overall")]
+    limit = rows.metric.map({"accuracy": config.meaningful_gap, "mae": config.meaningful_gap_years}).astype(float)
+    return rows[limit.notna() & (rows.mdd.astype(float) > limit)]
+
+
+def _power_sentence(result) -> list[str]:
+    rows = underpowered(result)
     if rows.empty:
         return []
-    shown = [f"{r.metric.replace('_', ' ')} of {task_label(r.task)} across {attribute_label(r.attribute)} "
-             f"(left out: {r.excluded_cells})" for r in rows.head(3).itertuples()]
-    more = f" and {len(rows) - 3} more (see gaps.csv, complete = False)" if len(rows) > 3 else ""
-    return [f"Not judged in full, because an error rate rests on fewer than {result.config.min_group_size} faces: "
-            + "; ".join(shown) + more + ". Those gaps are computed over the remaining cells only and are not "
-            "ranked here."]
+    config = result.config
+    groups = rows.sort_values("n").drop_duplicates(["attribute", "group"])
+    names = ", ".join(f"{group_label(r.group)} (n={int(r.n)})" for r in groups.head(LISTED).itertuples())
+    more = ", ..." if len(groups) > LISTED else ""
+    what = []
+    if (rows.metric == "accuracy").any():
+        what.append(f"a {100 * config.meaningful_gap:g}-point accuracy shift")
+    if (rows.metric == "mae").any():
+        what.append(f"a {config.meaningful_gap_years:g}-year MAE shift")
+    return [f"{len(groups)} judged group{'s are' if len(groups) != 1 else ' is'} too small to detect "
+            f"{' or '.join(what)} (80% power, after the correction), e.g. {names}{more}: there, no significant "
+            "gap means too few faces (mdd in group_metrics.csv)."]
+
+
+def _unjudged_sentence(result) -> list[str]:
+    gm = result.group_metrics
+    small = gm[gm.flagged & (gm.attribute != "overall")][["task", "attribute", "group"]].drop_duplicates()
+    thin = gm[gm.thin_cell.astype(bool)] if "thin_cell" in gm else gm.iloc[:0]
+    if small.empty and thin.empty:
+        return []
+    parts = []
+    if len(small):
+        parts.append(f"{len(small)} task/group pair{'s' if len(small) != 1 else ''}")
+    if len(thin):
+        parts.append(f"{len(thin)} error-rate cell{'s' if len(thin) != 1 else ''}")
+    return [f"{' and '.join(parts).capitalize()} rest on fewer than {result.config.min_group_size} faces and are "
+            "not judged (listed under “Not judged” in audit.html)."]
 
 
 def plain_summary(result) -> str:
-    level = f"{result.config.ci_level:.0%}"
-    sentences = []
-    gaps = result.gaps
-    for info in result.tasks:
-        if info.kind == "classification":
-            gap = _largest(gaps, info.name, "accuracy_difference")
-            if gap is None:
-                sentences += _tie_sentence(result, info.name, "accuracy_difference", _pct)
-                continue
-            worst = result.metric(info.name, gap.attribute, _first(gap.worst_group), "accuracy")
-            best = result.metric(info.name, gap.attribute, _first(gap.best_group), "accuracy")
-            sentences.append(
-                f"For {task_label(info.name)} the largest accuracy gap is across {attribute_label(gap.attribute)}: "
-                f"{group_label(gap.worst_group)} faces are classified correctly {_pct(worst.value)} of the time "
-                f"({_ci(worst)}) against {_pct(best.value)} for {group_label(gap.best_group)} faces ({_ci(best)}), "
-                f"a gap of {100 * gap.value:.1f} points{_noise_clause(worst, best, level)}.")
-        else:
-            gap = _largest(gaps, info.name, "mae_difference")
-            if gap is None:
-                sentences += _tie_sentence(result, info.name, "mae_difference", lambda x: f"{x:.1f} years")
-                continue
-            worst = result.metric(info.name, gap.attribute, _first(gap.worst_group), "mae")
-            best = result.metric(info.name, gap.attribute, _first(gap.best_group), "mae")
-            years = lambda x: f"{x:.1f}"  # noqa: E731
-            sentences.append(
-                f"Exact-age error differs most across {attribute_label(gap.attribute)}: the mean absolute error is "
-                f"{worst.value:.1f} years for {group_label(gap.worst_group)} ({_ci(worst, years)}) against "
-                f"{best.value:.1f} for {group_label(gap.best_group)} ({_ci(best, years)})"
-                f"{_noise_clause(worst, best, level)}.")
-    sentences += _gender_error_sentence(result, level)
-    eod = _complete(gaps[(gaps.metric == "equalized_odds_difference") & gaps.value.notna()])
-    if not eod.empty:
-        top = eod.loc[eod.value.idxmax()]
-        sentences.append(f"The largest equalized-odds difference is {top.value:.2f} ({task_label(top.task)} across "
-                         f"{attribute_label(top.attribute)}).")
-    sentences += _incomplete_sentence(result)
-    flagged = result.group_metrics[result.group_metrics.flagged][["task", "attribute", "group"]].drop_duplicates()
-    if len(flagged):
-        sentences.append(f"{len(flagged)} task/group combinations have fewer than {result.config.min_group_size} "
-                         "labelled faces: they are shown in the tables, marked too small to judge, and left out "
-                         "of these gaps.")
-    if not any(s for s in sentences if "gap" in s or "differs" in s):
-        sentences.insert(0, f"No gap could be judged: no attribute has two groups with at least "
-                            f"{result.config.min_group_size} labelled faces.")
+    """At most five sentences: what is significant, the largest gap that is not, who is too small
+    to tell, and a pointer to what could not be judged."""
+    m = int(getattr(result, "family_size", 0))
+    if m == 0:
+        sentences = [f"No gap could be judged: no attribute has two groups with at least "
+                     f"{result.config.min_group_size} labelled faces."]
+    else:
+        sentences = _significant_sentence(result, m) + _uncertain_sentence(result)
+    sentences += _power_sentence(result) + _unjudged_sentence(result)
     return " ".join(sentences)
-
-
-def _gender_error_sentence(result, level: str) -> list[str]:
-    """Which kind of gender error (women read as men, or men as women) varies most, and where."""
-    try:
-        info = result.task("gender")
-    except KeyError:
-        return []
-    if info.positive_class != "Female":
-        return []
-    candidates = [g for g in (_largest(result.gaps, "gender", m, exclude_own=True) for m in
-                              ("fnr_difference", "fpr_difference")) if g is not None]
-    if not candidates:
-        return []
-    gap = max(candidates, key=lambda g: g.value)
-    metric = gap.metric.split("_")[0]
-    worst = result.metric("gender", gap.attribute, _first(gap.worst_group), metric)
-    best = result.metric("gender", gap.attribute, _first(gap.best_group), metric)
-    who = "women are predicted male" if metric == "fnr" else "men are predicted female"
-    return [f"Among gender errors, the rate at which {who} ({metric.upper()}) varies most across "
-            f"{attribute_label(gap.attribute)}: {_pct(worst.value)} for {group_label(gap.worst_group)} "
-            f"({_ci(worst)}) against {_pct(best.value)} for {group_label(gap.best_group)} ({_ci(best)})"
-            f"{_noise_clause(worst, best, level)}."]
