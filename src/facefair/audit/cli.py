@@ -14,8 +14,11 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """Fairness audit of a predictions table (from `facefair evaluate`, or any model that writes the
 same CSV): per-group accuracy, macro-F1, FPR/FNR, selection rate, ROC-AUC, ECE and age MAE for every
-task and sensitive attribute (and their intersections), the gaps between groups, bootstrap
-confidence intervals, calibration curves and confusion matrices. Writes audit.json, group_metrics.csv,
+task and sensitive attribute (and their intersections), the gaps between groups with a test of
+each (Holm-corrected over the whole audit: "significant" or "consistent with no difference"),
+the smallest difference each group could show, bootstrap confidence intervals (resampled cell
+counts: a 10M-row table costs about what a 10k-row one does), calibration curves and confusion
+matrices. Writes audit.json, group_metrics.csv,
 gaps.csv, calibration.csv, confusion_matrices.csv and a self-contained audit.html.
 With --compare, a paired comparison of runs evaluated on the same test rows (rows matched by
 image path): every metric and gap's difference to --reference with a paired bootstrap CI, an
@@ -37,6 +40,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=d.seed, help=f"bootstrap seed (default {d.seed})")
     parser.add_argument("--ci-level", type=float, default=d.ci_level,
                         help=f"confidence level of the intervals (default {d.ci_level})")
+    parser.add_argument("--alpha", type=float, default=d.alpha,
+                        help=f"family-wise error rate of the gap verdicts, Holm over every tested gap (default {d.alpha})")
+    parser.add_argument("--meaningful-gap", type=float, default=d.meaningful_gap,
+                        help="smallest accuracy/rate gap that matters (share, 0.05 = 5 points): groups that could not "
+                             f"detect it are named (default {d.meaningful_gap})")
     parser.add_argument("--min-group-size", type=int, default=d.min_group_size,
                         help="groups (and error-rate cells) with fewer labelled rows are flagged 'too small to "
                              f"judge' and left out of gaps (default {d.min_group_size})")
@@ -76,7 +84,8 @@ def parse_intersections(items) -> tuple[tuple[str, ...], ...]:
 def config_from_args(args) -> AuditConfig:
     return AuditConfig(attributes=tuple(args.attributes), intersections=parse_intersections(args.intersections),
                        tasks=tuple(args.tasks) if args.tasks else None, n_boot=args.n_boot, seed=args.seed,
-                       ci_level=args.ci_level, min_group_size=args.min_group_size, n_bins=args.bins)
+                       ci_level=args.ci_level, min_group_size=args.min_group_size, n_bins=args.bins,
+                       alpha=args.alpha, meaningful_gap=args.meaningful_gap)
 
 
 def default_out(predictions: str) -> Path:
