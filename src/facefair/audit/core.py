@@ -63,10 +63,25 @@ def _definitions(config: AuditConfig) -> dict[str, str]:
                      "row at all (FNR of a group without women) is undefined: NaN, never 0.",
         "complete": "False when a gap lost a thin error-rate cell of a judged group (see excluded_cells): its value "
                     "is over the remaining cells only, and the summary never calls it the largest.",
-        "ci": f"{level} percentile bootstrap interval from {config.n_boot} resamples (seed {config.seed}); rows "
-              "are resampled within each group and the gaps are recomputed on every resample. Replicates where "
-              "a metric is undefined are ignored. Gaps that take a max or a min over groups are biased upward "
-              "under resampling, so their interval can sit above the point estimate.",
+        "ci": f"{level} percentile bootstrap interval from {config.n_boot} resamples (seed {config.seed}): each "
+              "group's (true, predicted) cell counts are drawn from a multinomial with its observed shares, which "
+              "is exactly a resample of its rows; the gaps are recomputed on every resample. ROC-AUC: DeLong's "
+              "normal approximation. Replicates where a metric is undefined are ignored. Gaps that take a max or "
+              "a min over groups are biased upward under resampling, so their interval can sit above the point "
+              "estimate and never holds 0: judge a gap by its verdict.",
+        "verdict": f"'significant': the gap's test (column test) rejects equal rates after Holm's correction over "
+                   f"every test of this audit (family-wise error {config.alpha}); 'consistent with no difference' "
+                   "otherwise; 'not judged': fewer than two groups (or cells) to compare; 'not tested': no test is "
+                   "run for this gap (macro-F1, ROC-AUC, ECE, mean error). Gaps built on the same rate (degree of "
+                   "bias, ratios, worst group) share that rate's test.",
+        "p_value": "p-value of the gap's own test, before the correction.",
+        "p_holm": "Holm-adjusted p-value over the audit's family of tests (every task, attribute and intersection).",
+        "mdd": "Minimum detectable difference: the smallest shift of a group's rate (MAE: years), the others "
+               "unchanged, that the gap's test finds with 80% power at the level of Holm's first step "
+               f"({config.alpha} / number of tests). In gaps.csv: the smallest judged group's.",
+        "difference_ci": "difference_ci_low/high: CI of the difference between the two groups a spread gap names "
+                         "(worst minus best, signed like the gap), resampled as a difference; not adjusted for the "
+                         "pair being the most extreme of many.",
         "parity": "Equalized-odds and demographic-parity differences are not computed for an attribute that "
                   "contains the task's own label (race classification across race groups): there the "
                   "differences are large by construction.",
