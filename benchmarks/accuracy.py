@@ -69,7 +69,7 @@ def _check(value, target, higher) -> dict:
     return {"value": value, "target": target, "met": met, "gap": None if value is None else round(value - target, 4)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/utkface-cpu.yaml")
     parser.add_argument("--data", help="override the config's dataset path")
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--logit-adjust", metavar="TASK",
                         help="score the run after `facefair mitigate logit-adjust --task TASK` (tau chosen on its val "
                              "split): TASK's accuracy/macro-F1 and the group figures come from the adjusted predictions")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.from_run:
         run = Path(args.from_run)

@@ -19,7 +19,7 @@ and under every corruption x severity, paired bootstrap CIs and McNemar (Holm-co
 ``facefair audit --compare``'s machinery.
 
     .venv/bin/python benchmarks/augmentation.py train      # resumable: skips finished runs
-    .venv/bin/python benchmarks/augmentation.py analyse    # -> benchmarks/results/augmentation.{md,csv}
+    .venv/bin/python benchmarks/augmentation.py analyse    # -> benchmarks/results/augmentation.{md,csv.gz}
     .venv/bin/python benchmarks/augmentation.py archive --archive DIR   # runs without weights (run_archive.py)
     .venv/bin/python benchmarks/augmentation.py restore --archive DIR   # ... back into --out-dir, to pool seeds
 
@@ -316,7 +316,8 @@ def analyse(args) -> None:
     results.mkdir(parents=True, exist_ok=True)
     keep = table[table.metric.isin(["accuracy", "worst_group_accuracy", "degree_of_bias", "mae"])
                  & table.attribute.isin(["overall", "race", "race:gender"])]
-    keep.to_csv(results / f"{args.name}.csv", index=False)
+    # gzipped without a timestamp: the paired table runs to hundreds of KiB (benchmarks/README.md)
+    keep.to_csv(results / f"{args.name}.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
     # Every run's own robustness table (per group, with its bootstrap CIs), side by side.
     per_run = []
     for v in args.variants:
@@ -371,7 +372,7 @@ def shown_methods(args, task: str) -> list[str]:
 
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("phase", choices=["train", "analyse", "archive", "restore"])
     parser.add_argument("--data", default="../shared/data/utkface/UTKFace")
@@ -410,7 +411,7 @@ def main() -> None:
     parser.add_argument("--archive", help="archive/restore: folder of the runs kept without weights")
     parser.add_argument("--adjust-objective", default="balanced_accuracy",
                         help="what the adjustment's tau maximises on each run's val predictions")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.variants = [args.reference, *(v for v in args.variants if v != args.reference)]
     {"train": train_all, "analyse": analyse, "archive": archive, "restore": restore}[args.phase](args)
 

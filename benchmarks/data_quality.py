@@ -41,7 +41,7 @@ def gray_pairs(images: np.ndarray, index: np.ndarray, threshold: float = 0.97) -
     return pairs
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "utkface" / "UTKFace"))
     parser.add_argument("--split", default=str(ROOT / "runs" / "bench-split" / "splits.csv"),
@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "runs" / "quality-utkface"))
     parser.add_argument("--limit", type=int, help="a seeded random subset (smoke runs)")
     parser.add_argument("--results", default=str(HERE / "results" / "data_quality"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from facefair.data.readers import LabelTable, read_dataset
     from facefair.data.splits import data_root

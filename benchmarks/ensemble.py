@@ -19,32 +19,12 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-
-def average_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """The members' mean class probabilities (argmax: the predicted class) and mean predicted age;
-    every member must hold the same faces in the same order, or the average would mix faces."""
-    from facefair.evaluate.table import classes_of, probability_columns, tasks_in
-    first = frames[0]
-    for frame in frames[1:]:
-        if len(frame) != len(first) or not frame["path"].reset_index(drop=True).equals(
-                first["path"].reset_index(drop=True)):
-            raise ValueError("ensemble members hold different test rows; they must share one split")
-    out = first.copy()
-    for task in tasks_in(first):
-        columns = probability_columns(first, task)
-        if columns:
-            mean = np.mean([frame[columns].to_numpy(dtype=float) for frame in frames], axis=0)
-            out[columns] = mean
-            out[f"{task}_pred"] = np.asarray(classes_of(first, task), dtype=object)[mean.argmax(axis=1)]
-        else:
-            out[f"{task}_pred"] = np.mean([frame[f"{task}_pred"].to_numpy(dtype=float) for frame in frames], axis=0)
-    return out
+from facefair.evaluate.ensemble import average_predictions
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from accuracy import group_figures
     from augmentation import compare_subset, write_subsets
     from statsmodels.stats.multitest import multipletests
@@ -56,7 +36,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 2])
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if len(args.seeds) < 2:
         parser.error("an ensemble needs at least two --seeds")
 

@@ -83,7 +83,7 @@ def step_rate(backbone: str, size: int, batch_size: int, steps: int, warmup: int
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=["resnet50", "convnext_tiny"])
     parser.add_argument("--size", type=int, default=224)
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--smoke", action="store_true", help="CPU, 32 px, batch 4, 2 steps, no torch.compile")
     parser.add_argument("--out", default="benchmarks/results/gpu-throughput.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.smoke:
         args.size, args.batch_size, args.steps, args.warmup, args.device = 32, 4, 1, 1, "cpu"
         args.variants = [v for v in args.variants if not VARIANTS[v][2]]

@@ -50,7 +50,7 @@ def one_seed(frame, features, seed: int, n: int, rate: float, config) -> dict:
             "adults_18_60_top_k_recall": len(set(adult_rank["path"]) & adult_truth) / max(1, len(adult_truth))}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "utkface" / "UTKFace"))
     parser.add_argument("--n", type=int, default=2000)
@@ -63,7 +63,7 @@ def main() -> int:
                         help="dlib-face: dlib's face descriptors (clean --label-features dlib-face), computed only "
                              "for the faces the seeds draw; the draws and flips are the same as with imagenet")
     parser.add_argument("--results", default=str(HERE / "results" / "label_noise"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from facefair.data.readers import read_dataset
     from facefair.data.splits import data_root, read_saved_splits

@@ -30,6 +30,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 GROUPS = ["race", "gender"]
@@ -47,58 +48,42 @@ METHODS = {
     "random-drop": ({"method": "standard"}, False, "baseline without as many random train rows as clean-labels drops"),
     "downweight": ({"method": "standard"}, False, "baseline with flagged gender labels at 0.3 of the loss weight"),
 }
-#: variants that train on the baseline's split with some train rows held out
+#: variants that train on the baseline's split with some train rows held out (data.exclusions.hold_out)
 DATA_VARIANTS = ("clean-labels", "dedup", "random-drop")
-#: the split value that keeps a row out of train, val and test alike (the data-quality variants)
-HELD_OUT = "excluded"
 
 
 def run_dir(args, method: str, seed: int) -> Path:
     return Path(args.out_dir) / method / f"s{seed}"
 
 
-def _key(path: str) -> str:
-    # UTKFace names are unique; label_issues/duplicates files may store paths relative to the data root.
-    return os.path.basename(str(path))
+def _root(args):
+    from facefair.data.splits import data_root
+    return data_root(args.data)
 
 
-def excluded_rows(args, method: str, splits: pd.DataFrame, seed: int = 0) -> set[str]:
-    """Train-row keys the data-quality variant leaves out (never val/test rows).
+def excluded_rows(args, method: str, splits: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """Which rows of ``splits`` (train rows only) the data-quality variant leaves out.
 
-    random-drop is the control for clean-labels: as many train rows, drawn uniformly with the run's
-    seed, so "fewer rows" and "these rows" can be told apart."""
-    train_keys = set(splits.loc[splits["split"] == "train", "path"].map(_key))
+    Files are matched to the split by ``facefair.data.exclusions`` (paths under the data folder,
+    not file names).  random-drop is the control for clean-labels: as many train rows, drawn
+    uniformly with the run's seed, so "fewer rows" and "these rows" can be told apart."""
+    from facefair.data.exclusions import copies_across, listed_rows
+    train = (splits["split"] == "train").to_numpy()
     if method == "random-drop":
-        import numpy as np
-        count = len(excluded_rows(args, "clean-labels", splits))
-        return set(np.random.default_rng(seed).choice(sorted(train_keys), size=count, replace=False))
+        count = int(excluded_rows(args, "clean-labels", splits).sum())
+        order = splits.index[train][np.argsort(splits.loc[train, "path"].astype(str).to_numpy(), kind="stable")]
+        drawn = np.random.default_rng(seed).choice(len(order), size=count, replace=False)
+        return splits.index.isin(order[drawn])
     if method == "clean-labels":
-        issues = pd.read_csv(args.label_issues)
-        if "task" in issues:
-            issues = issues[issues["task"] == "gender"]
-        flag = next((c for c in ("is_label_issue", "flagged", "label_issue") if c in issues), None)
-        if flag is not None:
-            issues = issues[issues[flag].astype(bool)]
-        return set(issues["path"].map(_key)) & train_keys
+        return listed_rows(splits["path"], args.label_issues, _root(args), task="gender") & train
     if method == "dedup":
-        return copies_reaching(args, splits, "train", ("val", "test"))
-    return set()
-
-
-def copies_reaching(args, splits: pd.DataFrame, side: str, others: tuple[str, ...]) -> set[str]:
-    """Keys of the ``side`` rows whose --duplicates cluster also has a row in one of ``others``."""
-    dups = pd.read_csv(args.duplicates)
-    cluster = next(c for c in ("cluster", "cluster_id", "group") if c in dups)
-    split_of = dict(zip(splits["path"].map(_key), splits["split"]))
-    dups = dups.assign(key=dups["path"].map(_key))
-    dups["split"] = dups["key"].map(split_of)
-    reaches = dups.groupby(cluster)["split"].transform(lambda s: s.isin(others).any())
-    return set(dups.loc[reaches & (dups["split"] == side), "key"])
+        return copies_across(splits["path"], splits["split"], args.duplicates, _root(args))
+    return np.zeros(len(splits), dtype=bool)
 
 
 def _gender_race(path: str) -> str:
     """UTKFace's AGE_GENDER_RACE_... name -> 'GENDER_RACE' ('?' for a missing field)."""
-    parts = _key(path).split("_")
+    parts = os.path.basename(str(path)).split("_")
     return "_".join(p if len(p) == 1 else "?" for p in (parts + ["", ""])[1:3])
 
 
@@ -116,6 +101,7 @@ def base_splits(args) -> str:
         if args.train_limit < len(train):
             keys = train["path"].map(_gender_race)
             keep, _ = train_test_split(train.index, train_size=args.train_limit, random_state=0, stratify=keys)
+            from facefair.data.exclusions import HELD_OUT
             splits.loc[train.index.difference(keep), "split"] = HELD_OUT
         out.parent.mkdir(parents=True, exist_ok=True)
         splits.to_csv(out, index=False)
@@ -131,9 +117,9 @@ def splits_for(args, method: str, seed: int) -> str:
     out = Path(args.out_dir) / method / name
     out.parent.mkdir(parents=True, exist_ok=True)
     if not out.exists():
-        held = splits.assign(split=splits["split"].where(~splits["path"].map(_key).isin(drop), HELD_OUT))
-        held.to_csv(out, index=False)
-        print(f"   {method}: {len(drop)} of {int((splits.split == 'train').sum())} train rows held out -> {out}",
+        from facefair.data.exclusions import hold_out
+        hold_out(splits, drop).to_csv(out, index=False)
+        print(f"   {method}: {int(drop.sum())} of {int((splits.split == 'train').sum())} train rows held out -> {out}",
               flush=True)
     return str(out)
 
@@ -295,18 +281,19 @@ def markdown(table: pd.DataFrame, runs: dict[str, list[Path]], args, wall: str) 
               f"Gaps are over groups with >= {args.min_group_size} test rows (`facefair.audit`'s definitions). "
               "`train min`: wall time per run on a shared 2-core machine (other jobs ran at the same time, so "
               "times are inflated and only roughly comparable); thresholds: the baseline's plus fitting. "
-              f"Full table: {args.name}/compare.csv and compare.html.", ""]
+              f"Full table: {args.name}/compare.csv (its page, compare.html, is written beside it and not tracked).", ""]
     return "\n".join(lines)
 
 
-def _subset(paths: list[Path], keys: set[str], name: str) -> list[Path]:
-    """Each run's test predictions restricted to the rows whose file name is in ``keys``."""
+def _subset(paths: list[Path], listed: pd.Series, root, name: str) -> list[Path]:
+    """Each run's test predictions restricted to the images ``listed`` (split-file paths)."""
+    from facefair.data.splits import match_paths
     out = []
     for path in paths:
         frame = pd.read_csv(path / "predictions.csv")
         target = path / "subsets" / f"{name}.csv"
         target.parent.mkdir(exist_ok=True)
-        frame[frame["path"].map(_key).isin(keys)].to_csv(target, index=False)
+        frame[match_paths(frame["path"], listed.reset_index(drop=True), root).to_numpy() >= 0].to_csv(target, index=False)
         out.append(target)
     return out
 
@@ -336,12 +323,15 @@ def data_quality_checks(args, runs: dict[str, list[Path]], config) -> list[str]:
         lines += ["- clean-labels against its control random-drop (the same number of train rows, drawn at random):"]
         rows(table, "clean-labels")
     if "dedup" in runs:
+        from facefair.data.exclusions import copies_across
         splits = pd.read_csv(base_splits(args))
-        leaked = copies_reaching(args, splits, "test", ("train",))
-        test_keys = set(splits.loc[splits["split"] == "test", "path"].map(_key))
-        for name, keys in (("test rows with a copy in train", leaked), ("other test rows", test_keys - leaked)):
-            entries = {"baseline": _subset(runs["baseline"], keys, name.replace(" ", "_")),
-                       "dedup": _subset(runs["dedup"], keys, name.replace(" ", "_"))}
+        leaked = copies_across(splits["path"], splits["split"], args.duplicates, _root(args), side="test",
+                               others=("train",))
+        test = (splits["split"] == "test").to_numpy()
+        for name, rows in (("test rows with a copy in train", leaked), ("other test rows", test & ~leaked)):
+            keys = splits.loc[rows, "path"]
+            entries = {"baseline": _subset(runs["baseline"], keys, _root(args), name.replace(" ", "_")),
+                       "dedup": _subset(runs["dedup"], keys, _root(args), name.replace(" ", "_"))}
             small = type(config)(attributes=(), intersections=(), tasks=("gender",), n_boot=config.n_boot, seed=0)
             table = compare_runs(entries, small, reference="baseline")
             r = table[(table.method == "dedup") & (table.attribute == "overall") & (table.metric == "accuracy")].iloc[0]
@@ -374,7 +364,7 @@ def analyse(args) -> None:
     print(f"written {results / args.name}.md, {results / args.name}.csv, {results / args.name}/compare.*")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("phase", choices=["train", "analyse", "all"])
     parser.add_argument("--data", default="../shared/data/utkface/UTKFace")
@@ -417,7 +407,7 @@ def main() -> None:
                         help="bfloat16 autocast on the CPU (only where it has native bf16; same for every method)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                         help="mirror TTA at evaluation (off: halves evaluation time; same for every run)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.phase in ("train", "all"):
         train_all(args)
     if args.phase in ("analyse", "all"):

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/robustness.py runs/robust-small --name small-64px \
         --label "small model: mobilenetv2 64 px, 3 epochs (NOT the CPU recipe)" --limit 1000
 
-The CSV is the tidy robustness.csv (see docs/robustness.md); the .md names the model plainly and
+The CSV is the tidy robustness.csv (see docs/robustness.md; per group and condition, so it is not
+tracked: benchmarks/README.md); the .md, which is, names the model plainly and
 gives, per task, the clean figure and each condition's overall drop, worst race, degree of bias
 by race and the race that drops most, at severity 3 and for every re-framing, with wall time.
 """
@@ -44,7 +45,7 @@ def markdown(summary, label: str, run: str, config: RobustnessConfig, seconds: f
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run folder")
     parser.add_argument("--name", required=True, help="results file name: robustness-NAME.csv")
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--from-predictions", metavar="DIR",
                         help="audit per-condition predictions CSVs already written (e.g. gathered from two "
                              "partial runs on the same faces) instead of running the model")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     config = RobustnessConfig(limit=args.limit, n_boot=args.n_boot, severities=tuple(args.severities),
                               work_size=args.work_size,

@@ -22,7 +22,7 @@ CHECKS = [("children_0-9", "gender", "accuracy"), ("all_test_rows", "gender", "a
           ("all_test_rows", "age_group", "accuracy"), ("all_test_rows", "age", "mae"), ("age_70+", "age", "mae")]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from augmentation import compare_subset
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", default="runs/aug-recipe11")
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--other", default="quality-dro")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     for subset, task, metric in CHECKS:
         entries = {v: [Path(args.out_dir) / v / f"s{seed}" / "subsets" / f"{subset}.csv" for seed in args.seeds]

@@ -87,7 +87,7 @@ def fairface_style_rate(model: MultiTaskModel, paths: list[str], size: int, devi
     return len(paths) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/utkface/UTKFace")
     parser.add_argument("--backbone", default="mobilenetv2")
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache-dir", default=".facefair-cache")
     parser.add_argument("--out", default="benchmarks/results/throughput.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     weights = None if args.weights in ("", "none") else args.weights
     with tempfile.TemporaryDirectory() as tmp:

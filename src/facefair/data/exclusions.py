@@ -18,13 +18,16 @@ these options are scored on the same untouched rows.  What was changed is return
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
-from facefair.data.splits import match_paths
+from facefair.data.splits import match_paths, read_groups
 
 ACTION_COLUMNS = ["path", "task", "action", "old_label", "new_label", "weight", "source"]
+#: the split label of a row held out of train, val and test alike (``hold_out``)
+HELD_OUT = "excluded"
 #: the per-label loss weight column of a task (the whole image: ``LABEL_WEIGHT`` alone)
 LABEL_WEIGHT = "label_weight"
 
@@ -93,3 +96,67 @@ def apply_actions(frame: pd.DataFrame, root: str | Path | None, *, exclude: Sequ
                         for i, o, n in zip(targets, old, new)]
     frame = frame[~drop].reset_index(drop=True)
     return frame, pd.DataFrame(actions, columns=ACTION_COLUMNS)
+
+
+def listed_rows(paths: Sequence[str] | pd.Series, listed_file: str | Path, root: str | Path | None, *,
+                task: Optional[str] = None) -> np.ndarray:
+    """Which of ``paths`` a file of ``facefair clean`` (or any CSV with ``path``) lists.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        A table's images (absolute, or relative to ``root``).
+    listed_file : str or Path
+        ``label_issues.csv``, ``label_scores.csv`` (only its ``is_label_issue`` rows count) or any
+        CSV with a ``path`` column; paths in it relative to ``root`` or absolute.
+    root : str or Path or None
+        The data folder both tables' relative paths start from (``data.splits.data_root``).
+    task : str, optional
+        Count only the file's rows of this ``task`` (when it has a ``task`` column).
+
+    Returns
+    -------
+    numpy.ndarray
+        One bool per path: listed or not.  Paths are matched by their place under ``root``, so
+        ``train/1.jpg`` and ``val/1.jpg`` stay two images (``data.splits.match_paths``).
+    """
+    listed = _listed(listed_file)
+    if task is not None and "task" in listed:
+        listed = listed[listed["task"] == task]
+    return match_paths(paths, listed["path"].reset_index(drop=True), root).to_numpy() >= 0
+
+
+def copies_across(paths: Sequence[str] | pd.Series, split: Sequence[str] | pd.Series, duplicates_file: str | Path,
+                  root: str | Path | None, *, side: str = "train",
+                  others: Sequence[str] = ("val", "test")) -> np.ndarray:
+    """Which ``side`` rows have a near-duplicate (``facefair clean --duplicates``) in one of ``others``.
+
+    Parameters
+    ----------
+    paths, split : sequences of str
+        Each image and its split (a saved ``splits.csv``'s columns).
+    duplicates_file : str or Path
+        ``duplicates.csv`` (``path`` and ``cluster``).
+    root : str or Path or None
+        The data folder relative paths start from.
+    side : str
+        The split whose rows are returned.
+    others : sequence of str
+        The splits a copy must reach.
+
+    Returns
+    -------
+    numpy.ndarray
+        One bool per row: a ``side`` row whose cluster also holds a row of ``others``.
+    """
+    split = pd.Series(list(split), dtype=object)
+    cluster = read_groups(duplicates_file, pd.Series(list(paths)), root)
+    reaching = set(cluster[split.isin(others).to_numpy() & cluster.notna().to_numpy()])
+    return ((split == side).to_numpy() & cluster.isin(reaching).to_numpy() & cluster.notna().to_numpy())
+
+
+def hold_out(splits: pd.DataFrame, rows: np.ndarray | pd.Series) -> pd.DataFrame:
+    """``splits`` (``path``, ``split``) with ``rows`` moved to ``HELD_OUT``: out of train, val and
+    test alike, so a run trained on it skips them and is still scored on the same test rows."""
+    rows = np.asarray(rows, dtype=bool)
+    return splits.assign(split=splits["split"].where(~rows, HELD_OUT))
