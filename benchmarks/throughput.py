@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images", type=int, default=3000, help="subset used for the loop measurements")
     parser.add_argument("--predict-images", type=int, default=1000)
+    parser.add_argument("--bare-steps", type=int, default=24, help="timed steps of the bare train step (a)")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache-dir", default=".facefair-cache")
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
 
         cached = trainer_for(args.cache_dir)
         device = cached.device
-        bare = bare_step_rate(cached.model, cached, args.batch_size, args.size, steps=24)
+        bare = bare_step_rate(cached.model, cached, args.batch_size, args.size, steps=args.bare_steps)
         from_cache = loop_rate(cached)
         files = trainer_for("")
         from_files = loop_rate(files)
