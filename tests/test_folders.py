@@ -145,7 +145,7 @@ def test_schemes_are_compared_on_the_one_both_share():
         L.map_race("Asian", "race5", "race7")
 
 
-def test_evaluate_and_predict_read_nested_folders_with_no_flags(tiny_run, utk_sample, tmp_path):
+def test_evaluate_and_predict_read_nested_folders_with_no_flags(tiny_run, utk_sample, tmp_path, capsys):
     """The defect of issue 30: `evaluate RUN --data gender/race-folders` stopped with "class folders
     [...] match no task; pass task=..." and no flag took task=.  Now it reads both levels, and
     predict keeps the folders' labels beside its predictions."""
@@ -164,6 +164,7 @@ def test_evaluate_and_predict_read_nested_folders_with_no_flags(tiny_run, utk_sa
     out = tmp_path / "ev"
     assert main(["evaluate", str(tiny_run), "--data", str(tmp_path / "other"), "--out", str(out), "--no-tta",
                  "--no-framing-check"]) == 0
+    assert "12 images, label folders read as gender/race, race labels race5" in capsys.readouterr().out
     table = pd.read_csv(out / "predictions.csv")
     assert len(table) == 12 and set(table["race_true"]) == {"Asian", "White", "Others", "Black"}
     assert set(table["gender_true"]) == {"Female", "Male"}

@@ -85,9 +85,11 @@ def describe_dataset(config: DescribeConfig) -> dict:
             "<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems[:50]) + "</ul>"
             + (f"<p class='note'>... and {len(problems) - 50} more</p>" if len(problems) > 50 else "")))
     intro = (f"{len(frame):,} images from {config.data} "
-             f"({', '.join(f'{k}: {v:,}' for k, v in datasets.items())}); race scheme {table.race_scheme}.")
+             f"({', '.join(f'{k}: {v:,}' for k, v in datasets.items())}); race scheme {table.race_scheme}"
+             + (f"; label folders read as {'/'.join(table.layout)}" if table.layout else "") + ".")
     H.write_page(out / "describe.html", f"Dataset description: {Path(config.data).name}", sections, intro)
-    result = {"images": len(frame), "race_scheme": table.race_scheme, "problems": len(table.problems),
+    result = {"images": len(frame), "race_scheme": table.race_scheme, "layout": table.layout,
+              "problems": len(table.problems),
               "all_three_labels": int(joint["count"].sum()) if len(joint) else 0,
               "imbalance": summary.set_index("attribute")[["max_min_ratio", "effective_classes"]].to_dict("index"),
               "html": str(out / "describe.html")}

@@ -63,6 +63,14 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
         if compared_on and table.race_scheme and table.race_scheme != compared_on:
             chosen.frame["race"] = chosen.frame["race"].map(lambda r: map_race(r, table.race_scheme, compared_on))
         extra["race_scheme"] = {"data": table.race_scheme, "model": model_scheme, "compared_on": compared_on}
+        extra["layout"] = table.layout
+        print(f"{data}: {len(table.frame)} images" + (f", label folders read as {'/'.join(table.layout)}"
+                                                      if table.layout else "")
+              + (f", race labels {table.race_scheme} (model {model_scheme}; compared on {compared_on})"
+                 if table.race_scheme and compared_on else "")
+              + (f"; {len(problems)} data problems (listed in report.json)" if problems else ""), flush=True)
+        for problem in problems[:3]:  # an unknown label folder says which spelling and which fix
+            print(f"  {problem}", file=sys.stderr, flush=True)
     else:
         config.data.splits_file = str(run / "splits.csv")
         prepared = prepare_data(config.data, [t.name for t in model.tasks], size, batch_size,

@@ -85,15 +85,14 @@ def load_faces(run: Path, config: RobustnessConfig) -> tuple[pd.DataFrame, dict]
     import yaml
 
     from facefair.config import RunConfig
-    from facefair.data.readers import read_dataset, restrict_race_scheme
+    from facefair.data.prepare import load_table
 
     for name in ("config.yaml", "splits.csv"):
         if not (run / name).is_file():
             raise FileNotFoundError(f"{run / name} not found: is {run} a finished training run?")
     run_config = RunConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     data = run_config.data
-    table = restrict_race_scheme(read_dataset(data.data, kind=data.kind, image_root=data.image_root,
-                                              extra_csvs=data.extra_csvs), data.race_scheme)
+    table = load_table(data)  # the run's own reader settings (layout, label map, race scheme)
     splits = pd.read_csv(run / "splits.csv")
     if not {"path", "split"} <= set(splits.columns):
         raise ValueError(f"{run / 'splits.csv'}: expected columns path,split, got {','.join(splits.columns)}")
