@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 from facefair.audit import scale
-from facefair.audit.synthetic import Planted
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

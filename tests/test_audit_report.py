@@ -6,7 +6,6 @@ import argparse
 import json
 import re
 
-import numpy as np
 import pandas as pd
 import pytest
 

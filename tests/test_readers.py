@@ -2,7 +2,6 @@ import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from facefair.data.readers import (concat_tables, detect_columns, parse_utkface_name, read_dataset,
                                    read_fairface, read_imagefolder, read_label_csv, read_utkface)

@@ -57,7 +57,6 @@ def ensure_audit(run: Path, n_boot: int = 1000) -> dict:
 def training_group_counts(run: Path, report: dict) -> tuple[dict[str, dict[str, int]], str]:
     """Group counts of the run's training split (its splits.csv joined to the dataset's labels),
     or an empty dict and the reason when the dataset is not on this machine."""
-    import pandas as pd
     splits_path = run / "splits.csv"
     data = (report.get("config") or {}).get("data") or {}
     if not splits_path.exists() or not data.get("data"):
@@ -246,7 +245,7 @@ def model_card(run: str | Path, n_boot: int = 1000) -> str:
              f"input {model.get('image_size', '?')} px; age head: {model.get('age_head', 'regression')}.",
              "- **Initial weights:** "
              f"{model.get('weights') or ('timm ImageNet' if model.get('pretrained') else 'random')}.",
-             f"- **Tasks:** " + "; ".join(f"{t['name']} ({', '.join(t['classes']) or 'years'})" for t in tasks) + ".",
+             "- **Tasks:** " + "; ".join(f"{t['name']} ({', '.join(t['classes']) or 'years'})" for t in tasks) + ".",
              f"- **Training:** method {train.get('method', 'erm')}, {_count(info.get('epochs', train.get('epochs', '?')), 'epoch')}"
              f" (best epoch {info.get('best_epoch', '?')}), batch {train.get('batch_size', '?')}, "
              f"lr {train.get('lr', '?')}, seed {train.get('seed', '?')}, test-time mirroring "

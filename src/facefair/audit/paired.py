@@ -23,10 +23,8 @@ compared here; ``facefair audit`` reports them per run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
-import pandas as pd
 
 from facefair.audit import bootstrap as B
 from facefair.audit.config import OVERALL, AuditConfig

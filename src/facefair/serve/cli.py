@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 
 from facefair.flags import add_device_flag, add_trust_flag, add_tta_flag
 from facefair.serve.config import DETECT_CHOICES, ServeConfig
