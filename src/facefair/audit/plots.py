@@ -104,8 +104,7 @@ def group_dots(group_metrics: pd.DataFrame, task: str, metrics: Sequence[str], a
     ax.grid(axis="x", alpha=0.3)
     if len(metrics) > 1 or verdicts:
         ax.legend(fontsize=7, loc="best")
-    ax.set_xlabel(f"lines: CI; dashed: overall; hollow: n (or a rate's rows) < {min_group_size}; "
-                  "axis zoomed to the data", fontsize=7)
+    ax.set_xlabel(f"lines: CI; dashed: overall; hollow: n (or a rate's rows) < {min_group_size}", fontsize=7)
     fig.tight_layout()
     return to_data_uri(fig)
 

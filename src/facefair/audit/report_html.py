@@ -130,7 +130,9 @@ def _verdict_badge(gap) -> str:
 
 
 def _p(value: float) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2g}"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return "<1e-300" if value < 1e-300 else f"{value:.2g}"
 
 
 def _verdict_rows(result: AuditResult, rows) -> list[str]:
@@ -150,13 +152,15 @@ def _verdict_rows(result: AuditResult, rows) -> list[str]:
         out.append(f"<tr><td class='l'>{escape(task_label(g.task))}</td><td class='l'>"
                    f"{escape(attribute_label(g.attribute))}</td><td class='l'>{escape(g.metric)}{incomplete}</td>"
                    f"<td>{value}</td><td class='l'>{escape(pair)}</td><td>{diff_ci}</td><td>{_p(g.p_value)}</td>"
-                   f"<td>{_p(g.p_holm)}</td><td class='l'><span class='badge {badge}'>{escape(g.verdict)}</span></td>"
-                   f"<td>{mdd}</td><td class='l'>{escape(g.test)}</td></tr>")
+                   f"<td>{_p(g.p_holm)}</td><td class='l'><span class='badge {badge}' "
+                   f"title='test: {escape(g.test, quote=True)}'>{escape(g.verdict)}</span></td><td>{mdd}</td></tr>")
     return out
 
 
 VERDICT_HEADER = ["task", "across", "gap", "value", "worst vs best", "CI of that difference", "p", "Holm p",
-                  "verdict", "detectable (80%)", "test"]
+                  "verdict", "detectable (80%)"]
+#: Significant gaps shown before the collapsible full list.
+SHOWN_SIGNIFICANT = 8
 
 
 def _verdicts_section(result: AuditResult) -> str:
@@ -166,14 +170,16 @@ def _verdicts_section(result: AuditResult) -> str:
     tested = tested.sort_values(["p_holm", "value"], ascending=[True, False])
     m = result.family_size
     intro = (f"<p class='meta'>Each gap below is judged by a test of equal rates across the groups that can be "
-             f"judged (see <i>test</i>); Holm's correction runs over all {m} tests of this audit (every task, "
+             f"judged (hover a verdict for its test; every test is in gaps.csv); Holm's correction runs over all {m} tests of this audit (every task, "
              f"attribute and intersection), family-wise error {result.config.alpha:.0%}. The CI is that of the "
              "difference between the two groups named, resampled as a difference; it is not widened for the pair "
              "being the most extreme of many, so judge a gap by its verdict, not by whether that CI holds 0. <i>Detectable</i>: the smallest "
              "shift of the smallest judged group's rate that the test finds with 80% power after the correction.</p>")
     significant = tested[tested.verdict == SIGNIFICANT]
-    shown = _table(VERDICT_HEADER, _verdict_rows(result, significant), left=3) if len(significant) else \
-        f"<p><b>No gap is significant after correcting for {m} comparisons.</b></p>"
+    more = f"<p class='meta'>{len(significant) - SHOWN_SIGNIFICANT} more significant gaps in the full list " \
+        "below.</p>" if len(significant) > SHOWN_SIGNIFICANT else ""
+    shown = _table(VERDICT_HEADER, _verdict_rows(result, significant.head(SHOWN_SIGNIFICANT)), left=3) + more \
+        if len(significant) else f"<p><b>No gap is significant after correcting for {m} comparisons.</b></p>"
     full = (f"<details><summary>All {len(tested)} tested gaps, by adjusted p-value</summary>"
             + _table(VERDICT_HEADER, _verdict_rows(result, tested), left=3) + "</details>")
     return "<h2 id='verdicts'>Verdicts</h2>" + intro + shown + full + _not_judged(result)

@@ -35,6 +35,15 @@ def _rss_mb() -> float:
     return peak / 1024 if sys.platform != "darwin" else peak / 2 ** 20
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process (user + system): on a machine shared with other jobs, closer to
+    what the work costs than the wall clock (pyarrow's reader uses several threads, so it can
+    also exceed the wall clock)."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _child(code: str) -> dict:
     """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -55,11 +64,12 @@ def measure_cli(csv: Path, out: Path, n_boot: int = 1000, intersections=ALL_INTE
             "--intersections", *intersections]
     code = ("import io, json, time, contextlib, sys\n"
             "from facefair.cli import main\n"
-            "from facefair.audit.scale import _rss_mb\n"
-            "t = time.perf_counter()\n"
+            "from facefair.audit.scale import _rss_mb, _cpu_s\n"
+            "t, c = time.perf_counter(), _cpu_s()\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             f"    rc = main({argv!r})\n"
-            "print(json.dumps({'seconds': time.perf_counter() - t, 'peak_rss_mb': _rss_mb(), 'rc': rc}))\n")
+            "print(json.dumps({'seconds': time.perf_counter() - t, 'cpu_seconds': _cpu_s() - c, "
+            "'peak_rss_mb': _rss_mb(), 'rc': rc}))\n")
     return _child(code)
 
 
@@ -70,13 +80,13 @@ def measure_library(n_rows: int, n_boot: int = 1000, intersections=ALL_INTERSECT
     code = ("import json, time\n"
             "from facefair.audit import AuditConfig, audit_predictions\n"
             "from facefair.audit.synthetic import null_table\n"
-            "from facefair.audit.scale import _rss_mb, _current_mb\n"
+            "from facefair.audit.scale import _rss_mb, _current_mb, _cpu_s\n"
             f"frame = null_table({n_rows}, {seed})\n"
             "before = _current_mb()\n"
-            "t = time.perf_counter()\n"
+            "t, c = time.perf_counter(), _cpu_s()\n"
             f"result = audit_predictions(frame, AuditConfig(n_boot={n_boot}, intersections={parts!r}))\n"
-            "print(json.dumps({'seconds': time.perf_counter() - t, 'peak_rss_mb': _rss_mb(), "
-            "'table_rss_mb': before, 'tests': result.family_size}))\n")
+            "print(json.dumps({'seconds': time.perf_counter() - t, 'cpu_seconds': _cpu_s() - c, "
+            "'peak_rss_mb': _rss_mb(), 'table_rss_mb': before, 'tests': result.family_size}))\n")
     return _child(code)
 
 
