@@ -162,3 +162,29 @@ def test_reader_keeps_used_columns_text_as_text_and_numbers_as_numbers(tmp_path)
     path.write_text(text)
     again, _ = load_predictions(path)  # a bad number: read as text, as before
     assert len(again) == 50
+
+
+@pytest.mark.parametrize("task_name", ["gender", "race"])
+def test_cell_counts_give_the_metricframe_values(task_name):
+    """One definition per metric: the counts path the audit uses equals fairlearn's MetricFrame path."""
+    from facefair.audit.groups import detect_tasks
+    from facefair.audit.metrics import by_group_values, classification_metric_frame, derive_aggregates
+    frame = null_table(400, seed=7)
+    task = detect_tasks(frame, [task_name], {"gender": "Female"}, [])[0]
+    rows = np.flatnonzero(task.valid)
+    groups = frame.race.to_numpy(object)[rows]
+    order = sorted(set(groups))
+    reference = by_group_values(classification_metric_frame(task, rows, groups, 10, np.ones(len(frame), bool)),
+                                order, task)
+    codes = np.full(len(frame), -1)
+    codes[rows] = [order.index(g) for g in groups]
+    confidence = task.confidence()
+    scores = [C.score_bins(task.proba[:, task.prob_classes.index(c)], task.valid, c)
+              for c in ([task.positive_class] if task.positive_class else task.classes)]
+    from facefair.audit.calibration import bin_index
+    cells = C.classification_cells(codes, len(order), task.indices(task.y_true), task.indices(task.y_pred),
+                                   task.classes, task.positive_class, bin_index(confidence, 10), confidence, 10,
+                                   scores)
+    ours = derive_aggregates(C.classification_point(cells), task)
+    for key, values in reference.items():
+        np.testing.assert_allclose(ours[key], values, rtol=1e-9, atol=1e-12, err_msg=key)

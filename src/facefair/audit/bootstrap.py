@@ -1,6 +1,8 @@
-"""Vectorised bootstrap of every group metric.
+"""Row-weight bootstrap (the paired comparisons) and the helpers every bootstrap shares.
 
-A replicate is a table of draw counts (how often each row was drawn); every metric is then a
+``facefair audit`` resamples cell counts instead (``audit.cells``: the same distribution, at a
+cost independent of the rows); ``audit.paired`` and tests use the row weights here.  A
+replicate is a table of draw counts (how often each row was drawn); every metric is then a
 weighted sum, so 1,000 replicates cost a few matrix products instead of 1,000 MetricFrames.
 Rows are resampled within each group (stratified), which keeps each group's size fixed, so a
 group's interval reflects the uncertainty of its own estimate, and gaps are recomputed from the

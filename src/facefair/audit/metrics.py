@@ -1,4 +1,6 @@
-"""Point estimates per group, through fairlearn's ``MetricFrame`` and scikit-learn's metrics.
+"""The reference definition of every group metric, through fairlearn's ``MetricFrame`` and
+scikit-learn's metrics (``audit.cells`` computes the same figures from cell counts, which is how
+the audit scales to millions of rows; a test checks the two agree).
 
 Multi-class tasks are never binarised behind the user's back: every rate is computed one class
 against the rest, reported per class (``*_ovr`` with a ``class``) and as the macro average over
