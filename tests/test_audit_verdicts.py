@@ -188,3 +188,16 @@ def test_cell_counts_give_the_metricframe_values(task_name):
     ours = derive_aggregates(C.classification_point(cells), task)
     for key, values in reference.items():
         np.testing.assert_allclose(ours[key], values, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def test_scale_helpers_count_claims_before_and_after():
+    """The benchmark's logic on tiny tables: the old overlap rule is recomputed from the audit's own
+    intervals, and a planted gap is counted as found only with the right worst group."""
+    from facefair.audit import scale
+    planted = audit_predictions(null_table(4_000, seed=0, planted=Planted(drop=0.2)), AuditConfig(n_boot=100))
+    assert "gender accuracy across race" in scale.old_rule_claims(planted) or \
+        "gender accuracy across race:gender" in scale.old_rule_claims(planted)
+    null = scale.calibration(2, 2_000, n_boot=50, progress=False)
+    assert null["audits"] == 2 and null["claims_after"] == 0 and 0 <= null["claims_before"] <= 2
+    found = scale.recovery(4_000, 0.2, 1, progress=False)
+    assert found["found"] == 1 and found["max_p_holm"] < 0.05
