@@ -96,7 +96,7 @@ def group_dots(group_metrics: pd.DataFrame, task: str, metrics: Sequence[str], a
     lo, hi = _zoom(np.concatenate(lows), np.concatenate(highs), all(m in UNIT_INTERVAL for m in metrics))
     ax.set_xlim(lo, hi)
     sizes = rows.drop_duplicates("group").set_index("group").n.reindex(groups)
-    ax.set_yticks(y, [f"{group_label(g)}  (n={int(n)})" for g, n in zip(groups, sizes)], fontsize=8)
+    ax.set_yticks(y, [f"{group_label(g)}  (n={int(n):,})" for g, n in zip(groups, sizes)], fontsize=8)
     ax.set_ylim(len(groups) - 0.5, -0.5)
     names = " and ".join(METRIC_LABELS.get(m, m) for m in metrics)
     ax.set_title(f"{names} by {attribute_label(attribute)}", fontsize=10)

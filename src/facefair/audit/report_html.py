@@ -269,7 +269,7 @@ def _task_section(result: AuditResult, info, extra: str = "") -> str:
     parts = [f"<h2 id='task-{escape(name)}'>{escape(task_label(name).capitalize())}</h2>"]
     headline = "accuracy" if info.kind == "classification" else "mae"
     overall = gm[(gm.task == name) & (gm.attribute == OVERALL) & (gm.metric == headline)]
-    desc = f"{info.n} labelled rows"
+    desc = f"{info.n:,} labelled rows"
     if info.kind == "classification":
         desc += f"; classes: {escape(', '.join(info.classes))}"
         if info.positive_class:
@@ -331,7 +331,7 @@ def render_html(result: AuditResult, task_extras: Optional[dict[str, str]] = Non
 <html lang="en"><head><meta charset="utf-8"><title>facefair fairness audit</title><style>{CSS}</style></head>
 <body>
 <h1>Fairness audit</h1>
-<p class="meta">Source: {escape(result.source)} &middot; {result.n_rows} rows &middot; tasks: {escape(tasks)}
+<p class="meta">Source: {escape(result.source)} &middot; {result.n_rows:,} rows &middot; tasks: {escape(tasks)}
 &middot; attributes: {escape(', '.join(attribute_label(a) for a in result.attributes) or 'none')}<br>
 {config.ci_level:.0%} bootstrap intervals from {config.n_boot} resamples of each group's cell counts (seed
 {config.seed}) &middot; verdicts: Holm over {result.family_size} tests &middot; groups with
