@@ -113,15 +113,18 @@ def _gap_table(audit: dict) -> list[str]:
             and g.get("value") is not None]
     if not gaps:
         return ["No gap could be judged (no attribute with two groups large enough)."]
-    out = ["| task | across | gap | value [95% CI] | worst group | best group | note |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+    out = ["| task | across | gap | value [95% CI] | verdict (Holm p) | worst group | best group | note |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for metric in GAP_METRICS:
         rows = sorted((g for g in gaps if g["metric"] == metric), key=lambda g: -_num(g["value"]))
         for g in rows[:4]:
             note = g.get("note") or ""
             if g.get("complete") is False:
                 note = f"incomplete: {note}"
-            out.append(f"| {g['task']} | {g['attribute']} | {metric} | {_with_ci(g, metric)} | "
+            verdict = g.get("verdict") or "–"
+            if g.get("p_holm") is not None:
+                verdict += f" ({_num(g['p_holm']):.2g})"
+            out.append(f"| {g['task']} | {g['attribute']} | {metric} | {_with_ci(g, metric)} | {verdict} | "
                        f"{g.get('worst_group') or '–'} | {g.get('best_group') or '–'} | {note or '–'} |")
     return out
 
