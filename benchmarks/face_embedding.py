@@ -1,0 +1,125 @@
+"""Lever: face-pretrained features (dlib descriptors + logistic regression) against a CNN run,
+paired on the same faces of its test split and of another dataset (transfer), over seeds.
+
+Seeds are disjoint, gender x race stratified draws of ``--per-seed`` faces from the run's train
+split (descriptors cost about 0.1 s a face on one core, so the full train split is a long run);
+the regularisation is chosen on a fixed ``--val`` subset of its val split, never on the test
+split or the other dataset.  Comparisons use ``facefair.audit.compare.compare_runs`` (McNemar,
+paired bootstrap, Holm); an ensemble (mean probabilities of the CNN and the heads,
+``facefair.evaluate.ensemble``) is compared too.
+
+    python benchmarks/face_embedding.py --run RUN --transfer-eval RUN/eval-mebeauty-dev \\
+        --data ../shared/data/utkface/UTKFace --out benchmarks/results/face_embedding.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def stratified_draws(train: pd.DataFrame, seeds: int, per_seed: int) -> list[pd.DataFrame]:
+    """``seeds`` disjoint draws of about ``per_seed`` rows, each with the split's gender x race mix."""
+    shuffled = train.sample(frac=1.0, random_state=0)
+    stratum = shuffled["gender"].astype(str) + "/" + shuffled["race"].astype(str)
+    shuffled = shuffled.assign(_draw=shuffled.groupby(stratum).cumcount() % seeds, _stratum=stratum)
+    draws = []
+    for k in range(seeds):
+        part = shuffled[shuffled["_draw"] == k]
+        share = per_seed / len(part)
+        draws.append(pd.concat([g.head(max(1, round(share * len(g)))) for _, g in part.groupby("_stratum")])
+                     .drop(columns=["_draw", "_stratum"]).reset_index(drop=True))
+    return draws
+
+
+SHOWN = ["method", "task", "attribute", "metric", "n_runs", "n_rows", "value", "seed_min", "seed_max",
+         "reference_value", "difference", "ci_low", "ci_high", "p_holm", "verdict"]
+
+
+def markdown_table(table: pd.DataFrame) -> list[str]:
+    """The overall rows and the per-group accuracy/recall rows of a comparison, as markdown."""
+    rows = table[table["metric"].str.contains("accuracy|recall", regex=True)][SHOWN]
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return (["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
+            + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows.itertuples(index=False)])
+
+
+def main(argv=None) -> int:
+    from facefair.audit.compare import compare_runs
+    from facefair.audit.groups import load_predictions
+    from facefair.baselines.data import DataSelection, load_split_table
+    from facefair.baselines.face_embedding import EmbeddingConfig, run_face_embedding
+    from facefair.data.readers import read_dataset, restrict_race_scheme
+    from facefair.evaluate.ensemble import average_predictions
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="CNN run folder (its splits.csv and predictions.csv)")
+    parser.add_argument("--transfer-eval", required=True,
+                        help="the run's evaluation on the other dataset (folder with predictions.csv)")
+    parser.add_argument("--data", required=True, help="the dataset the run trained on")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--per-seed", type=int, default=1000)
+    parser.add_argument("--val", type=int, default=600)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--cache-dir", default=".facefair-cache")
+    parser.add_argument("--out", required=True, help="markdown summary to write")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    run = Path(args.run)
+    split = load_split_table(DataSelection(data=args.data, splits_file=str(run / "splits.csv")))
+    frame = split.frame
+    train, val = frame[frame["split"] == "train"], frame[frame["split"] == "val"]
+    val = val.sample(n=min(args.val, len(val)), random_state=0).sort_values("path").reset_index(drop=True)
+    test = frame[frame["split"] == "test"].reset_index(drop=True)
+    cnn_test, _ = load_predictions(run)
+    cnn_other, other_source = load_predictions(Path(args.transfer_eval))
+    other_data = cnn_other["path"].tolist()
+    # The other dataset's labels as the package reads them, in the CNN table's row order.
+    other_root = Path(other_data[0]).parents[2] if other_data else None
+    other = restrict_race_scheme(read_dataset(other_root), split.table.race_scheme).frame.set_index("path")
+    other = other.loc[other_data].reset_index()
+    config = EmbeddingConfig(tasks=("gender", "race"), max_train=None, max_val=None)
+    lines = [f"# Face-pretrained features vs the CNN run `{run.name}`", "",
+             f"Train split draws: {args.seeds} disjoint, gender x race stratified, ~{args.per_seed} faces each; "
+             f"strength chosen on {len(val)} val faces; scored on the run's {len(test)} test faces and "
+             f"{len(other)} faces of `{other_root}` (never fitted on).", ""]
+    with tempfile.TemporaryDirectory() as tmp:
+        entries = {"test": {"cnn": [run], "face": [], "ensemble": []},
+                   "other": {"cnn": [Path(args.transfer_eval)], "face": [], "ensemble": []}}
+        for k, draw in enumerate(stratified_draws(train, args.seeds, args.per_seed)):
+            result = run_face_embedding(draw, val, {"test": test, "other": other}, split.table.race_scheme,
+                                        config, args.cache_dir, progress=False, log=lambda m: None)
+            for side, cnn in (("test", cnn_test), ("other", cnn_other)):
+                face = result.predictions[side]
+                folder = Path(tmp) / f"face-{side}-s{k}"
+                folder.mkdir()
+                face.to_csv(folder / "predictions.csv", index=False)
+                entries[side]["face"].append(folder / "predictions.csv")
+                both = cnn[["path"] + [c for c in cnn.columns if c.startswith(("gender_", "race_"))]]
+                mixed = average_predictions([both.set_index("path").loc[face["path"]].reset_index(), face])
+                ens = Path(tmp) / f"ens-{side}-s{k}.csv"
+                mixed.to_csv(ens, index=False)
+                entries[side]["ensemble"].append(ens)
+            lines.append(f"- draw {k}: {result.info['n_train']} faces fitted; chosen strengths "
+                         f"{ {t: s.get('chosen_C') for t, s in result.info['selection'].items()} }; "
+                         f"face found by HOG on {result.info['face_detected_share']['test']:.1%} (test), "
+                         f"{result.info['face_detected_share']['other']:.1%} (other)")
+        for side, title in (("test", "the run's test split (in distribution)"), ("other", f"{other_root.name}")):
+            from facefair.audit.config import AuditConfig
+
+            table = compare_runs(entries[side], AuditConfig(n_boot=args.n_boot, tasks=("gender", "race")),
+                                 reference="cnn")
+            lines += ["", f"## {title}", "", *markdown_table(table)]
+    lines += ["", f"Wall time {time.perf_counter() - started:.0f} s (descriptors cached in {args.cache_dir})."]
+    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
