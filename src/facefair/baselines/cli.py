@@ -143,7 +143,7 @@ def _face_baseline(args) -> int:
         scored[name], sources[name] = table.frame, data
     result = run_face_embedding(_rows(split_table, "train"), _rows(split_table, "val"), scored,
                                 split_table.table.race_scheme, config, args.cache_dir, args.progress)
-    report = _finish(args, config.name, result.predictions["test"], result.metrics["test"],
+    _finish(args, config.name, result.predictions["test"], result.metrics["test"],
                      {**result.info, "split": args.split}, result.skipped, split_table,
                      time.perf_counter() - started, 150, result.info["n_train"], "face-baseline")
     if sources:
