@@ -36,16 +36,37 @@ def stratified_draws(train: pd.DataFrame, seeds: int, per_seed: int) -> list[pd.
     return draws
 
 
-SHOWN = ["method", "task", "attribute", "metric", "n_runs", "n_rows", "value", "seed_min", "seed_max",
-         "reference_value", "difference", "ci_low", "ci_high", "p_holm", "verdict"]
-
-
 def markdown_table(table: pd.DataFrame) -> list[str]:
-    """The overall rows and the per-group accuracy/recall rows of a comparison, as markdown."""
-    rows = table[table["metric"].str.contains("accuracy|recall", regex=True)][SHOWN]
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    return (["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
-            + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows.itertuples(index=False)])
+    """Overall accuracy and worst-group accuracy of each method against the reference, as markdown."""
+    rows = table[(table["method"] != table["reference"]) & (
+        (table["attribute"] == "overall") | (table["metric"] == "worst_group_accuracy"))]
+    out = ["| method | task | figure | value (seeds: mean [min, max]) | CNN | difference [95% paired CI] | Holm p |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows.to_dict("records"):
+        figure = r["metric"] if r["attribute"] == "overall" else f"worst group by {r['attribute']}"
+        out.append(f"| {r['method']} | {r['task']} | {figure} | {r['value']:.3f} [{r['seed_min']:.3f}, "
+                   f"{r['seed_max']:.3f}] | {r['reference_value']:.3f} | {100 * r['difference']:+.1f} "
+                   f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] pts | {r['p_holm']:.2g} |")
+    return out
+
+
+def recall_table(tables: dict[str, list[pd.DataFrame]], task: str) -> list[str]:
+    """Recall of each class of ``task`` (share of its faces called that class), mean [min, max] over seeds."""
+    from sklearn.metrics import recall_score
+
+    classes = sorted(next(iter(tables.values()))[0][f"{task}_true"].dropna().unique())
+    out = [f"| method | {' | '.join(classes)} |", "|---|" + "---|" * len(classes)]
+    for method, frames in tables.items():
+        per_seed = []
+        for frame in frames:
+            scored = frame.dropna(subset=[f"{task}_true", f"{task}_pred"])
+            per_seed.append(recall_score(scored[f"{task}_true"], scored[f"{task}_pred"], labels=classes,
+                                         average=None, zero_division=0))
+        values = pd.DataFrame(per_seed, columns=classes)
+        out.append(f"| {method} | " + " | ".join(
+            f"{values[c].mean():.2f}" + (f" [{values[c].min():.2f}, {values[c].max():.2f}]" if len(values) > 1 else "")
+            for c in classes) + " |")
+    return out
 
 
 def main(argv=None) -> int:
@@ -87,7 +108,7 @@ def main(argv=None) -> int:
     lines = [f"# Face-pretrained features vs the CNN run `{run.name}`", "",
              f"Train split draws: {args.seeds} disjoint, gender x race stratified, ~{args.per_seed} faces each; "
              f"strength chosen on {len(val)} val faces; scored on the run's {len(test)} test faces and "
-             f"{len(other)} faces of `{other_root}` (never fitted on).", ""]
+             f"{len(other)} faces of `{other_root.name}` (never fitted on).", ""]
     with tempfile.TemporaryDirectory() as tmp:
         entries = {"test": {"cnn": [run], "face": [], "ensemble": []},
                    "other": {"cnn": [Path(args.transfer_eval)], "face": [], "ensemble": []}}
@@ -114,7 +135,9 @@ def main(argv=None) -> int:
 
             table = compare_runs(entries[side], AuditConfig(n_boot=args.n_boot, tasks=("gender", "race")),
                                  reference="cnn")
-            lines += ["", f"## {title}", "", *markdown_table(table)]
+            frames = {m: [load_predictions(Path(p))[0] for p in paths] for m, paths in entries[side].items()}
+            lines += ["", f"## {title}", "", *markdown_table(table), "", "Race recall:", "",
+                      *recall_table(frames, "race"), "", "Gender recall:", "", *recall_table(frames, "gender")]
     lines += ["", f"Wall time {time.perf_counter() - started:.0f} s (descriptors cached in {args.cache_dir})."]
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
