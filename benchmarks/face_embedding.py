@@ -8,8 +8,9 @@ split or the other dataset.  Comparisons use ``facefair.audit.compare.compare_ru
 paired bootstrap, Holm); an ensemble (mean probabilities of the CNN and the heads,
 ``facefair.evaluate.ensemble``) is compared too.
 
-    python benchmarks/face_embedding.py --run RUN --transfer-eval RUN/eval-mebeauty-dev \\
-        --data ../shared/data/utkface/UTKFace --out benchmarks/results/face_embedding.md
+    python benchmarks/face_embedding.py --run RUN --data ../shared/data/utkface/UTKFace \\
+        --transfer-data ../shared/data/mebeauty-dev --transfer-eval RUN/eval-mebeauty-dev \\
+        --out benchmarks/results/face_embedding.md
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--transfer-eval", required=True,
                         help="the run's evaluation on the other dataset (folder with predictions.csv)")
     parser.add_argument("--data", required=True, help="the dataset the run trained on")
+    parser.add_argument("--transfer-data", required=True, help="the other dataset (what --transfer-eval scored)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--per-seed", type=int, default=1000)
     parser.add_argument("--val", type=int, default=600)
@@ -98,12 +100,16 @@ def main(argv=None) -> int:
     val = val.sample(n=min(args.val, len(val)), random_state=0).sort_values("path").reset_index(drop=True)
     test = frame[frame["split"] == "test"].reset_index(drop=True)
     cnn_test, _ = load_predictions(run)
-    cnn_other, other_source = load_predictions(Path(args.transfer_eval))
-    other_data = cnn_other["path"].tolist()
+    cnn_other, _ = load_predictions(Path(args.transfer_eval))
     # The other dataset's labels as the package reads them, in the CNN table's row order.
-    other_root = Path(other_data[0]).parents[2] if other_data else None
-    other = restrict_race_scheme(read_dataset(other_root), split.table.race_scheme).frame.set_index("path")
-    other = other.loc[other_data].reset_index()
+    other_root = Path(args.transfer_data)
+    other = restrict_race_scheme(read_dataset(other_root), split.table.race_scheme).frame
+    other = other.set_index(other["path"].map(lambda p: str(Path(p).resolve())))
+    missing = [p for p in cnn_other["path"] if str(Path(p).resolve()) not in other.index]
+    if missing:
+        raise SystemExit(f"{args.transfer_eval} scored {len(missing)} images that {other_root} does not hold, "
+                         f"e.g. {missing[0]}: pass the dataset that evaluation read")
+    other = other.loc[[str(Path(p).resolve()) for p in cnn_other["path"]]].reset_index(drop=True)
     config = EmbeddingConfig(tasks=("gender", "race"), max_train=None, max_val=None)
     lines = [f"# Face-pretrained features vs the CNN run `{run.name}`", "",
              f"Train split draws: {args.seeds} disjoint, gender x race stratified, ~{args.per_seed} faces each; "

@@ -112,3 +112,47 @@ def test_cli_writes_the_contract_and_a_transfer_report(few_faces, tmp_path):
     assert (out / "eval-other" / "predictions.csv").is_file()
     assert (out / "transfer" / "transfer.html").is_file()
     assert "transfer: other" in done.stdout
+
+
+def _random_cnn_table(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """A predictions table in the package's layout for ``frame``, from a random "CNN"."""
+    from facefair.evaluate.table import predictions_frame
+
+    tasks = make_tasks(["gender", "race"], "race5")
+    rng = np.random.default_rng(seed)
+    outputs = {t.name: rng.dirichlet(np.ones(t.num_classes), size=len(frame)).astype(np.float32) for t in tasks}
+    return predictions_frame(frame.reset_index(drop=True), tasks, outputs)
+
+
+def test_benchmark_pairs_the_lever_with_a_cnn_run_on_the_same_faces(few_faces, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import face_embedding as bench
+    from facefair.data.readers import read_dataset
+
+    names = sorted(p.name for p in few_faces.iterdir())
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"path": names, "split": [("train", "train", "train", "val", "test")[i % 5]
+                                           for i in range(len(names))]}).to_csv(run / "splits.csv", index=False)
+    frame = read_dataset(few_faces).frame
+    test = frame[frame["path"].map(lambda p: Path(p).name).isin(names[4::5])]
+    _random_cnn_table(test, 0).to_csv(run / "predictions.csv", index=False)
+    other = tmp_path / "other"
+    for i, name in enumerate(names[:10]):
+        gender = "male" if name.split("_")[1] == "0" else "female"
+        race = ["caucasian", "black", "asian", "indian", "hispanic"][int(name.split("_")[2])]
+        (other / gender / race).mkdir(parents=True, exist_ok=True)
+        shutil.copy(few_faces / name, other / gender / race / f"{i}.jpg")
+    evaluation = tmp_path / "eval-other"
+    evaluation.mkdir()
+    _random_cnn_table(read_dataset(other).frame, 1).to_csv(evaluation / "predictions.csv", index=False)
+    out = tmp_path / "summary.md"
+    assert bench.main(["--run", str(run), "--data", str(few_faces), "--transfer-data", str(other),
+                       "--transfer-eval", str(evaluation), "--seeds", "2", "--per-seed", "8", "--val", "6",
+                       "--n-boot", "50", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## other" in text and "Race recall:" in text and "| face | race | accuracy |" in text
+    assert "| ensemble | gender | accuracy |" in text
+    draws = bench.stratified_draws(frame[frame["path"].map(lambda p: Path(p).name).isin(names[::5] + names[1::5])],
+                                   2, 6)
+    assert not set(draws[0]["path"]) & set(draws[1]["path"])  # disjoint seeds
