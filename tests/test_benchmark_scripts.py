@@ -35,7 +35,7 @@ AGES = [1, 6, 15, 25, 35, 45, 55, 65, 75]
 
 
 def predictions(seed: int, n: int = 270, accuracy_rate: float = 0.8) -> pd.DataFrame:
-    """A predictions table in the package's layout (``evaluate/table.py``): every task, every
+    """A predictions table in the package's layout (``facefair/table.py``): every task, every
     group, and a model that is right about ``accuracy_rate`` of the time."""
     rng = np.random.default_rng(seed)
     rows = np.arange(n)

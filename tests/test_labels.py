@@ -72,6 +72,6 @@ def test_one_missing_rule_for_every_label(raw):
 def test_attributes_are_defined_once():
     from facefair.audit import config as audit_config
     from facefair.describe import stats
-    from facefair.evaluate import table
+    from facefair import table
     assert audit_config.ATTRIBUTES is L.ATTRIBUTES
     assert table.ATTRIBUTES is L.ATTRIBUTES and stats.ATTRIBUTES is L.ATTRIBUTES

@@ -81,8 +81,10 @@ ATTRIBUTES = ("race", "gender", "age_group")
 #: Oldest exact age accepted (UTKFace goes to 116): the age parser and the CORAL head share it.
 MAX_AGE_YEARS = 130
 
-#: Spellings of "no label" in real tables (``?`` is FairFace-style spreadsheets' unknown).
-MISSING_TOKENS = frozenset({"", "nan", "none", "null", "na", "n/a", "?"})
+#: Spellings of "no label" in real tables (``?`` is FairFace-style spreadsheets' unknown), compared
+#: stripped and lower-cased: the one vocabulary of the dataset readers, the predictions table and
+#: the audit.  No class of any task is spelled like one of these.
+MISSING_TOKENS = frozenset({"", "nan", "none", "null", "na", "n/a", "#n/a", "?", "-", "unknown", "unk", "missing"})
 
 
 def is_missing(value: object) -> bool:

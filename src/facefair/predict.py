@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from facefair.flags import TTA_DEFAULT
+from facefair.run import PREDICTIONS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from facefair.mitigate.thresholds import GroupThresholds
     from facefair.models.multitask import MultiTaskModel
 
-PREDICTIONS_NAME = "predictions.csv"
+PREDICTIONS_NAME = PREDICTIONS
 NO_FACE_NAME = "no_face.csv"
 FRAMING_NAME = "framing.json"
 
@@ -112,7 +113,7 @@ def predict_paths(model: "MultiTaskModel", paths: list[str], *, device: "torch.d
 
     from facefair.data.batches import FileBatches
     from facefair.evaluate.inference import predict_batches
-    from facefair.evaluate.table import prediction_columns
+    from facefair.table import prediction_columns
 
     size = model.config.resolved_size()
     if workers is None:
@@ -232,6 +233,7 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     from facefair.align.framing import framing_report
     from facefair.models.multitask import load_model
     from facefair.runtime import select_device
+    from facefair.table import write_predictions
 
     config.check()
     paths = list_images(config.source, config.image_root)
@@ -266,7 +268,7 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
         frame = _apply_thresholds(frame, config)
     if config.logit_adjust is not None:
         frame = _apply_logit_adjust(frame, Path(config.logit_adjust))
-    frame.to_csv(out / PREDICTIONS_NAME, index=False)
+    write_predictions(frame, out / PREDICTIONS_NAME)
     if no_face is None:
         failed = int(frame["error"].notna().sum())
         print(f"{len(paths) - failed} images predicted in {seconds:.1f} s ({(len(paths) - failed) / seconds:.0f} "

@@ -25,7 +25,7 @@ from facefair import labels as L
 from facefair.align.detectors import Detector, DetectorConfig
 from facefair.align.pipeline import AlignConfig, PhotoFaces, chip_name, face_record, iter_photos
 from facefair.evaluate.inference import predict_batches
-from facefair.evaluate.table import prediction_columns
+from facefair.table import prediction_columns
 from facefair.flags import TTA_DEFAULT
 from facefair.models.multitask import MultiTaskModel
 

@@ -14,7 +14,9 @@ import math
 from pathlib import Path
 from typing import Optional
 
-CARD_NAME = "MODEL_CARD.md"
+from facefair.run import CARD, Run
+
+CARD_NAME = CARD
 GROUP_ATTRIBUTES = ("race", "gender", "age_group")
 GAP_METRICS = ("accuracy_difference", "worst_group_accuracy", "equalized_odds_difference", "fnr_difference",
                "fpr_difference", "mae_difference")
@@ -41,36 +43,32 @@ def _with_ci(record: dict, metric: str) -> str:
     return text if math.isnan(low) or math.isnan(high) else f"{text} [{_fmt(low, metric)}, {_fmt(high, metric)}]"
 
 
-def ensure_audit(run: Path, n_boot: int = 1000) -> dict:
+def ensure_audit(run: Run, n_boot: int = 1000) -> dict:
     """RUN/audit/audit.json, made with the default audit settings when missing."""
-    path = run / "audit" / "audit.json"
-    if not path.exists():
+    audit = run.audit()
+    if audit is None:
         from facefair.audit.config import AuditConfig
         from facefair.audit.core import audit_predictions
         from facefair.audit.groups import load_predictions
         from facefair.audit.output import write_audit
-        frame, source = load_predictions(run)
-        write_audit(audit_predictions(frame, AuditConfig(n_boot=n_boot), source), run / "audit")
-    return json.loads(path.read_text(encoding="utf-8"))
+        frame, source = load_predictions(run.folder)
+        write_audit(audit_predictions(frame, AuditConfig(n_boot=n_boot), source), run.audit_dir)
+        audit = run.audit()
+    return audit
 
 
-def training_group_counts(run: Path, report: dict) -> tuple[dict[str, dict[str, int]], str]:
+def training_group_counts(run: Run, report: dict) -> tuple[dict[str, dict[str, int]], str]:
     """Group counts of the run's training split (its splits.csv joined to the dataset's labels),
     or an empty dict and the reason when the dataset is not on this machine."""
-    splits_path = run / "splits.csv"
-    data = (report.get("config") or {}).get("data") or {}
-    if not splits_path.exists() or not data.get("data"):
+    data = (report.get("config") or {}).get("data") or run.raw_config().get("data") or {}
+    if not run.splits_path.exists() or not data.get("data"):
         return {}, "the run has no splits.csv or no dataset path"
     try:
-        from facefair.config import DataConfig
-        from facefair.data.prepare import load_table
+        from facefair.config import DataConfig, RunConfig
         known = {k: v for k, v in data.items() if k in DataConfig.__dataclass_fields__}
-        table = load_table(DataConfig(**known)).frame
+        train = run.split_frame("train", RunConfig(data=DataConfig(**known)))
     except (OSError, ValueError, TypeError) as error:
         return {}, f"the training data could not be read here ({str(error).splitlines()[0]})"
-    from facefair.data.splits import data_root, read_saved_splits
-    splits = read_saved_splits(splits_path, table["path"], data_root(data.get("data"), data.get("image_root")))
-    train = table.merge(splits[splits.split == "train"][["path"]], on="path")
     counts = {a: {str(k): int(v) for k, v in train[a].fillna("(unknown)").value_counts().items()}
               for a in GROUP_ATTRIBUTES if a in train}
     return counts, f"{len(train)} training faces"
@@ -226,11 +224,9 @@ def generalisation_section(run: Path) -> list[str]:
 
 def model_card(run: str | Path, n_boot: int = 1000) -> str:
     """The card's Markdown text (runs the audit first when RUN/audit/audit.json is missing)."""
-    run = Path(run)
-    report_path = run / "report.json"
-    if not report_path.exists():
-        raise FileNotFoundError(f"{report_path} not found: is {run} a finished training run?")
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    run = Run(run)
+    run.require(run.report_path)
+    report = run.report()
     audit = ensure_audit(run, n_boot)
     config = report.get("config") or {}
     model, train, data = config.get("model") or {}, config.get("train") or {}, config.get("data") or {}
@@ -319,13 +315,13 @@ def model_card(run: str | Path, n_boot: int = 1000) -> str:
               "- **Same-distribution test split.** The figures are for faces like the training ones (cropped, "
               "aligned, mostly frontal); on other photos the errors and the gaps can differ.\n",
               "## How to reproduce\n", "```bash",
-              f"facefair train --config {run / 'config.yaml'}", f"facefair audit {run}", f"facefair card {run}",
+              f"facefair train --config {run.config_path}", f"facefair audit {run.folder}", f"facefair card {run.folder}",
               "```", ""]
     return "\n".join(parts)
 
 
 def write_model_card(run: str | Path, out: Optional[str | Path] = None, n_boot: int = 1000) -> Path:
-    path = Path(out) if out else Path(run) / CARD_NAME
+    path = Path(out) if out else Run(run).card_path
     path.write_text(model_card(run, n_boot), encoding="utf-8")
     return path
 

@@ -40,7 +40,7 @@ def run_name(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir():
         return path.resolve().name
-    return path.resolve().parent.name if path.name == "predictions.csv" else path.stem
+    return path.resolve().parent.name if path.name == PREDICTIONS else path.stem
 
 
 def _unique(names: list[str]) -> list[str]:

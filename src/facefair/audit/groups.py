@@ -15,11 +15,9 @@ import numpy as np
 import pandas as pd
 
 from facefair import labels as L
+from facefair import table as T
 from facefair.labels import ATTRIBUTES
-
-CLASSIFICATION_TASKS = ("gender", "race", "age_group")
-REGRESSION_TASKS = ("age",)
-TASK_ORDER = ("gender", "race", "age_group", "age")
+from facefair.table import TASK_ORDER
 
 _NORMALIZERS: dict[str, Callable[[object], Optional[str]]] = {
     "gender": L.normalize_gender, "race": L.normalize_race, "age_group": L.normalize_age_group,
@@ -74,46 +72,26 @@ def _lookup(values: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
     return mapped[codes]  # code -1 (missing) picks the trailing -1
 
 
-#: Columns the audit reads besides the task columns (``path`` pairs runs and finds gallery images).
-_KEPT_COLUMNS = (*ATTRIBUTES, "path")
+#: Columns the audit reads besides the task columns: ``path`` pairs runs, finds gallery images and
+#: (with ``face_index``, or a robustness condition's ``corruption``/``severity``) tells repeated rows.
+_KEPT_COLUMNS = (*ATTRIBUTES, "path", "face_index", "corruption", "severity")
 
 
-def _used_columns(header: Sequence[str]) -> list[str]:
-    return [c for c in header if c in _KEPT_COLUMNS or c.endswith(("_true", "_pred")) or "_prob_" in c]
+def _used_column(name: str) -> bool:
+    return name in _KEPT_COLUMNS or name.endswith(("_true", "_pred", "_pred_raw")) or "_prob_" in name
 
 
-def load_predictions(path: str | Path) -> tuple[pd.DataFrame, str]:
-    """A predictions CSV, or a run folder holding ``predictions.csv``.
+def load_predictions(path: str | Path, notes: Optional[list[str]] = None) -> tuple[pd.DataFrame, str]:
+    """A predictions CSV, or a run folder holding ``predictions.csv``, read by
+    :func:`facefair.table.read_predictions` (``notes`` receives what the reader changed, and
+    ``frame.attrs["notes"]`` keeps it for the audit).
 
-    Only the columns the audit reads are kept (tasks, probabilities, attributes, ``path``); with
-    pyarrow installed its multi-threaded reader parses them (a 10M-row table in seconds).
-    """
-    path = Path(path)
-    if path.is_dir():
-        candidate = path / "predictions.csv"
-        if not candidate.is_file():
-            found = sorted(str(p.relative_to(path)) for p in path.glob("*/predictions.csv"))
-            hint = f"; found {', '.join(found)}" if found else ""
-            raise FileNotFoundError(f"{path} has no predictions.csv{hint}")
-        path = candidate
-    if not path.is_file():
-        raise FileNotFoundError(f"no predictions CSV at {path}")
-    # Everything as text first: a column of "0-2"/"3-9" or of gender codes must not become numbers.
-    header = list(pd.read_csv(path, nrows=0).columns)
-    used = _used_columns(header)
-    options = dict(keep_default_na=False, na_values=[""], usecols=used or None)
-    try:
-        import pyarrow  # noqa: F401  (optional: the C reader below gives the same table)
-    except ImportError:
-        return pd.read_csv(path, dtype=str, **options), str(path)
-    # Probabilities and exact ages parsed as numbers by pyarrow (parsing 20 text columns in pandas
-    # costs more than the whole audit); a table with text in them is read as text, as before.
-    numeric = {c: "float64" for c in used if "_prob_" in c or c in ("age_true", "age_pred")}
-    try:
-        frame = pd.read_csv(path, engine="pyarrow", dtype={**{c: str for c in used}, **numeric}, **options)
-    except (ValueError, TypeError, pyarrow.ArrowInvalid):
-        frame = pd.read_csv(path, engine="pyarrow", dtype=str, **options)
-    return frame, str(path)
+    Only the columns the audit reads are kept (tasks, probabilities, attributes, ``path``): with
+    pyarrow installed a 10M-row table reads in seconds."""
+    notes = notes if notes is not None else []
+    frame = T.read_predictions(path, usecols=_used_column, notes=notes)
+    frame.attrs["notes"] = list(notes)
+    return frame, frame.attrs["source"]
 
 
 def normalize_labels(values: pd.Series, vocabulary: Optional[str]) -> np.ndarray:
@@ -153,24 +131,30 @@ def canonical_order(vocabulary: Optional[str], values: Sequence[str]) -> list[st
 
 
 def _numeric(values: pd.Series) -> np.ndarray:
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, copy=True)
 
 
 def detect_tasks(frame: pd.DataFrame, wanted: Optional[Sequence[str]], positive_classes: dict[str, str],
                  notes: list[str]) -> list[TaskData]:
+    """The audited tasks of ``frame``; what the table lacks or gets wrong is told in ``notes``
+    (rows without a true label, probabilities that cannot be trusted, impossible ages)."""
     names = [c[: -len("_pred")] for c in frame.columns if c.endswith("_pred")]
     names = sorted(set(names), key=lambda n: (TASK_ORDER.index(n) if n in TASK_ORDER else len(TASK_ORDER), n))
     if wanted is not None:
         missing = [n for n in wanted if n not in names]
+        if missing and len(missing) == len(set(wanted)):
+            raise ValueError(f"unknown task{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}: "
+                             f"the table has predictions for {', '.join(names) or 'no task'}")
         if missing:
-            notes.append(f"Tasks asked for but without predictions in the table: {', '.join(missing)}.")
+            notes.append(f"Tasks asked for but without predictions in the table: {', '.join(missing)} "
+                         f"(it has {', '.join(names)}).")
         names = [n for n in names if n in wanted]
     tasks = []
     for name in names:
         if f"{name}_true" not in frame:
             notes.append(f"Task {name!r} has predictions but no {name}_true column, so it cannot be audited.")
             continue
-        task = _read_task(frame, name, positive_classes)
+        task = _read_task(frame, name, positive_classes, notes)
         if task.n == 0:
             notes.append(f"Task {name!r} has no row with both a true label and a prediction; left out.")
             continue
@@ -178,7 +162,11 @@ def detect_tasks(frame: pd.DataFrame, wanted: Optional[Sequence[str]], positive_
         if unpredicted:
             notes.append(f"Task {name!r}: {unpredicted} labelled rows have no prediction (e.g. unreadable images) "
                          "and are left out.")
-        if task.kind == "classification" and task.proba is None:
+        unlabelled = int((~_present(task.y_true) & _present(task.y_pred)).sum())
+        if unlabelled:
+            notes.append(f"Task {name!r}: {unlabelled} predicted rows have no true label ({name}_true empty or "
+                         f"a missing-value token such as '?' or 'unknown') and are left out of its figures.")
+        if task.kind == "classification" and task.proba is None and not T.probability_columns(frame, name):
             notes.append(f"Task {name!r} has no {name}_prob_<class> columns: calibration (ECE) and ROC-AUC "
                          "are skipped for it.")
         tasks.append(task)
@@ -191,13 +179,14 @@ def _present(values: np.ndarray) -> np.ndarray:
     return np.not_equal(values, None)
 
 
-def _read_task(frame: pd.DataFrame, name: str, positive_classes: dict[str, str]) -> TaskData:
-    prob_columns = [c for c in frame.columns if c.startswith(f"{name}_prob_")]
-    regression = name in REGRESSION_TASKS or (
-        name not in CLASSIFICATION_TASKS and not prob_columns
-        and not np.isnan(_numeric(frame[f"{name}_pred"].dropna())).any())
-    if regression:
+def _read_task(frame: pd.DataFrame, name: str, positive_classes: dict[str, str],
+               notes: Optional[list[str]] = None) -> TaskData:
+    notes = notes if notes is not None else []
+    prob_columns = T.probability_columns(frame, name)
+    if T.is_regression(frame, name):
         y_true, y_pred = _numeric(frame[f"{name}_true"]), _numeric(frame[f"{name}_pred"])
+        if name in T.REGRESSION_TASKS:
+            _drop_impossible_ages(name, y_true, y_pred, notes)
         return TaskData(name, "regression", (), y_true, y_pred, ~np.isnan(y_true) & ~np.isnan(y_pred))
     vocabulary = name if name in _NORMALIZERS else None
     y_true = normalize_labels(frame[f"{name}_true"], vocabulary)
@@ -212,11 +201,36 @@ def _read_task(frame: pd.DataFrame, name: str, positive_classes: dict[str, str])
     classes = tuple(prob_classes) + tuple(c for c in canonical_order(vocabulary, seen) if c not in prob_classes)
     if not prob_classes:
         classes = tuple(canonical_order(vocabulary, seen))
+    if proba is not None:
+        # Post-processed tables (group thresholds, logit adjustment) keep the model's own label in T_pred_raw:
+        # that is the label the probabilities must agree with.
+        decided = (normalize_labels(frame[f"{name}_pred_raw"], vocabulary) if f"{name}_pred_raw" in frame
+                   else y_pred)
+        check = T.check_probabilities(proba, prob_classes, np.where(valid, decided, None), classes, name)
+        if not check.usable:
+            notes.append(check.note())
+            proba, prob_classes = None, ()
     positive = None
     if len(classes) == 2:
         wanted = positive_classes.get(name)
         positive = wanted if wanted in classes else classes[1]
     return TaskData(name, "classification", classes, y_true, y_pred, valid, proba, prob_classes, positive)
+
+
+def _drop_impossible_ages(name: str, y_true: np.ndarray, y_pred: np.ndarray, notes: list[str]) -> None:
+    """Ages no person has (negative, or beyond labels.MAX_AGE_YEARS) become missing, with a note:
+    one such value would dominate every mean error."""
+    parts = []
+    for column, values in ((f"{name}_true", y_true), (f"{name}_pred", y_pred)):
+        bad = T.implausible_ages(values)
+        if bad.any():
+            examples = ", ".join(f"{v:g}" for v in values[bad][:3])
+            parts.append(f"{int(bad.sum())} in {column} (e.g. {examples})")
+            values[bad] = np.nan
+    if parts:
+        notes.append(f"Task {name!r}: impossible ages (under 0 by more than {T.AGE_SLACK_YEARS:g} year, or over "
+                     f"{L.MAX_AGE_YEARS}), {'; '.join(parts)}; those rows are "
+                     "left out of its figures (MAE, mean error).")
 
 
 def attribute_values(frame: pd.DataFrame, attributes: Sequence[str], intersections: Sequence[Sequence[str]],
@@ -236,6 +250,7 @@ def attribute_values(frame: pd.DataFrame, attributes: Sequence[str], intersectio
         if not _present(values).any():
             notes.append(f"Attribute {name!r} is empty in every row; it is left out of the audit.")
             continue
+        _note_unknown_spellings(name, values, notes)
         single[name] = values
     out: dict[str, np.ndarray] = {a: single[a] for a in attributes if a in single}
     for parts in intersections:
@@ -266,6 +281,23 @@ def _intersect(columns: list[np.ndarray]) -> np.ndarray:
     for i, (key, row) in enumerate(zip(keys, first)):
         labels[i] = None if key < 0 else SEPARATOR.join(uniques[codes[row]] for codes, uniques in parts)
     return labels[inverse.reshape(-1)]
+
+
+def _note_unknown_spellings(name: str, values: np.ndarray, notes: list[str]) -> None:
+    """Values no normaliser recognises stay groups of their own (a third party's own category may be
+    meant), but are named, since a typo or an unlisted 'missing' spelling would be one too."""
+    known = _CANONICAL.get(name)
+    if not known:
+        return
+    counts = pd.Series(values, dtype=object).value_counts()  # missing (None) values are not counted
+    counts = counts[[value not in known for value in counts.index]]
+    if len(counts):
+        listed = ", ".join(f"{value!r} ({n} rows)" for value, n in counts.head(5).items())
+        notes.append(f"Attribute {name!r} has values outside its vocabulary: {listed}; each is audited as a group "
+                     f"of its own (missing values are spelled as one of {', '.join(map(repr, _MISSING_EXAMPLES))}).")
+
+
+_MISSING_EXAMPLES = ("", "?", "unknown", "NA")
 
 
 def group_order(attribute: str, groups: Sequence[str]) -> list[str]:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from facefair.audit.config import AuditResult
 from facefair.audit.report_html import render_html
+from facefair.run import AUDIT_HTML, AUDIT_JSON, AUDIT_TABLES, Run
 
 SCHEMA_VERSION = 1
 
@@ -71,12 +72,12 @@ def write_audit(result: AuditResult, out_dir: str | Path, task_extras: Optional[
     """Write every output of an audit into ``out_dir``; returns name -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("audit.json", "group_metrics.csv", "gaps.csv", "calibration.csv",
-                                           "confusion_matrices.csv", "audit.html")}
-    paths["audit.json"].write_text(json.dumps(result_to_dict(result), indent=1, allow_nan=False), encoding="utf-8")
-    result.group_metrics.to_csv(paths["group_metrics.csv"], index=False)
-    result.gaps.to_csv(paths["gaps.csv"], index=False)
-    result.calibration.to_csv(paths["calibration.csv"], index=False)
-    result.confusion.to_csv(paths["confusion_matrices.csv"], index=False)
-    paths["audit.html"].write_text(render_html(result, task_extras), encoding="utf-8")
+    paths = Run.audit_files(out)
+    group_metrics, gaps, calibration, confusion = AUDIT_TABLES
+    paths[AUDIT_JSON].write_text(json.dumps(result_to_dict(result), indent=1, allow_nan=False), encoding="utf-8")
+    result.group_metrics.to_csv(paths[group_metrics], index=False)
+    result.gaps.to_csv(paths[gaps], index=False)
+    result.calibration.to_csv(paths[calibration], index=False)
+    result.confusion.to_csv(paths[confusion], index=False)
+    paths[AUDIT_HTML].write_text(render_html(result, task_extras), encoding="utf-8")
     return paths

@@ -34,8 +34,8 @@ from facefair import labels as L
 from facefair.audit import bootstrap as B
 from facefair.audit.config import ALL, OVERALL, AuditConfig, TransferConfig
 from facefair.audit.metrics import HIGHER_IS_BETTER
+from facefair.run import TRANSFER_DIR, Run
 
-TRANSFER_DIR = "transfer"
 TRANSFER_JSON = "transfer.json"
 GROUPS_CSV = "transfer_groups.csv"
 CONFUSION_CSV = "transfer_confusion.csv"
@@ -70,7 +70,7 @@ def definitions(config: TransferConfig) -> dict[str, str]:
 
 def race_scheme_of_table(frame: pd.DataFrame) -> Optional[str]:
     """The race scheme of a predictions table: of its race probabilities, else of its labels."""
-    from facefair.evaluate.table import classes_of
+    from facefair.table import classes_of
     classes = classes_of(frame, "race")
     if classes:
         return next((s for s, c in L.RACE_SCHEMES.items() if set(classes) == set(c)), None)
@@ -83,7 +83,7 @@ def on_scheme(frame: pd.DataFrame, scheme: Optional[str]) -> pd.DataFrame:
     own = race_scheme_of_table(frame)
     if scheme is None or own is None or own == scheme:
         return frame
-    from facefair.evaluate.table import collapse_race_scheme
+    from facefair.table import collapse_race_scheme
     out = collapse_race_scheme(frame, own, scheme) if (own, scheme) in L.RACE_MAPPINGS else frame.copy()
     for column in ("race", "race_true"):
         if column in out:
@@ -275,7 +275,7 @@ def write_transfer(result: dict, out_dir: str | Path) -> Path:
 
 def load_transfer(run: str | Path) -> Optional[dict]:
     """RUN/transfer/transfer.json (the last ``facefair evaluate RUN --data ...``), or None."""
-    path = Path(run) / TRANSFER_DIR / TRANSFER_JSON
+    path = Run(run).transfer_dir / TRANSFER_JSON
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 

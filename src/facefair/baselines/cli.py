@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from facefair.run import Run
 from facefair.baselines.data import DataSelection, SplitTable, load_pixels, load_split_table
 from facefair.flags import add_layout_flags
 
@@ -58,7 +59,7 @@ def _finish(args, name: str, predictions, metrics, info: dict, skipped: list[str
         "skipped_images": {"count": len(skipped), "items": skipped},
         "data_problems": {"count": len(split_table.problems), "items": split_table.problems}})
     print_headline(name, metrics)
-    print(f"report: {out / 'report.json'}", flush=True)
+    print(f"report: {Run(out).report_path}", flush=True)
     results_csv = Path(args.results_csv) if args.results_csv else out.resolve().parent / "benchmark_results.csv"
     append_benchmark_row(results_csv, {
         "run": str(out), "backbone": name, "image_size": size, "tasks": "+".join(

@@ -18,7 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.utils.class_weight import compute_sample_weight
 
-from facefair.evaluate.table import predictions_frame
+from facefair.table import predictions_frame
 from facefair.evaluate.metrics import all_task_metrics
 from facefair.tasks import TaskSpec, make_tasks, usable_tasks
 

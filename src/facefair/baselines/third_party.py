@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from facefair import labels as L
-from facefair.evaluate.table import predictions_frame
+from facefair.table import predictions_frame
 from facefair.evaluate.metrics import all_task_metrics
 from facefair.tasks import make_tasks, usable_tasks
 

@@ -19,6 +19,7 @@ from facefair.data.readers import LabelTable, Problem, read_dataset, restrict_ra
 from facefair.data.exclusions import apply_actions
 from facefair.data.splits import (SPLITS, _room, assign_splits, check_splits, data_root, read_groups, save_splits,
                                   strata)
+from facefair.run import Run
 from facefair.tasks import TaskSpec, encode_targets, make_tasks, usable_tasks
 
 log = logging.getLogger("facefair")
@@ -69,8 +70,8 @@ def prepare_data(config: DataConfig, task_names: list[str], image_size: int, bat
     frame = subsample(table.frame, config.limit, seed)
 
     splits_file = config.splits_file
-    if splits_file is None and out_dir is not None and (out_dir / "splits.csv").exists():
-        splits_file = str(out_dir / "splits.csv")  # a resumed or re-evaluated run keeps its split
+    if splits_file is None and out_dir is not None and Run(out_dir).splits_path.exists():
+        splits_file = str(Run(out_dir).splits_path)  # a resumed or re-evaluated run keeps its split
     root = data_root(config.data, config.image_root)
     groups = read_groups(config.split_groups, frame["path"], root) if config.split_groups else None
     if groups is not None and splits_file is not None:
@@ -80,7 +81,7 @@ def prepare_data(config: DataConfig, task_names: list[str], image_size: int, bat
                           groups=groups)
     check_splits(frame)
     if out_dir is not None and write:
-        save_splits(frame, out_dir / "splits.csv", root)
+        save_splits(frame, Run(out_dir).splits_path, root)
     if config.exclude or config.relabel or config.downweight:  # after the split is saved: val/test stay untouched
         frame, actions = apply_actions(frame, root, exclude=config.exclude, relabel=config.relabel,
                                        downweight=config.downweight, downweight_factor=config.downweight_factor)

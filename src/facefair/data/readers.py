@@ -159,10 +159,14 @@ def _resolver(root: Path, relative: list[str]):
     return resolve
 
 
-def read_csv_table(path: str | Path, nrows: Optional[int] = None) -> pd.DataFrame:
-    """A label CSV as text columns, as spreadsheets save them: UTF-8 with or without a BOM, and
-    comma, semicolon (Excel in many locales), tab or pipe separated (sniffed from the header)."""
+def read_csv_table(path: str | Path, nrows: Optional[int] = None,
+                   usecols: Optional[Iterable[str]] = None) -> pd.DataFrame:
+    """A label or predictions CSV as text columns, as spreadsheets save them: UTF-8 with or without
+    a BOM, and comma, semicolon (Excel in many locales), tab or pipe separated (sniffed from the
+    header; ``frame.attrs["sep"]`` says which).  ``usecols``: only these columns (absent ones are
+    ignored).  A file that is not text (a photo given by mistake) is refused as "not a CSV file"."""
     path = Path(path)
+    _refuse_binary(path)
     with open(path, encoding="utf-8-sig", errors="replace") as handle:
         header = handle.readline()
     if not header.strip():
@@ -171,10 +175,33 @@ def read_csv_table(path: str | Path, nrows: Optional[int] = None) -> pd.DataFram
         sep = csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
     except csv.Error:  # a single column
         sep = ","
+    wanted = None
+    if usecols is not None:
+        wanted = set(usecols)
+        wanted = lambda name, _wanted=wanted: name in _wanted  # noqa: E731 - absent columns are not an error
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", nrows=nrows)
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", nrows=nrows,
+                            usecols=wanted)
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a readable CSV ({str(error).strip().splitlines()[0]})") from None
+    frame.attrs["sep"] = sep
+    return frame
+
+
+#: How common binary files start: a photo or archive given where a CSV belongs.
+_MAGIC = {b"\xff\xd8\xff": "a JPEG image", b"\x89PNG": "a PNG image", b"GIF8": "a GIF image",
+          b"%PDF": "a PDF", b"PK\x03\x04": "a zip archive", b"RIFF": "a RIFF (WebP/WAV) file",
+          b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image"}
+
+
+def _refuse_binary(path: Path) -> None:
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    kind = next((what for magic, what in _MAGIC.items() if what and head.startswith(magic)), None)
+    if kind is None and b"\x00" in head:
+        kind = "a binary file"
+    if kind:
+        raise ValueError(f"{path}: not a CSV file (it looks like {kind}); give a CSV table")
 
 
 def read_label_csv(csv_path: str | Path, image_root: str | Path | None = None, *, dataset: str | None = None,
@@ -213,7 +240,7 @@ def read_label_csv(csv_path: str | Path, image_root: str | Path | None = None, *
             if ours in columns:
                 value = raw.at[i, columns[ours]]
                 row[ours] = L.parse_age_years(value) if ours == "age" else label_map.normalize(ours, value)
-                if row[ours] is None and value.strip():
+                if row[ours] is None and not L.is_missing(value):
                     hint = "" if ours == "age" else (f" (accepted: {L.accepted_spellings(ours)}; or map it with "
                                                      f"--label-map {ours}:{value.strip()}=LABEL)")
                     problems.append(Problem(where, f"unknown {ours} label {value!r}; left unlabelled{hint}"))
@@ -226,7 +253,7 @@ def read_label_csv(csv_path: str | Path, image_root: str | Path | None = None, *
                 row["age"] = L.parse_age_years(value)
             else:
                 row["age_group"] = L.normalize_age_group(value)
-                if row["age_group"] is None and value:
+                if row["age_group"] is None and not L.is_missing(value):
                     problems.append(Problem(where, f"unknown age label {value!r}; left unlabelled"))
         rows.append(row)
     return _finish(rows, dataset or csv_path.stem, problems, race_scheme)

@@ -40,13 +40,14 @@ def _reference(run: str):
     from pathlib import Path
 
     from facefair.audit.groups import load_predictions
+    from facefair.run import Run
 
-    for candidate in (Path(run), Path(run) / "eval-test"):
-        if (candidate / "predictions.csv").is_file():
-            return load_predictions(candidate)
-    raise FileNotFoundError(f"{run} has no predictions.csv of its test split to compare other datasets with: "
-                            f"run `facefair evaluate {run}` first (it writes {Path(run) / 'eval-test'}), or add "
-                            "--no-transfer to evaluate without the comparison")
+    for candidate in (Run(run), Run(Run(run).eval_dir("test"))):
+        if candidate.predictions_path.is_file():
+            return load_predictions(candidate.folder)
+    raise FileNotFoundError(f"{run} has no {Run(run).predictions_path.name} of its test split to compare other "
+                            f"datasets with: run `facefair evaluate {run}` first (it writes "
+                            f"{Run(run).eval_dir('test')}), or add --no-transfer to evaluate without the comparison")
 
 
 def _transfer(args, reference, evaluated: dict) -> None:
@@ -56,6 +57,7 @@ def _transfer(args, reference, evaluated: dict) -> None:
     from facefair.audit.groups import load_predictions
     from facefair.audit.config import TransferConfig
     from facefair.audit.transfer import headline_lines, transfer_audit, write_transfer
+    from facefair.run import Run
 
     inside, inside_source = reference
     config = TransferConfig(collapse_drop=args.collapse_drop, collapse_below=args.collapse_below,
@@ -63,7 +65,7 @@ def _transfer(args, reference, evaluated: dict) -> None:
     tables = {name: load_predictions(out)[0] for name, (_, out) in evaluated.items()}
     result = transfer_audit(inside, tables, config, sources={n: str(d) for n, (d, _) in evaluated.items()},
                             inside_source=f"the run's test split ({inside_source})")
-    out = (Path(args.out) if args.out else Path(args.run)) / "transfer"
+    out = Run(args.out or args.run).transfer_dir
     write_transfer(result, out)
     for dataset in result["datasets"]:
         print("\n".join(headline_lines(dataset)), flush=True)

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from facefair.evaluate.table import classes_of, probability_columns, tasks_in
+from facefair.table import classes_of, probability_columns, tasks_in
 
 
 def average_predictions(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:

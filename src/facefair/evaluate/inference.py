@@ -1,5 +1,5 @@
 """Running a model over batches: probabilities (classification) and years (age) per row, with the
-one flip-TTA every command uses.  :mod:`facefair.evaluate.table` turns them into the predictions
+one flip-TTA every command uses.  :mod:`facefair.table` turns them into the predictions
 table."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, mean_absolute_error, precision_recall_fscore_support
 
-from facefair.evaluate.table import classes_of, probability_columns, tasks_in
+from facefair.table import classes_of, probability_columns, tasks_in
 
 
 def _labelled(frame: pd.DataFrame, task: str) -> pd.DataFrame:

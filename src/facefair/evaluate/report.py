@@ -14,10 +14,10 @@ import pandas as pd
 import torch
 
 from facefair.evaluate.inference import predict_batches
-from facefair.evaluate.table import predictions_frame
+from facefair.table import predictions_frame
 from facefair.evaluate.metrics import (all_task_metrics, gender_rates_by_race, selection_score,
                                        write_confusion_matrices)
-from facefair.runtime import write_text_atomic
+from facefair.run import Run
 
 
 def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None):
@@ -58,7 +58,8 @@ def _json_safe(value):
 
 def write_evaluation(out_dir: Path, predictions: pd.DataFrame, metrics: dict, extra: Optional[dict] = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(out_dir / "predictions.csv", index=False)
+    folder = Run(out_dir)
+    folder.write_predictions(predictions)
     write_confusion_matrices(metrics, out_dir)
     fairness = gender_rates_by_race(predictions)
     if fairness is not None:
@@ -66,7 +67,7 @@ def write_evaluation(out_dir: Path, predictions: pd.DataFrame, metrics: dict, ex
     report = {"metrics": metrics, "headline": headline(metrics), "selection_score": selection_score(metrics),
               "gender_fpr_fnr_by_race": fairness.to_dict(orient="records") if fairness is not None else None,
               **(extra or {})}
-    write_text_atomic(out_dir / "report.json", json.dumps(_json_safe(report), indent=1))
+    folder.write_report(_json_safe(report))
     return report
 
 

@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from facefair.config import load_yaml_config
 from facefair.evaluate.report import evaluate_split, print_headline, write_evaluation
 from facefair.labels import RACE_SCHEMES, map_race, shared_scheme
-from facefair.models.multitask import load_model
+from facefair.run import Run
 from facefair.runtime import select_device
 from facefair.data.prepare import SplitData, frame_split, load_table, prepare_data, whole_table_split
 
@@ -35,14 +34,12 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
     Another dataset's race labels are compared with the model's on the scheme both share: FairFace
     race7 labels are read as race5 for a UTKFace model; a race5 dataset ("asian") against a race7
     model has the model's decisions read in race5 (East and Southeast Asian -> Asian)."""
-    run = Path(run_dir)
-    if not (run / "config.yaml").exists():
-        raise FileNotFoundError(f"{run / 'config.yaml'} not found: is {run} a finished training run?")
-    config = load_yaml_config(run / "config.yaml")
+    run = Run(run_dir)
+    config = run.config()
     torch_device = select_device(device)
-    model = load_model(run, torch_device, trust_checkpoint=trust_checkpoint).to(torch_device)
+    model = run.load_model(torch_device, trust_checkpoint=trust_checkpoint)
     size = model.config.resolved_size()
-    out = Path(out_dir) if out_dir else run / f"eval-{dataset_name(data) if data is not None else split}"
+    out = Path(out_dir) if out_dir else run.eval_dir(dataset_name(data) if data is not None else split)
     if detect is not None and data is None:
         raise ValueError("--detect applies to --data (raw photos of another dataset); a run's own splits are its chips")
     extra: dict = {}
@@ -72,7 +69,7 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
         for problem in problems[:3]:  # an unknown label folder says which spelling and which fix
             print(f"  {problem}", file=sys.stderr, flush=True)
     else:
-        config.data.splits_file = str(run / "splits.csv")
+        config.data.splits_file = str(run.splits_path)
         prepared = prepare_data(config.data, [t.name for t in model.tasks], size, batch_size,
                                 seed=config.train.seed, splits_wanted=(split,))
         chosen, problems, skipped = prepared.splits[split], prepared.problems, prepared.skipped_images
@@ -81,15 +78,15 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
     schemes = extra.get("race_scheme") or {}
     if schemes.get("compared_on") and schemes["compared_on"] != schemes["model"]:
         from facefair.evaluate.metrics import all_task_metrics
-        from facefair.evaluate.table import collapse_race_scheme
+        from facefair.table import collapse_race_scheme
         predictions = collapse_race_scheme(predictions, schemes["model"], schemes["compared_on"])
         metrics = all_task_metrics(predictions)
     report = write_evaluation(out, predictions, metrics, {**extra,
-        "run": str(run), "split": split, "data": config.data.data, "tta": tta,
+        "run": str(run.folder), "split": split, "data": config.data.data, "tta": tta,
         "skipped_images": {"count": len(skipped) + len(errors), "items": skipped + errors},
         "data_problems": {"count": len(problems), "items": [str(p) for p in problems]}})
     print_headline(split, metrics)
-    print(f"report: {out / 'report.json'}", flush=True)
+    print(f"report: {Run(out).report_path}", flush=True)
     return report
 
 

@@ -15,6 +15,9 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from facefair.run import Run
+from facefair.table import read_predictions
+
 METHODS = ("gradcam", "lime")
 
 
@@ -41,7 +44,7 @@ def _resolve(config: ExplainConfig) -> tuple[Path, Optional[Path], Path]:
     source = Path(config.source)
     if source.is_dir():
         checkpoint = source  # load_model reads the folder's config.json + model.safetensors (or best.pt)
-        predictions = Path(config.predictions) if config.predictions else source / "predictions.csv"
+        predictions = Path(config.predictions) if config.predictions else Run(source).predictions_path
         out = Path(config.out) if config.out else source / "explain"
     else:
         checkpoint = source
@@ -77,7 +80,7 @@ def run_explain(config: ExplainConfig) -> dict:
         raise FileNotFoundError(f"--image {missing[0]} not found" + (f" (and {len(missing) - 1} more)"
                                                                      if len(missing) > 1 else ""))
     checkpoint, predictions_path, out = _resolve(config)
-    predictions = pd.read_csv(predictions_path) if predictions_path is not None else None
+    predictions = read_predictions(predictions_path) if predictions_path is not None else None
     # Predictions given with --predictions may come from any model (a baseline, a third party):
     # the page names the table and never attributes its errors to our checkpoint.
     foreign = config.predictions is not None

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from facefair.data.images import try_decode
-from facefair.evaluate.table import probability_columns
+from facefair.table import probability_columns
 
 
 def most_confident_errors(predictions: pd.DataFrame, task: str, *, per_group: int = 4,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from facefair.run import Run
+
 
 def _methods(args) -> int:
     from facefair.mitigate import METHOD_SUMMARIES
@@ -39,19 +41,19 @@ def _thresholds(args) -> int:
                             objective=args.objective, attribute_column=args.attribute_column,
                             predictions=args.predictions, out_dir=args.out, seed=args.seed, device=args.device)
     _print_summary(summary)
-    print(f"written {Path(summary['out']) / 'predictions.csv'} (fitted on {summary['fitted_on']})")
+    print(f"written {Run(summary['out']).predictions_path} (fitted on {summary['fitted_on']})")
     return 0
 
 
 def _read_rule_inputs(rule: str, predictions: str, out: str):
     """The predictions a saved rule is applied to, and the output folder (made); both inputs must exist."""
-    import pandas as pd
+    from facefair.table import read_predictions
     for given in (rule, predictions):
         if not Path(given).is_file():
             raise FileNotFoundError(f"{given} not found")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    return pd.read_csv(predictions), folder
+    return read_predictions(predictions), Run(folder)
 
 
 def _apply(args) -> int:
@@ -60,8 +62,8 @@ def _apply(args) -> int:
     thresholds = GroupThresholds.from_json(Path(args.thresholds).read_text())
     if args.attribute_column:
         thresholds.attribute = args.attribute_column
-    apply_group_thresholds(frame, thresholds, seed=args.seed).to_csv(out / "predictions.csv", index=False)
-    print(json.dumps({"written": str(out / "predictions.csv"), "rows": len(frame), "groups": sorted(thresholds.rules)}))
+    written = out.write_predictions(apply_group_thresholds(frame, thresholds, seed=args.seed))
+    print(json.dumps({"written": str(written), "rows": len(frame), "groups": sorted(thresholds.rules)}))
     return 0
 
 
@@ -81,7 +83,7 @@ def _logit_adjust(args) -> int:
             print(f"{key:24s} {before[key]:8.4f} {after[key]:8.4f}")
         for name in before["recall"]:
             print(f"{'recall ' + name:24s} {before['recall'][name]:8.4f} {after['recall'][name]:8.4f}")
-    print(f"written {Path(summary['out']) / 'predictions.csv'}")
+    print(f"written {Run(summary['out']).predictions_path}")
     return 0
 
 
@@ -89,8 +91,8 @@ def _apply_logit_adjust(args) -> int:
     from facefair.mitigate.logit_adjust import LogitAdjustment, apply_logit_adjustment
     frame, out = _read_rule_inputs(args.adjustment, args.predictions, args.out)
     adjustment = LogitAdjustment.from_json(Path(args.adjustment).read_text())
-    apply_logit_adjustment(frame, adjustment).to_csv(out / "predictions.csv", index=False)
-    print(json.dumps({"written": str(out / "predictions.csv"), "rows": len(frame), "task": adjustment.task,
+    written = out.write_predictions(apply_logit_adjustment(frame, adjustment))
+    print(json.dumps({"written": str(written), "rows": len(frame), "task": adjustment.task,
                       "tau": adjustment.tau}))
     return 0
 

@@ -33,7 +33,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from facefair.evaluate.table import classes_of
+from facefair.run import Run
+from facefair.table import classes_of, read_predictions, write_predictions
 
 OBJECTIVES = ("balanced_accuracy", "macro_f1", "accuracy")
 #: the default search grid: 0 (the model's own rule) to 1.5 in steps of 0.05
@@ -146,9 +147,7 @@ def apply_logit_adjustment(frame: pd.DataFrame, adjustment: LogitAdjustment) -> 
 def training_prior(run: Path, task: str, val: pd.DataFrame) -> tuple[dict[str, float], str]:
     """Class counts of the run's training split, else of the validation labels (and which it was)."""
     from facefair.audit.card import training_group_counts
-    report_path = run / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    counts, why = training_group_counts(run, report)
+    counts, why = training_group_counts(Run(run), Run(run).report())
     if counts.get(task):
         return {k: float(v) for k, v in counts[task].items()}, f"training split ({why})"
     labels = val[f"{task}_true"].dropna().astype(str).value_counts()
@@ -174,29 +173,29 @@ def logit_adjust_run(run_dir: str | Path, *, task: str = "race", objective: str 
     """Fit ``tau`` on RUN's validation predictions (or take ``tau``), apply to its test predictions
     (or ``predictions``); writes ``OUT/predictions.csv``, ``adjustment.json`` and ``summary.json``."""
     from facefair.mitigate.thresholds import run_tta, val_scores_tta
-    run = Path(run_dir)
-    val_path = run / "eval-val" / "predictions.csv"
-    tta = run_tta(run)
+    run = Run(run_dir)
+    val_path = Run(run.eval_dir("val")).predictions_path
+    tta = run_tta(run.folder)
     if val_scores_tta(val_path) != tta:  # fit on scores made the way the test ones were (see thresholds)
         from facefair.evaluate.run import evaluate_run
-        evaluate_run(str(run), split="val", device=device, tta=tta)
-    test_path = Path(predictions) if predictions else run / "predictions.csv"
+        evaluate_run(str(run.folder), split="val", device=device, tta=tta)
+    test_path = Path(predictions) if predictions else run.predictions_path
     if not test_path.exists():
-        raise FileNotFoundError(f"{test_path} not found: is {run} a finished training run?")
-    val = pd.read_csv(val_path)
+        raise FileNotFoundError(f"{test_path} not found: is {run.folder} a finished training run?")
+    val = read_predictions(val_path)
     if f"{task}_true" not in val:
         raise ValueError(f"{val_path} has no {task}_true column: the run has no {task} labels to fit on")
-    prior, source = training_prior(run, task, val)
+    prior, source = training_prior(run.folder, task, val)
     adjustment = fit_logit_adjustment(val, task, prior, objective=objective,
                                       taus=TAUS if tau is None else (tau,), prior_source=source,
                                       max_accuracy_drop=None if tau is not None else max_accuracy_drop)
-    test = pd.read_csv(test_path)
+    test = read_predictions(test_path)
     post = apply_logit_adjustment(test, adjustment)
-    out = Path(out_dir) if out_dir else run / "logit-adjusted"
+    out = Path(out_dir) if out_dir else run.folder / "logit-adjusted"
     out.mkdir(parents=True, exist_ok=True)
-    post.to_csv(out / "predictions.csv", index=False)
+    write_predictions(post, Run(out).predictions_path)
     (out / "adjustment.json").write_text(adjustment.to_json())
-    summary = {"run": str(run), "fitted_on": str(val_path), "applied_to": str(test_path), "out": str(out),
+    summary = {"run": str(run.folder), "fitted_on": str(val_path), "applied_to": str(test_path), "out": str(out),
                "task": task, "objective": objective, "max_accuracy_drop": adjustment.max_accuracy_drop,
                "tau": adjustment.tau, "prior_source": source,
                "prior": dict(zip(adjustment.classes, adjustment.prior))}

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from facefair.evaluate.table import classes_of
+from facefair.run import Run
+from facefair.table import classes_of, read_predictions, write_predictions
 
 CONSTRAINTS = ("equalized_odds", "demographic_parity", "true_positive_rate_parity", "false_positive_rate_parity",
                "true_negative_rate_parity", "false_negative_rate_parity")
@@ -183,20 +184,18 @@ def binary_summary(frame: pd.DataFrame, task: str, attribute: str, positive: str
 
 def run_tta(run: Path) -> bool:
     """Whether the run's own test predictions averaged over mirrored faces (``train.tta``)."""
-    import yaml
-    path = run / "config.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is {run} a finished training run?")
-    return bool(((yaml.safe_load(path.read_text()) or {}).get("train") or {}).get("tta", True))
+    run = Run(run)
+    run.require()
+    return bool((run.raw_config().get("train") or {}).get("tta", True))
 
 
 def val_scores_tta(val_path: Path) -> Optional[bool]:
     """How the saved validation predictions were made (None: absent, or written before evaluate
     recorded it, so unknown and made again)."""
-    report = val_path.parent / "report.json"
-    if not val_path.exists() or not report.exists():
+    folder = Run(val_path.parent)
+    if not val_path.exists() or not folder.report_path.exists():
         return None
-    value = json.loads(report.read_text()).get("tta")
+    value = folder.report().get("tta")
     return None if value is None else bool(value)
 
 
@@ -206,27 +205,28 @@ def threshold_run(run_dir: str | Path, *, task: str = "gender", attribute: str =
                   out_dir: Optional[str | Path] = None, seed: int = 0, device: str = "auto") -> dict:
     """Fit on RUN's validation predictions (made with ``evaluate_run`` if missing), apply to its
     test predictions (or ``predictions``), write ``OUT/predictions.csv`` + ``thresholds.json``."""
-    run = Path(run_dir)
-    val_path = run / "eval-val" / "predictions.csv"
-    tta = run_tta(run)
+    run = Run(run_dir)
+    val_path = Run(run.eval_dir("val")).predictions_path
+    tta = run_tta(run.folder)
     if val_scores_tta(val_path) != tta:
         # Thresholds fitted on TTA scores would be applied to the run's non-TTA test scores (or the
         # reverse): a shifted score distribution.  Fit on scores made the way the run's were.
         from facefair.evaluate.run import evaluate_run
-        evaluate_run(str(run), split="val", device=device, tta=tta)
-    test_path = Path(predictions) if predictions else run / "predictions.csv"
+        evaluate_run(str(run.folder), split="val", device=device, tta=tta)
+    test_path = Path(predictions) if predictions else run.predictions_path
     if not test_path.exists():
-        raise FileNotFoundError(f"{test_path} not found: is {run} a finished training run?")
-    thresholds = fit_group_thresholds(pd.read_csv(val_path), task, attribute, constraint, objective, attribute_column)
-    test = pd.read_csv(test_path)
+        raise FileNotFoundError(f"{test_path} not found: is {run.folder} a finished training run?")
+    thresholds = fit_group_thresholds(read_predictions(val_path), task, attribute, constraint, objective,
+                                      attribute_column)
+    test = read_predictions(test_path)
     post = apply_group_thresholds(test, thresholds, seed=seed)
-    out = Path(out_dir) if out_dir else run / "thresholded"
+    out = Path(out_dir) if out_dir else run.folder / "thresholded"
     out.mkdir(parents=True, exist_ok=True)
-    post.to_csv(out / "predictions.csv", index=False)
+    write_predictions(post, Run(out).predictions_path)
     (out / "thresholds.json").write_text(thresholds.to_json())
     before = binary_summary(test, task, attribute, thresholds.positive)
     after = binary_summary(post, task, attribute, thresholds.positive)
-    summary = {"run": str(run), "fitted_on": str(val_path), "applied_to": str(test_path), "out": str(out),
+    summary = {"run": str(run.folder), "fitted_on": str(val_path), "applied_to": str(test_path), "out": str(out),
                "tta": tta,
                "task": task, "attribute": attribute, "constraint": constraint, "objective": objective,
                "before": before, "after": after}

@@ -17,13 +17,14 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from facefair.run import LEGACY_BEST, MODEL_CONFIG, WEIGHTS
 from facefair.runtime import write_atomic
 
 if TYPE_CHECKING:
     import torch
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = MODEL_CONFIG
+WEIGHTS_NAME = WEIGHTS
 FORMAT = "facefair-model"
 FORMAT_VERSION = 1
 #: Keys every model file must give (whatever its format) for ``load_model`` to rebuild the network.
@@ -74,8 +75,8 @@ def resolve(path: str | Path) -> Path:
     if path.is_dir():
         if is_pretrained_dir(path):
             return path
-        if (path / "best.pt").is_file():
-            return path / "best.pt"
+        if (path / LEGACY_BEST).is_file():
+            return path / LEGACY_BEST
         raise FileNotFoundError(f"{path}: no model here (expected {CONFIG_NAME} + {WEIGHTS_NAME}, or best.pt)")
     if path.name in (CONFIG_NAME, WEIGHTS_NAME) and path.exists():
         if not is_pretrained_dir(path.parent):
@@ -84,7 +85,7 @@ def resolve(path: str | Path) -> Path:
         return path.parent
     if path.is_file():
         return path
-    if path.name == "best.pt" and is_pretrained_dir(path.parent):
+    if path.name == LEGACY_BEST and is_pretrained_dir(path.parent):
         return path.parent
     raise FileNotFoundError(f"{path} not found")
 

@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from facefair.run import Run
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -89,8 +91,8 @@ def _feature_key(config: FeatureConfig) -> str:
         return hashlib.sha256(f"dlib-face|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     weight_file = resolve_weights(config.model or config.weights)
     if weight_file.is_dir():  # a run or export folder: its weights file is what changes
-        weight_file = next((weight_file / n for n in ("model.safetensors", "best.pt") if (weight_file / n).exists()),
-                           weight_file)
+        folder = Run(weight_file)
+        weight_file = next((p for p in (folder.weights_path, folder.legacy_best_path) if p.exists()), weight_file)
     stat = os.stat(weight_file)
     text = f"{config.model}|{config.backbone}|{weight_file}|{stat.st_size}|{stat.st_mtime_ns}|{config.mirror}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from facefair.run import Run
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -70,7 +72,7 @@ def out_of_fold_finetune(frame: pd.DataFrame, tasks: Sequence[str], out_dir: str
         splits = run / "splits-in.csv"
         run.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"path": frame["path"], "split": split}).to_csv(splits, index=False)
-        if not (run / "predictions.csv").exists():  # a fold finished before is reused (resumable)
+        if not Run(run).predictions_path.exists():  # a fold finished before is reused (resumable)
             if progress:
                 print(f"clean --labels --scorer finetune: fold {i + 1}/{config.folds} "
                       f"({int((split == 'train').sum())} train images)", flush=True)
@@ -81,7 +83,7 @@ def out_of_fold_finetune(frame: pd.DataFrame, tasks: Sequence[str], out_dir: str
                 train=TrainConfig(out_dir=str(run), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                   warmup_epochs=min(1.0, 0.3 * config.epochs), seed=config.seed + i, tta=False,
                                   progress=False, tensorboard=False, framing_sample=0)))
-        parts.append(pd.read_csv(run / "predictions.csv"))
+        parts.append(Run(run).predictions())
     predictions = pd.concat(parts, ignore_index=True)
     keep = ["path", *(c for c in predictions.columns if any(c.startswith(f"{t}_prob_") for t in tasks))]
     scored = frame[["path"]].merge(predictions[keep], on="path", how="left")

@@ -22,6 +22,7 @@ import pandas as pd
 from facefair.robustness.config import CLEAN, RobustnessConfig
 from facefair.robustness.corruptions import apply_corruption
 from facefair.robustness.reframe import PREFIX, reframe_images
+from facefair.run import Run
 
 log = logging.getLogger("facefair")
 
@@ -49,24 +50,6 @@ class RobustnessRun:
     model: str = ""
 
 
-def _match_split(frame: pd.DataFrame, splits: pd.DataFrame, splits_file: Path) -> pd.Series:
-    """Split of each labelled row, matched on the path as training saved it, else on the
-    resolved path, else on the file name when names are unique (a run read from another folder)."""
-    lookup = dict(zip(splits["path"], splits["split"]))
-    found = frame["path"].map(lookup)
-    if found.notna().mean() < 0.5:
-        resolved = {str(Path(p).resolve()): s for p, s in lookup.items()}
-        found = found.fillna(frame["path"].map(lambda p: resolved.get(str(Path(p).resolve()))))
-    if found.notna().mean() < 0.5:
-        names = splits["path"].map(lambda p: Path(p).name)
-        if names.is_unique:
-            by_name = dict(zip(names, splits["split"]))
-            found = found.fillna(frame["path"].map(lambda p: by_name.get(Path(p).name)))
-    if found.isna().all():
-        raise ValueError(f"{splits_file}: none of its paths is in the run's dataset; was the data moved?")
-    return found
-
-
 def stratified_sample(frame: pd.DataFrame, limit: Optional[int], seed: int) -> pd.DataFrame:
     """``limit`` rows keeping the race x gender x age-group mix (rare cells pooled, as splits do)."""
     if not limit or limit >= len(frame):
@@ -80,26 +63,10 @@ def stratified_sample(frame: pd.DataFrame, limit: Optional[int], seed: int) -> p
     return frame.loc[sorted(keep)].reset_index(drop=True)
 
 
-def load_faces(run: Path, config: RobustnessConfig) -> tuple[pd.DataFrame, dict]:
+def load_faces(run: Run, config: RobustnessConfig) -> tuple[pd.DataFrame, dict]:
     """The run's ``config.split`` faces with their labels, sampled to ``config.limit``."""
-    import yaml
-
-    from facefair.config import RunConfig
-    from facefair.data.prepare import load_table
-
-    for name in ("config.yaml", "splits.csv"):
-        if not (run / name).is_file():
-            raise FileNotFoundError(f"{run / name} not found: is {run} a finished training run?")
-    run_config = RunConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
-    data = run_config.data
-    table = load_table(data)  # the run's own reader settings (layout, label map, race scheme)
-    splits = pd.read_csv(run / "splits.csv")
-    if not {"path", "split"} <= set(splits.columns):
-        raise ValueError(f"{run / 'splits.csv'}: expected columns path,split, got {','.join(splits.columns)}")
-    frame = table.frame.assign(split=_match_split(table.frame, splits, run / "splits.csv"))
-    frame = frame[frame["split"] == config.split]
-    if frame.empty:
-        raise ValueError(f"{run / 'splits.csv'} has no {config.split!r} row")
+    run_config = run.config()
+    frame = run.split_frame(config.split, run_config)
     return stratified_sample(frame, config.limit, config.seed), {"amp": run_config.train.amp,
                                                                 "bf16": run_config.train.bf16}
 
@@ -152,7 +119,7 @@ def predict_condition(model, condition: Condition, faces: pd.DataFrame, device, 
     from facefair.data.batches import ArrayBatches
     from facefair.data.images import resize_batch
     from facefair.evaluate.inference import predict_batches
-    from facefair.evaluate.table import predictions_frame
+    from facefair.table import predictions_frame
 
     size = model.config.resolved_size()
     resized = resize_batch(condition.images, size)
@@ -165,40 +132,33 @@ def predict_condition(model, condition: Condition, faces: pd.DataFrame, device, 
     return frame
 
 
-def _load_model(run: Path, device, trust_checkpoint: bool = False):
-    from facefair.models.multitask import load_model
-    # load_model reads every format: the run folder (config.json + model.safetensors) first, an
-    # older run's best.pt otherwise.
-    checkpoint = run / "best.pt" if (run / "best.pt").exists() and not (run / "model.safetensors").exists() else run
-    return load_model(checkpoint, device, trust_checkpoint=trust_checkpoint).to(device)
-
-
 def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[RobustnessConfig] = None,
                    progress: bool = True) -> RobustnessRun:
     """Evaluate ``run_dir``'s split under every condition; write ``out_dir/predictions/*.csv``,
     ``robustness.csv``, ``faces.csv`` and ``robustness.html``."""
     from facefair.robustness.html import write_html
     from facefair.robustness.results import robustness_table
-    from facefair.runtime import select_device, write_atomic
+    from facefair.runtime import select_device
+    from facefair.table import write_predictions
 
     config = config or RobustnessConfig()
     started = time.perf_counter()
-    run, out = Path(run_dir), Path(out_dir)
+    run, out = Run(run_dir), Path(out_dir)
     faces, precision = load_faces(run, config)
     device = select_device(config.device)
-    model = _load_model(run, device, config.trust_checkpoint)
+    model = run.load_model(device, trust_checkpoint=config.trust_checkpoint)
     images, ok, errors = decode_faces(faces["path"].tolist(), config.work_size)
     notes = [f"{len(errors)} unreadable images have no prediction: {'; '.join(errors[:3])}"] if errors else []
     (out / "predictions").mkdir(parents=True, exist_ok=True)
     faces.to_csv(out / "faces.csv", index=False)
-    result = RobustnessRun(pd.DataFrame(), faces, notes=notes, model=str(run))
+    result = RobustnessRun(pd.DataFrame(), faces, notes=notes, model=str(run.folder))
     say = (lambda text: print(f"robustness: {text} ({time.perf_counter() - started:.0f} s)", flush=True)) \
         if progress else None
     for condition in conditions(images, ok, config, progress=say, paths=faces["path"].tolist()):
         frame = predict_condition(model, condition, faces, device, config, **precision)
         path = out / "predictions" / f"{condition.name}.csv"
         # atomic: a run killed mid-way leaves only whole CSVs, which --from-predictions can audit
-        write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+        write_predictions(frame, path)
         result.predictions[condition.name] = path
     if say:
         say(f"{len(result.predictions)} conditions predicted; auditing")
@@ -223,6 +183,7 @@ def audit_folder(predictions_dir: str | Path, out_dir: str | Path, config: Optio
     ``<corruption>-<severity>.csv``)."""
     from facefair.robustness.html import write_html
     from facefair.robustness.results import robustness_table
+    from facefair.table import read_predictions
 
     config = config or RobustnessConfig()
     started = time.perf_counter()
@@ -232,7 +193,7 @@ def audit_folder(predictions_dir: str | Path, out_dir: str | Path, config: Optio
         raise FileNotFoundError(f"no predictions CSV in {folder}")
     out.mkdir(parents=True, exist_ok=True)
     table = robustness_table(paths, audit_config(config))
-    clean = pd.read_csv(folder / "clean.csv") if (folder / "clean.csv").is_file() else pd.DataFrame()
+    clean = read_predictions(folder / "clean.csv") if (folder / "clean.csv").is_file() else pd.DataFrame()
     result = RobustnessRun(table, clean, {p.stem: p for p in paths}, model=str(folder),
                            seconds=time.perf_counter() - started)
     table.to_csv(out / "robustness.csv", index=False)

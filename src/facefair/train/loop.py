@@ -19,7 +19,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from facefair.config import RunConfig, run_differences
@@ -27,6 +26,7 @@ from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD, augment, epoch_or
 from facefair.evaluate.metrics import selection_score
 from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
                                       write_evaluation)
+from facefair.run import Run
 from facefair.runtime import write_text_atomic
 from facefair.models.serialization import read_checkpoint, save_pretrained
 from facefair.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
@@ -172,7 +172,7 @@ class Trainer:
                 "method_state": self.method.state_dict()}
 
     def resume(self) -> None:
-        path = self.out_dir / "last.pt"
+        path = Run(self.out_dir).last_path
         if not path.exists():
             log.warning("--resume: no %s yet; starting from scratch", path)
             return
@@ -271,7 +271,7 @@ class Trainer:
             self.resume()
         started = time.perf_counter()
         if self.dist.is_main:
-            write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            Run(self.out_dir).write_config(self.config)
         for epoch in range(self.start_epoch, t.epochs):
             epoch_start = time.perf_counter()
             train_stats = self.train_epoch(epoch)
@@ -290,7 +290,7 @@ class Trainer:
                 self.best_score = score
             if self.dist.is_main:
                 state = self.state(epoch)
-                save_atomic(state, self.out_dir / "last.pt")
+                save_atomic(state, Run(self.out_dir).last_path)
                 if improved:  # the best epoch's model: config.json + model.safetensors, loadable with no pickle
                     save_pretrained(state["model_state"], {**self.model.describe(), "epoch": epoch,
                                                            "best_score": self.best_score, "config": state["config"],
