@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from facefair.audit.config import AuditConfig
+from facefair.run import AUDIT_DIR, PREDICTIONS
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                              f"default {' '.join(intersections)})")
     parser.add_argument("--tasks", nargs="+", metavar="TASK",
                         help="tasks to audit (default: every task with predictions)")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="count rows that repeat an earlier row's path as often as they appear (default: once)")
     parser.add_argument("--bins", type=int, default=d.n_bins, help=f"calibration bins (default {d.n_bins})")
     parser.add_argument("--gallery", type=int, default=4, metavar="N",
                         help="most confident errors shown per race and task (0: none; needs the images)")
@@ -85,14 +88,15 @@ def config_from_args(args) -> AuditConfig:
     return AuditConfig(attributes=tuple(args.attributes), intersections=parse_intersections(args.intersections),
                        tasks=tuple(args.tasks) if args.tasks else None, n_boot=args.n_boot, seed=args.seed,
                        ci_level=args.ci_level, min_group_size=args.min_group_size, n_bins=args.bins,
-                       alpha=args.alpha, meaningful_gap=args.meaningful_gap)
+                       alpha=args.alpha, meaningful_gap=args.meaningful_gap,
+                       keep_duplicates=getattr(args, "keep_duplicates", False))
 
 
 def default_out(predictions: str) -> Path:
     path = Path(predictions)
     if path.is_dir():
         return path / "audit"
-    return path.parent / ("audit" if path.name == "predictions.csv" else f"{path.stem}-audit")
+    return path.parent / (AUDIT_DIR if path.name == PREDICTIONS else f"{path.stem}-audit")
 
 
 def run_audit_command(args) -> int:

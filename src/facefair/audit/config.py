@@ -46,6 +46,9 @@ class AuditConfig:
     meaningful_gap_years: float = 1.0
     #: The class treated as "positive" for binary tasks; Female makes gender FPR = males predicted female.
     positive_classes: dict[str, str] = field(default_factory=lambda: {"gender": "Female"})
+    #: Rows repeating an earlier row's image (same ``path``) are counted once unless this is True;
+    #: either way the notes say how many there were.
+    keep_duplicates: bool = False
 
     def __post_init__(self) -> None:
         self.attributes = tuple(self.attributes)

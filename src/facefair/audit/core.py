@@ -17,6 +17,7 @@ from facefair.audit.config import (ALL, CALIBRATION_COLUMNS, CONFUSION_COLUMNS, 
 from facefair.audit.gaps import DEFINITIONS as GAP_DEFINITIONS
 from facefair.audit.gaps import GAP_BASIS as _GAP_BASIS
 from facefair.audit.gaps import gap_inputs, gap_values, worst_and_best
+from facefair import table as T
 from facefair.audit.groups import SEPARATOR, TaskData, attribute_values, detect_tasks, group_order
 from facefair.audit.metrics import (KEY_SEP, derive_aggregates, mask_single_class_f1, mask_thin_rates, rate_support,
                                     reported_keys, split_key, thin_cells)
@@ -162,12 +163,16 @@ def audit_predictions(df: pd.DataFrame, config: Optional[AuditConfig] = None, so
     from tqdm.auto import tqdm
 
     config = config or AuditConfig()
-    notes: list[str] = []
+    # Notes about the table itself come first: what the reader changed, repeated rows, then what each
+    # task and attribute lacks; the summary points to them.
+    notes: list[str] = list(df.attrs.get("notes", []))
+    df = _count_duplicates_once(df, config, notes)
     tasks = detect_tasks(df, config.tasks, config.positive_classes, notes)
     if not tasks:
         raise ValueError("the table has no task to audit: it needs T_true and T_pred columns "
                          "(gender, race, age_group or age) with at least one labelled, predicted row")
     attributes = attribute_values(df, config.attributes, config.intersections, notes)
+    input_notes = list(notes)
     if not attributes:
         notes.append("No sensitive attribute column (race, gender, age_group) was found: only overall "
                      "figures are reported.")
@@ -201,8 +206,33 @@ def audit_predictions(df: pd.DataFrame, config: Optional[AuditConfig] = None, so
         confusion=pd.DataFrame(out.confusion, columns=CONFUSION_COLUMNS),
         notes=notes, definitions=_definitions(config), family_size=family)
     from facefair.audit.summary import plain_summary
-    result.summary = plain_summary(result)
+    result.summary = plain_summary(result) + _input_clause(input_notes)
     return result
+
+
+def _count_duplicates_once(df: pd.DataFrame, config: AuditConfig, notes: list[str]) -> pd.DataFrame:
+    """Rows repeating an earlier row's image would count one face several times and narrow every
+    interval: kept once (the first), or all with ``keep_duplicates``; either way in the notes."""
+    repeated = T.duplicate_rows(df)
+    if not repeated.any():
+        return df
+    images = int(df.loc[repeated, "path"].nunique())
+    what = f"{int(repeated.sum())} rows repeat an earlier row's path ({images} images appear more than once)"
+    if config.keep_duplicates:
+        notes.append(f"{what}; all are counted (keep_duplicates), so intervals are narrower than the faces justify.")
+        return df
+    notes.append(f"{what}; each image is counted once (its first row). Pass --keep-duplicates to count every row.")
+    kept = df.loc[~repeated].reset_index(drop=True)
+    kept.attrs = dict(df.attrs)
+    return kept
+
+
+def _input_clause(notes: list[str]) -> str:
+    """The summary's last sentences: what the table lacked or got wrong, so nobody quotes a figure
+    without them (the same lines open the notes)."""
+    if not notes:
+        return ""
+    return f" About the input table ({len(notes)} note{'s' if len(notes) > 1 else ''}): " + " ".join(notes)
 
 
 def _parity_applies(task: TaskData, attribute: str) -> bool:
