@@ -22,11 +22,19 @@ def _predictions(tmp_path) -> pd.DataFrame:
     races = ("White", "Black", "Asian", "Indian", "Others")
     race_true = rng.choice(races[:4], n)  # no "Others" in the truth
     race_pred = np.where(rng.random(n) < 0.7, race_true, rng.choice(races, n))
-    race_p = rng.dirichlet(np.ones(5), n) * 0.9  # sums to 0.9, as after a TTA average of bf16 outputs
+    race_p = rng.dirichlet(np.ones(5), n)
+    # The predicted class is the most probable one, as in any table a model writes (the audit withholds
+    # probabilities that contradict T_pred); rows sum to 0.99, inside the audit's tolerance, so a
+    # renormalised AUC would differ from the raw one.
+    rows, top, chosen = np.arange(n), race_p.argmax(axis=1), np.searchsorted(races, race_pred, sorter=np.argsort(races))
+    chosen = np.argsort(races)[chosen]
+    race_p[rows, top], race_p[rows, chosen] = race_p[rows, chosen], race_p[rows, top]
+    race_p *= 0.99
     gender_true = rng.choice(["Male", "Female"], n)
     gender_true[race_true == "Indian"] = "Male"  # Indian: no woman
     gender_pred = np.where(rng.random(n) < 0.85, gender_true, np.where(gender_true == "Male", "Female", "Male"))
-    p_female = np.clip(np.where(gender_pred == "Female", 0.7, 0.3) + rng.normal(0, 0.15, n), 0.01, 0.99)
+    p_female = np.where(gender_pred == "Female", 0.7, 0.3) + rng.normal(0, 0.15, n)
+    p_female = np.where(gender_pred == "Female", np.clip(p_female, 0.5, 0.99), np.clip(p_female, 0.01, 0.5))
     frame = pd.DataFrame({"path": [f"{i}.jpg" for i in range(n)], "race": race_true, "gender": gender_true,
                           "gender_true": gender_true, "gender_pred": gender_pred,
                           "gender_prob_Male": 1 - p_female, "gender_prob_Female": p_female,

@@ -24,6 +24,7 @@ from facefair.audit import paired as P
 from facefair.audit.config import OVERALL, AuditConfig
 from facefair.audit.groups import attribute_values, detect_tasks, load_predictions, normalize_labels
 from facefair.audit.summary import attribute_label, task_label
+from facefair.run import PREDICTIONS
 
 COLUMNS = ["method", "reference", "task", "attribute", "metric", "kind", "higher_is_better", "n_runs", "n_rows",
            "value", "seed_std", "seed_min", "seed_max", "reference_value", "difference", "ci_low", "ci_high",
