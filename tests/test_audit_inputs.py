@@ -133,14 +133,16 @@ def test_repeated_rows_count_once_and_are_reported(tmp_path):
 
 def test_impossible_ages_are_reported_and_kept_out_of_mae(tmp_path):
     frame = _table()
-    plain = audit_predictions(frame.iloc[2:].assign(age_pred=lambda f: f.age_pred.where(f.index != 2, -0.4))
-                              .reset_index(drop=True), _config())
-    frame.loc[0, "age_pred"], frame.loc[1, "age_pred"] = -5, 1e6
-    frame.loc[2, "age_pred"] = -0.4  # a newborn's guess just under zero is the model's error, and counts
+    frame.loc[0, "age_pred"], frame.loc[1, "age_pred"], frame.loc[2, "age_true"] = -5, 1e6, 150
+    # -5 is a (bad) guess for a child, and the model's error to count; 1e6 years and a true age of
+    # 150 are no one's age.
+    plain = audit_predictions(frame.drop(index=[1, 2]).reset_index(drop=True), _config())
     result = _audit_csv(frame, tmp_path)
     assert _overall(result, "age", "mae").value == pytest.approx(_overall(plain, "age", "mae").value)
     assert _overall(result, "age", "mae").n == 238
-    assert any("impossible ages" in n and "2 in age_pred" in n for n in result.notes)
+    assert any("impossible ages" in n and "1 in age_pred (e.g. 1e+06" in n and "1 in age_true (e.g. 150)" in n
+               for n in result.notes)
+    assert any("1 predicted ages are outside 0-130 years (e.g. -5)" in n for n in result.notes)
 
 
 def test_semicolon_separated_table_is_read_and_said(tmp_path):
@@ -172,7 +174,7 @@ def test_a_photo_is_not_a_csv_file(tmp_path, capsys):
 def test_notes_reach_the_summary_json_and_html(tmp_path):
     frame = _table()
     frame.loc[:9, "gender"] = "unknown"
-    frame.loc[0, "age_pred"] = -5
+    frame.loc[0, "age_pred"] = -500
     result = _audit_csv(frame, tmp_path)
     paths = write_audit(result, tmp_path / "audit")
     saved = json.loads(paths["audit.json"].read_text())

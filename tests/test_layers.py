@@ -112,9 +112,10 @@ def _calls(path: Path, name: str) -> int:
                                                   or getattr(node.func, "id", None) == name))
 
 
-# Modules that call pandas' CSV reader, and the one table each reads: none of them is the predictions
-# table, which only facefair/table.py reads (through the dataset readers' read_csv_table).
+# Modules that call pandas' CSV reader, and the one table each reads: only facefair/table.py reads
+# the predictions table (pyarrow's reader, else the dataset readers' read_csv_table).
 READ_CSV_CALLERS = {
+    "table.py": "the predictions table (the fast path)",
     "data/readers.py": "every CSV as text (label CSVs, and the predictions table for table.py)",
     "data/splits.py": "splits.csv and --split-groups",
     "data/exclusions.py": "--exclude / --relabel lists",

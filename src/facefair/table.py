@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -160,12 +160,34 @@ def locate(path: str | Path) -> Path:
     return path
 
 
-def _missing_mask(values: pd.Series) -> pd.Series:
-    text = values.astype(str).str.strip().str.lower()
-    return values.isna() | text.isin(L.MISSING_TOKENS)
+def _missing_mask(values: pd.Series) -> np.ndarray:
+    """True where a value is missing: each distinct spelling is judged once (tables run to millions of rows)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    missing = np.append(np.array([L.is_missing(u) for u in uniques], dtype=bool), True)
+    return missing[codes]  # code -1 (NaN) picks the trailing True
 
 
-def read_predictions(path: str | Path, *, usecols: Optional[Sequence[str]] = None,
+def _numeric_by_name(column: str) -> bool:
+    return "_prob_" in column or column in ("age_true", "age_pred")
+
+
+def _read_fast(source: Path, header: pd.DataFrame, columns: list[str]) -> Optional[pd.DataFrame]:
+    """pyarrow's multi-threaded reader, probabilities and ages parsed as numbers on the way; None
+    when pyarrow is absent or the numbers hold text (missing tokens, decimal commas), which the
+    text path then reads and reports."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return None
+    dtype = {c: ("float64" if _numeric_by_name(c) else str) for c in columns}
+    try:
+        return pd.read_csv(source, engine="pyarrow", sep=header.attrs.get("sep", ","), usecols=columns, dtype=dtype,
+                           keep_default_na=False, na_values=[""])
+    except Exception:  # noqa: BLE001 - any parse problem: the text reader below says what it is
+        return None
+
+
+def read_predictions(path: str | Path, *, usecols: "Optional[Sequence[str] | Callable[[str], bool]]" = None,
                      notes: Optional[list[str]] = None) -> pd.DataFrame:
     """A predictions table (a CSV, or a run folder's ``predictions.csv``) under this module's rules.
 
@@ -173,8 +195,9 @@ def read_predictions(path: str | Path, *, usecols: Optional[Sequence[str]] = Non
     ----------
     path : str or Path
         The CSV, or a folder holding ``predictions.csv``.
-    usecols : sequence of str, optional
-        Read only these columns (those the file lacks are ignored).
+    usecols : sequence of str, or callable, optional
+        Read only these columns (those the file lacks are ignored), or those for which
+        ``usecols(name)`` is true: a large table reads faster.
     notes : list of str, optional
         Receives one line per thing the reader changed (separator, values that are not numbers).
 
@@ -182,31 +205,50 @@ def read_predictions(path: str | Path, *, usecols: Optional[Sequence[str]] = Non
     -------
     pandas.DataFrame
         ``frame.attrs["source"]`` is the file read.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> pd.DataFrame({"path": ["a.jpg"], "gender_true": ["?"], "gender_pred": ["Female"],
+    ...               "gender_prob_Female": [0.9]}).to_csv(os.path.join(folder, "p.csv"), index=False)
+    >>> frame = read_predictions(os.path.join(folder, "p.csv"))
+    >>> frame["gender_true"].isna().item(), float(frame["gender_prob_Female"].iloc[0])
+    (True, 0.9)
     """
     from facefair.data.readers import read_csv_table
 
     source = locate(path)
     notes = notes if notes is not None else []
-    raw = read_csv_table(source, usecols=usecols)
-    sep = raw.attrs.get("sep", ",")
+    header = read_csv_table(source, nrows=0)  # refuses a photo, finds the separator
+    sep = header.attrs.get("sep", ",")
+    if usecols is None:
+        columns = list(header.columns)
+    else:
+        keep = usecols if callable(usecols) else set(usecols).__contains__
+        columns = [c for c in header.columns if keep(c)]
+    frame = _read_fast(source, header, columns)
+    if frame is None:
+        frame = read_csv_table(source, usecols=columns)
     if sep != ",":
         notes.append(f"{source.name} is {_SEPARATOR_NAMES.get(sep, repr(sep))}-separated; read as such.")
-    frame = pd.DataFrame({c: raw[c].mask(_missing_mask(raw[c])) for c in raw.columns}, index=raw.index)
     for column in frame.columns:
+        if frame[column].dtype.kind == "f":
+            continue  # parsed as a number already: empty cells are NaN
+        values = frame[column].mask(_missing_mask(frame[column]))
+        frame[column] = values
         if column in _TEXT_COLUMNS or _is_label_column(frame, column):
             continue
-        values = frame[column]
         if sep == ";":  # Excel's semicolon CSVs write decimals with a comma
             values = values.str.replace(r"^(-?\d*),(\d+)$", r"\1.\2", regex=True)
         numbers = pd.to_numeric(values, errors="coerce")
-        wanted = _numeric_column(frame, column)
-        if wanted:
-            bad = int((numbers.isna() & values.notna()).sum())
-            if bad:
-                example = values[numbers.isna() & values.notna()].iloc[0]
-                notes.append(f"{column}: {bad} values are not numbers (e.g. {example!r}); read as missing.")
+        text = numbers.isna() & values.notna()
+        if _numeric_column(frame, column):
+            if text.any():
+                notes.append(f"{column}: {int(text.sum())} values are not numbers (e.g. {values[text].iloc[0]!r}); "
+                             "read as missing.")
             frame[column] = numbers.astype(float)
-        elif values.notna().any() and not (numbers.isna() & values.notna()).any():
+        elif values.notna().any() and not text.any():
             frame[column] = numbers
     frame.attrs["source"] = str(source)
     return frame
@@ -322,17 +364,15 @@ def duplicate_rows(frame: pd.DataFrame) -> np.ndarray:
     return frame.duplicated(subset=key, keep="first").to_numpy() & present
 
 
-#: How far below 0 an age may be and still be a person's: a regression head's guess for a newborn
-#: can dip just under zero, and that is an error of the model to count, not a broken value.
-AGE_SLACK_YEARS = 1.0
+def implausible_ages(values: np.ndarray, slack: float = 0.0) -> np.ndarray:
+    """True where an age in years lies outside [-``slack``, ``labels.MAX_AGE_YEARS`` + ``slack``].
 
-
-def implausible_ages(values: np.ndarray) -> np.ndarray:
-    """True where an age in years is no person's: below -``AGE_SLACK_YEARS`` or above
-    ``labels.MAX_AGE_YEARS``."""
+    With no slack: no person's age (a true label that cannot be right).  A model's guess may miss
+    by a lifetime and still be its error to count (a regression head puts some infants below 0);
+    ``slack=MAX_AGE_YEARS`` marks only values that are not an age at all (a unit or export bug)."""
     values = np.asarray(values, dtype=float)
     with np.errstate(invalid="ignore"):
-        return ~np.isnan(values) & ((values < -AGE_SLACK_YEARS) | (values > L.MAX_AGE_YEARS))
+        return ~np.isnan(values) & ((values < -slack) | (values > L.MAX_AGE_YEARS + slack))
 
 
 __all__ = ["CLASSIFICATION_TASKS", "REGRESSION_TASKS", "TASK_ORDER", "prediction_columns", "predictions_frame",

@@ -218,19 +218,31 @@ def _read_task(frame: pd.DataFrame, name: str, positive_classes: dict[str, str],
 
 
 def _drop_impossible_ages(name: str, y_true: np.ndarray, y_pred: np.ndarray, notes: list[str]) -> None:
-    """Ages no person has (negative, or beyond labels.MAX_AGE_YEARS) become missing, with a note:
-    one such value would dominate every mean error."""
-    parts = []
-    for column, values in ((f"{name}_true", y_true), (f"{name}_pred", y_pred)):
-        bad = T.implausible_ages(values)
-        if bad.any():
-            examples = ", ".join(f"{v:g}" for v in values[bad][:3])
-            parts.append(f"{int(bad.sum())} in {column} (e.g. {examples})")
-            values[bad] = np.nan
-    if parts:
-        notes.append(f"Task {name!r}: impossible ages (under 0 by more than {T.AGE_SLACK_YEARS:g} year, or over "
-                     f"{L.MAX_AGE_YEARS}), {'; '.join(parts)}; those rows are "
-                     "left out of its figures (MAE, mean error).")
+    """True ages no person has, and predictions that are no age at all (a lifetime beyond the
+    range: a unit or export bug), become missing with a note, since one would dominate every mean
+    error.  Predictions merely outside the range (an infant guessed at -3) are the model's errors:
+    counted, and told."""
+    def examples(values: np.ndarray) -> str:
+        return ", ".join(f"{v:g}" for v in values[:3])
+
+    top = L.MAX_AGE_YEARS
+    dropped = []
+    bad_truth = T.implausible_ages(y_true)
+    if bad_truth.any():
+        dropped.append(f"{int(bad_truth.sum())} in {name}_true (e.g. {examples(y_true[bad_truth])})")
+        y_true[bad_truth] = np.nan
+    absurd = T.implausible_ages(y_pred, slack=top)
+    outside = T.implausible_ages(y_pred) & ~absurd
+    if absurd.any():
+        dropped.append(f"{int(absurd.sum())} in {name}_pred (e.g. {examples(y_pred[absurd])}: no age a model "
+                       f"of ages gives, beyond -{top} to {2 * top} years)")
+        y_pred[absurd] = np.nan
+    if dropped:
+        notes.append(f"Task {name!r}: impossible ages, {'; '.join(dropped)}; those rows are left out of its figures "
+                     "(MAE, mean error).")
+    if outside.any():
+        notes.append(f"Task {name!r}: {int(outside.sum())} predicted ages are outside 0-{top} years (e.g. "
+                     f"{examples(y_pred[outside])}); they are the model's errors and count in its figures.")
 
 
 def attribute_values(frame: pd.DataFrame, attributes: Sequence[str], intersections: Sequence[Sequence[str]],
