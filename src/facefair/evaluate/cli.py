@@ -37,7 +37,6 @@ def _evaluate(args) -> int:
 
 def _reference(run: str):
     """The run's in-distribution predictions (its test split), which the transfer audit compares with."""
-    from pathlib import Path
 
     from facefair.audit.groups import load_predictions
     from facefair.run import Run
@@ -51,7 +50,6 @@ def _reference(run: str):
 
 
 def _transfer(args, reference, evaluated: dict) -> None:
-    from pathlib import Path
 
     from facefair.audit.config import AuditConfig
     from facefair.audit.groups import load_predictions

@@ -27,7 +27,6 @@ from facefair.evaluate.metrics import selection_score
 from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
                                       write_evaluation)
 from facefair.run import Run
-from facefair.runtime import write_text_atomic
 from facefair.models.serialization import read_checkpoint, save_pretrained
 from facefair.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from facefair.data.prepare import PreparedData, SplitData, prepare_data
