@@ -116,7 +116,7 @@ def test_cli_writes_the_contract_and_a_transfer_report(few_faces, tmp_path):
 
 def _random_cnn_table(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     """A predictions table in the package's layout for ``frame``, from a random "CNN"."""
-    from facefair.evaluate.table import predictions_frame
+    from facefair.table import predictions_frame
 
     tasks = make_tasks(["gender", "race"], "race5")
     rng = np.random.default_rng(seed)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from facefair.baselines.pca_forest import TaskModel
 from facefair.evaluate.metrics import all_task_metrics
-from facefair.evaluate.table import predictions_frame
+from facefair.table import predictions_frame
 from facefair.tasks import TaskSpec, make_tasks, usable_tasks
 
 CACHE_VERSION = "face-embedding-v1"
