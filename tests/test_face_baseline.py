@@ -81,6 +81,16 @@ def test_heads_choose_strength_on_validation_and_keep_class_order():
     np.testing.assert_allclose(probs[:-1].sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_subsample_keeps_rows_with_a_missing_label_and_the_rare_groups():
+    # UTKFace has files without a race; the split's columns are categorical, where astype(str)
+    # keeps NaN and stratifying on it failed ("Input contains NaN").
+    frame = pd.DataFrame({"path": [f"{i}.jpg" for i in range(200)],
+                          "gender": pd.Categorical(["Male", "Female"] * 100),
+                          "race": pd.Categorical(["White"] * 150 + ["Indian"] * 46 + [None] * 4)})
+    chosen = fe._subsample(frame, 50, seed=0)
+    assert len(chosen) == 50 and (chosen["race"] == "Indian").sum() >= 10
+
+
 def test_config_rejects_nonsense():
     with pytest.raises(ValueError, match="max_train"):
         fe.EmbeddingConfig(max_train=1)

@@ -241,7 +241,8 @@ def _subsample(frame: pd.DataFrame, limit: Optional[int], seed: int) -> pd.DataF
         return frame.reset_index(drop=True)
     strata = None
     if {"gender", "race"} <= set(frame.columns):
-        strata = frame["gender"].astype(str) + "/" + frame["race"].astype(str)
+        # Missing labels are a stratum of their own (categorical columns keep NaN through astype(str)).
+        strata = (frame["gender"].astype("string").fillna("?") + "/" + frame["race"].astype("string").fillna("?"))
         if strata.value_counts().min() < 2:
             strata = None
     from sklearn.model_selection import train_test_split
