@@ -2,7 +2,7 @@
 
     python benchmarks/audit_scale.py                 # everything (~15 min of CPU), writes
                                                      # benchmarks/results/audit_scale.{md,json}
-    python benchmarks/audit_scale.py --quick         # small sizes, to try the script
+    python benchmarks/audit_scale.py --quick         # small sizes, to try the script (writes to --work)
 
 The logic is in ``facefair.audit.scale`` (timing in fresh child processes, null calibration,
 planted-gap recovery) and ``facefair.audit.synthetic`` (the tables).
@@ -55,11 +55,11 @@ def main() -> None:
     load.append(os.getloadavg()[0])
     figures["load_average"] = load
     figures["rows"] = {"big": big, "huge": huge}
-    name = "audit_scale_quick" if args.quick else "audit_scale"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=1))
-    (RESULTS / f"{name}.md").write_text(report(figures))
-    print((RESULTS / f"{name}.md").read_text())
+    where = work if args.quick else RESULTS  # a --quick try-out is not a result
+    where.mkdir(exist_ok=True)
+    (where / "audit_scale.json").write_text(json.dumps(figures, indent=1))
+    (where / "audit_scale.md").write_text(report(figures))
+    print((where / "audit_scale.md").read_text())
 
 
 def report(f: dict) -> str:
