@@ -29,7 +29,17 @@ def main() -> None:
                         help="folder for the generated CSVs and audits")
     parser.add_argument("--null-audits", type=int, default=100)
     parser.add_argument("--skip-10m", action="store_true")
+    parser.add_argument("--null-only", action="store_true",
+                        help="rerun only the null calibration (--null-audits) and keep the other figures of the "
+                             "last results/audit_scale.json")
     args = parser.parse_args()
+    if args.null_only:
+        figures = json.loads((RESULTS / "audit_scale.json").read_text())
+        figures["null"] = scale.calibration(args.null_audits, 20_000, n_boot=200)
+        (RESULTS / "audit_scale.json").write_text(json.dumps(figures, indent=1))
+        (RESULTS / "audit_scale.md").write_text(report(figures))
+        print(figures["null"])
+        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     big, huge = (20_000, 50_000) if args.quick else (1_000_000, 10_000_000)
@@ -105,6 +115,9 @@ def report(f: dict) -> str:
         f"| before: largest gap per task, 'their intervals do not overlap' | {null['claims_before']} of "
         f"{null['audits']} |",
         f"| after: any gap significant after Holm over the audit | {null['claims_after']} of {null['audits']} |",
+        "",
+        f"(A binomial count of {null['audits']} audits: with a true rate of exactly 5%, "
+        f"{null['audits'] * 0.05:.0f} +- {2 * (null['audits'] * 0.05 * 0.95) ** 0.5:.0f} of them would claim a gap.)",
         "",
         "## Planted gaps",
         "",
