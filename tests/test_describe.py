@@ -124,7 +124,7 @@ def test_labels_only_fairface_csv_and_its_spreadsheet_mangled_copy(fairface_dir,
 
 
 def test_counts_print_as_integers():
-    from facefair.describe.html import Section
+    from facefair.pages import Section
     stats = pd.DataFrame({"quantity": ["width", "brightness"], "count": [500.0, 500.0], "mean": [200.0, 127.95]})
     page = "".join(Section("s").table(stats).parts)
     assert "<td>500</td>" in page and "500.000" not in page and "127.950" in page

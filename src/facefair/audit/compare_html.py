@@ -8,9 +8,9 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from facefair import pages
 from facefair.audit.compare import ALPHA, points
 from facefair.audit.config import OVERALL, AuditConfig
-from facefair.audit.report_html import CSS
 from facefair.audit.summary import attribute_label, task_label
 
 
@@ -74,13 +74,8 @@ def render_compare_html(table: pd.DataFrame, config: AuditConfig) -> str:
                         f"</th><th>runs</th><th>value</th><th>difference vs {escape(reference)} "
                         f"[{config.ci_level:.0%} paired CI]</th><th>test</th><th>p</th><th class='l'>verdict</th>"
                         f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
-    notes = "".join(f"<li>{escape(n)}</li>" for n in table.attrs.get("notes", []))
     n_rows = int(table.n_rows.iloc[0]) if len(table) else 0
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>facefair paired comparison</title><style>{CSS}
-tr.sig-better td{{background:#e8f5e9}} tr.sig-worse td{{background:#fdecea}} li.better{{color:#1b5e20}}
-li.worse{{color:#b71c1c}}</style></head>
-<body><h1>Paired comparison against {escape(reference)}</h1>
+    return pages.document("facefair paired comparison", f"""<h1>Paired comparison against {escape(reference)}</h1>
 <p class="meta">{n_rows} test rows, the same for every run (matched by image path, or by path inside the data folder when
 runs read the data from different places: see Notes). Every run is scored on the same
 {config.n_boot} bootstrap resamples of those rows (seed {config.seed}), so each difference has its own paired
@@ -96,9 +91,7 @@ thinner error-rate cells are left out of the gaps, as in the audit.</p>
 <h3>Runs</h3><ul>{run_list}</ul>
 <h2>Significant differences</h2><ul>{verdicts}</ul>
 {''.join(sections)}
-<h3>Notes</h3><ul class="notes">{notes or '<li>None.</li>'}</ul>
-</body></html>
-"""
+{pages.notes(table.attrs.get("notes", []))}""")
 
 
 __all__ = ["render_compare_html"]

@@ -1,4 +1,5 @@
-"""Report figures (matplotlib), returned as base64 PNG data URIs so the HTML needs no other file.
+"""Report figures (matplotlib), returned as PNG data URIs (``facefair.pages``' encoder) so the
+HTML needs no other file.
 
 ``matplotlib.figure.Figure`` is used directly rather than pyplot: no global figure state and no
 GUI backend, so this works headless and from several threads.
@@ -6,8 +7,6 @@ GUI backend, so this works headless and from several threads.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from typing import Optional, Sequence
 
@@ -16,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from facefair.audit.config import OVERALL
+from facefair.pages import figure_uri as to_data_uri
 from facefair.audit.summary import attribute_label, group_label
 
 COLORS = ("#3b6ea5", "#d17a22", "#4c9a5b", "#b8474b", "#7a5ea8", "#8c6d46", "#c76fae", "#6f6f6f", "#b3a136",
@@ -24,12 +24,6 @@ UNIT_INTERVAL = {"accuracy", "macro_f1", "fpr", "fnr", "roc_auc", "selection_rat
 METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "fpr": "FPR", "fnr": "FNR", "mae": "MAE (years)",
                  "ece": "ECE", "roc_auc": "ROC-AUC", "selection_rate": "selection rate", "mean_error":
                  "mean error (years)"}
-
-
-def to_data_uri(fig: Figure, dpi: int = 90) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)  # layout is done by tight_layout; bbox "tight" would draw twice
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _grid(n: int, cols: int = 2) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""The self-contained HTML report (figures inlined as base64 PNG; no script, no external file)."""
+"""The self-contained HTML report (``facefair.pages``: figures inlined as PNG, no script, no external file)."""
 
 from __future__ import annotations
 
@@ -12,29 +12,7 @@ from facefair.audit.groups import SEPARATOR
 from facefair.audit.judge import TESTED
 from facefair.audit.summary import attribute_label, group_label, task_label, underpowered
 from facefair.audit.verdicts import NO_DIFFERENCE, SIGNIFICANT
-
-CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;
-color:#222;line-height:1.45;padding:0 16px}
-h1{margin-bottom:4px}h2{border-bottom:2px solid #3b6ea5;padding-bottom:3px;margin-top:36px}
-h3{margin-top:24px;color:#333}
-.meta{color:#555;font-size:13px}
-.summary{background:#f3f6fa;border-left:4px solid #3b6ea5;padding:10px 16px;font-size:15px}
-table{border-collapse:collapse;font-size:12.5px;margin:8px 0 14px;display:block;overflow-x:auto;max-width:100%}
-th,td{border:1px solid #d6d9de;padding:3px 8px;text-align:right;vertical-align:top}
-th{background:#eef1f5}td.l,th.l{text-align:left}
-tr.flagged td{color:#8a8a8a;background:#fafafa}
-.ci{color:#777;font-size:11px;white-space:nowrap}
-.badge{display:inline-block;background:#f4e3c1;color:#7a5600;border-radius:3px;padding:0 5px;font-size:10.5px;
-margin-left:4px}
-img{max-width:100%;display:block;margin:6px 0 12px}
-.row{display:flex;flex-wrap:wrap;gap:4px 18px;align-items:flex-start}.row img{max-width:49%}
-.notes li{font-size:13px;color:#444}
-dl{font-size:13px}dt{font-weight:600;margin-top:6px}dd{margin-left:18px;color:#444}
-nav a{margin-right:14px}
-details summary{cursor:pointer;color:#3b6ea5;margin:6px 0}
-.sig{background:#f9d9d6;color:#8a1c12}.ns{background:#e4ece4;color:#2f5d34}
-"""
+from facefair.pages import document
 
 GAP_ORDER = ["worst_group_accuracy", "accuracy_difference", "degree_of_bias", "accuracy_max_min_ratio",
              "skewed_error_ratio", "macro_f1_difference", "fpr_difference", "fnr_difference",
@@ -327,10 +305,7 @@ def render_html(result: AuditResult, task_extras: Optional[dict[str, str]] = Non
     notes = "".join(f"<li>{escape(n)}</li>" for n in result.notes) or "<li>None.</li>"
     definitions = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in result.definitions.items())
     body = "\n".join(_task_section(result, info, (task_extras or {}).get(info.name, "")) for info in result.tasks)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>facefair fairness audit</title><style>{CSS}</style></head>
-<body>
-<h1>Fairness audit</h1>
+    return document("facefair fairness audit", f"""<h1>Fairness audit</h1>
 <p class="meta">Source: {escape(result.source)} &middot; {result.n_rows:,} rows &middot; tasks: {escape(tasks)}
 &middot; attributes: {escape(', '.join(attribute_label(a) for a in result.attributes) or 'none')}<br>
 {config.ci_level:.0%} bootstrap intervals from {config.n_boot} resamples of each group's cell counts (seed
@@ -344,9 +319,7 @@ out of every gap.</p>
 <h3>Notes</h3><ul class="notes">{notes}</ul>
 {body}
 <h2>Definitions</h2>
-<dl>{definitions}</dl>
-</body></html>
-"""
+<dl>{definitions}</dl>""")
 
 
 def write_html(result: AuditResult, path) -> None:
@@ -354,4 +327,4 @@ def write_html(result: AuditResult, path) -> None:
     Path(path).write_text(render_html(result), encoding="utf-8")
 
 
-__all__ = ["render_html", "write_html", "fmt", "cell", "CSS"]
+__all__ = ["render_html", "write_html", "fmt", "cell"]

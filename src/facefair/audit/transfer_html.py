@@ -7,17 +7,10 @@ from html import escape
 
 import pandas as pd
 
+from facefair import pages
 from facefair.audit.config import OVERALL
-from facefair.audit.report_html import CSS, fmt
+from facefair.audit.report_html import fmt
 from facefair.audit.summary import attribute_label, group_label
-
-EXTRA_CSS = """
-tr.collapsed td{background:#fbe9e9}tr.small td{color:#8a8a8a}
-.bad{color:#b02a2a;font-weight:600}.good{color:#2a7a3a}
-.bar{position:relative;height:9px;background:#eef1f5;width:140px;margin-top:3px}
-.bar span{position:absolute;top:0;height:9px}.bar .in{background:#9fb7d3}.bar .out{background:#3b6ea5;height:5px;top:2px}
-ul.findings li{margin:3px 0}
-"""
 
 
 def _num(value) -> float:
@@ -148,9 +141,8 @@ def render_transfer_html(result: dict) -> str:
     nav = " ".join(f"<a href='#{escape(d['name'])}'>{escape(d['name'])}</a>" for d in datasets)
     definitions = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in result["definitions"].items())
     body = "\n".join(_dataset_section(d) for d in datasets)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>facefair transfer audit</title>"
-            f"<style>{CSS}{EXTRA_CSS}</style></head><body>"
-            f"<h1>Transfer audit: other people's faces</h1>"
-            f"<p class='meta'>Reference: {escape(result['reference']['source'])} "
-            f"({result['reference']['faces']} faces). Bars: test split (light) and this dataset (dark).</p>"
-            f"<nav>{nav}</nav>{body}<h2>Definitions</h2><dl>{definitions}</dl></body></html>")
+    return pages.document("facefair transfer audit", [
+        pages.header("Transfer audit: other people's faces",
+                     f"Reference: {escape(result['reference']['source'])} ({result['reference']['faces']} faces). "
+                     "Bars: test split (light) and this dataset (dark)."),
+        f"<nav>{nav}</nav>", body, f"<h2>Definitions</h2><dl>{definitions}</dl>"])

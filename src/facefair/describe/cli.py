@@ -27,6 +27,7 @@ class DescribeConfig:
 def describe_dataset(config: DescribeConfig) -> dict:
     """Write the CSVs and describe.html; returns a small summary (also written as JSON)."""
     from facefair.data.readers import read_dataset, read_label_csv, restrict_race_scheme
+    from facefair import pages as P
     from facefair.describe import html as H
     from facefair.describe import stats as S
 
@@ -56,13 +57,13 @@ def describe_dataset(config: DescribeConfig) -> dict:
 
     datasets = frame["dataset"].value_counts().to_dict() if "dataset" in frame else {}
     sections = [
-        H.Section("Label distributions")
+        P.Section("Label distributions")
         .text("Every row counted; rows without a label for an attribute are '(missing)'. Share is of all rows.")
         .figure(H.label_bars(counts), "label counts").table(counts),
     ]
     if frame["age"].notna().any():
-        sections.append(H.Section("Exact ages").figure(H.age_histogram(frame["age"]), "age histogram"))
-    joint_section = H.Section("Joint distribution: race x gender x age group")
+        sections.append(P.Section("Exact ages").figure(H.age_histogram(frame["age"]), "age histogram"))
+    joint_section = P.Section("Joint distribution: race x gender x age group")
     if len(joint) and joint["count"].sum() > 0:
         joint_section.text(f"{int(joint['count'].sum()):,} rows have all three labels. Empty and thin cells are "
                            "the faces a model sees least; the audit's per-group numbers there are noisy.")
@@ -72,7 +73,7 @@ def describe_dataset(config: DescribeConfig) -> dict:
         joint_section.text("No row has all three labels.")
     sections.append(joint_section)
     sections.append(
-        H.Section("Class imbalance")
+        P.Section("Class imbalance")
         .text("max/min ratio: largest over smallest class. Effective classes: exp(label entropy), k for k equal "
               f"classes. Effective number (Cui et al. 2019, beta={config.beta}) and the class-balanced weight "
               "(inverse effective number, mean 1) per class.")
@@ -81,13 +82,13 @@ def describe_dataset(config: DescribeConfig) -> dict:
         sections.append(_image_section(images, out))
     if table.problems:
         problems = [str(p) for p in table.problems]
-        sections.append(H.Section(f"Data problems ({len(problems):,})").raw(
+        sections.append(P.Section(f"Data problems ({len(problems):,})").raw(
             "<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems[:50]) + "</ul>"
             + (f"<p class='note'>... and {len(problems) - 50} more</p>" if len(problems) > 50 else "")))
     intro = (f"{len(frame):,} images from {config.data} "
              f"({', '.join(f'{k}: {v:,}' for k, v in datasets.items())}); race scheme {table.race_scheme}"
              + (f"; label folders read as {'/'.join(table.layout)}" if table.layout else "") + ".")
-    H.write_page(out / "describe.html", f"Dataset description: {Path(config.data).name}", sections, intro)
+    P.write_sections(out / "describe.html", f"Dataset description: {Path(config.data).name}", sections, intro)
     result = {"images": len(frame), "race_scheme": table.race_scheme, "layout": table.layout,
               "problems": len(table.problems),
               "all_three_labels": int(joint["count"].sum()) if len(joint) else 0,
@@ -99,6 +100,7 @@ def describe_dataset(config: DescribeConfig) -> dict:
 
 def _image_section(images, out: Path):
     """Image statistics: CSVs written, and the page section that shows them."""
+    from facefair import pages as P
     from facefair.describe import html as H
     from facefair.describe import stats as S
 
@@ -106,7 +108,7 @@ def _image_section(images, out: Path):
     by_race = S.quality_by_group(images, "race")
     images.to_csv(out / "image_stats_sample.csv", index=False)
     summary.to_csv(out / "image_stats_summary.csv", index=False)
-    section = (H.Section(f"Images (seeded sample of {len(images):,})")
+    section = (P.Section(f"Images (seeded sample of {len(images):,})")
                .text("Brightness and contrast: mean and standard deviation of the grey image; sharpness: "
                      "variance of the Laplacian at 128x128 grey (low = blurry).")
                .table(summary))

@@ -1,88 +1,11 @@
-"""Self-contained HTML pages: tables from DataFrames and matplotlib figures inlined as base64
-PNGs, so a page can be mailed or attached to an issue as one file.  Used by ``describe`` and
-``explain``; the plots of ``describe`` live here too."""
+"""The plots of ``facefair describe`` (matplotlib figures; ``facefair.pages`` builds the page)."""
 
 from __future__ import annotations
 
-import base64
-import html
-import io
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import pandas as pd
-
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222}
-h1{font-size:1.5em} h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:4px}
-table{border-collapse:collapse;font-size:0.85em;margin:8px 0} th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
-th{background:#f4f4f4} td:first-child,th:first-child{text-align:left} img{max-width:100%}
-.note{color:#555;font-size:0.9em} .scroll{overflow-x:auto}
-"""
-
-
-@dataclass
-class Section:
-    title: str
-    parts: list[str] = field(default_factory=list)  # HTML snippets, in order
-
-    def text(self, words: str) -> "Section":
-        self.parts.append(f'<p class="note">{html.escape(words)}</p>')
-        return self
-
-    def table(self, frame: pd.DataFrame, *, index: bool = False, digits: int = 3) -> "Section":
-        body = whole_numbers(frame).to_html(index=index, border=0, na_rep="",
-                                            float_format=lambda v: f"{v:,.{digits}f}")
-        self.parts.append(f'<div class="scroll">{body}</div>')
-        return self
-
-    def figure(self, fig, alt: str) -> "Section":
-        self.parts.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{figure_base64(fig)}">')
-        return self
-
-    def raw(self, snippet: str) -> "Section":
-        self.parts.append(snippet)
-        return self
-
-
-def whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    """Float columns that hold only whole numbers (counts from ``describe()``, pixel sizes) as
-    integers, so a count prints ``500``, not ``500.000``."""
-    out = frame.copy()
-    for column in out.columns:
-        values = out[column]
-        if pd.api.types.is_float_dtype(values):
-            finite = values.dropna()
-            if len(finite) and np.isfinite(finite).all() and (finite == finite.round()).all():
-                out[column] = values.astype("Int64")
-    return out
-
-
-def figure_base64(fig, dpi: int = 100) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def write_page(path: str | Path, title: str, sections: Sequence[Section], intro: Optional[str] = None) -> Path:
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    if intro:
-        body.append(f'<p class="note">{html.escape(intro)}</p>')
-    for section in sections:
-        body.append(f"<section><h2>{html.escape(section.title)}</h2>")
-        body.extend(section.parts)
-        body.append("</section>")
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
 
 
 # --------------------------------------------------------------------------- describe's plots

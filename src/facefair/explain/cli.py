@@ -70,7 +70,7 @@ def _sample_rows(predictions: pd.DataFrame, n: int, group: str, seed: int) -> pd
 
 
 def run_explain(config: ExplainConfig) -> dict:
-    from facefair.describe import html as H
+    from facefair import pages as P
 
     unknown = [m for m in config.methods if m not in METHODS]
     if unknown:
@@ -94,7 +94,7 @@ def run_explain(config: ExplainConfig) -> dict:
         raise ValueError("nothing to show: with no --methods, give a run folder with predictions.csv or --predictions")
     if config.gallery and predictions is not None and config.group_attribute in predictions:
         from facefair.explain.gallery import confident_errors_gallery
-        gallery = H.Section(f"Most confident errors per {config.group_attribute} in {predictions_path.name}")
+        gallery = P.Section(f"Most confident errors per {config.group_attribute} in {predictions_path.name}")
         gallery.text(f"Read from {predictions_path}" + (": the predictions of whichever model wrote that table, "
                                                         f"not necessarily {checkpoint}." if foreign else "."))
         tasks = list(config.tasks) or [c[: -len("_pred")] for c in predictions if c.endswith("_pred")]
@@ -108,7 +108,7 @@ def run_explain(config: ExplainConfig) -> dict:
     title = f"Explanations: {checkpoint}" if config.methods else f"Confident errors: {predictions_path}"
     if config.methods and foreign:
         title += f" (galleries: {predictions_path})"
-    written["html"] = str(H.write_page(out / "explain.html", title, sections, intro or None))
+    written["html"] = str(P.write_sections(out / "explain.html", title, sections, intro or None))
     (out / "explained_images.csv").write_text(rows.to_csv(index=False))
     return written
 
@@ -117,7 +117,7 @@ def _explain_faces(config: ExplainConfig, checkpoint: Path, predictions, predict
                    sections: list, written: dict):
     """Grad-CAM and LIME of our model on ``--image`` files or a sample of the predictions' faces."""
     from facefair.data.images import BadImage, decode
-    from facefair.describe import html as H
+    from facefair import pages as P
     from facefair.models.multitask import load_model
     from facefair.runtime import select_device
 
@@ -148,7 +148,7 @@ def _explain_faces(config: ExplainConfig, checkpoint: Path, predictions, predict
         cams = gradcam(model, model_input, tasks=tasks, layer=config.layer, device=device)
         written["gradcam_png"] = str(plot_gradcam_grid(model_input, cams, out / "gradcam.png", truths=truths,
                                                        captions=captions))
-        sections.append(H.Section(f"Grad-CAM per task head of {checkpoint}").text(
+        sections.append(P.Section(f"Grad-CAM per task head of {checkpoint}").text(
             f"Layer {cams.layer} (feature map {cams.info['feature_map'][0]}x{cams.info['feature_map'][1]} at "
             f"{size}px input), explaining the predicted class (red: evidence for it); exact age is signed "
             f"(red pushes the predicted years up, blue down).{where}"
@@ -160,7 +160,7 @@ def _explain_faces(config: ExplainConfig, checkpoint: Path, predictions, predict
             results = explain_images(model, model_input, lime_tasks, LimeConfig(num_samples=config.lime_samples,
                                                                          seed=config.seed), device)
             written["lime_png"] = str(plot_lime_grid(results, out / "lime.png", truths=truths, captions=captions))
-            sections.append(H.Section(f"LIME superpixels for {checkpoint}").text(
+            sections.append(P.Section(f"LIME superpixels for {checkpoint}").text(
                 f"{config.lime_samples} perturbed copies per image and task; the local linear fit's R^2 ranged "
                 f"{min(r.score for row in results for r in row.values()):.2f}-"
                 f"{max(r.score for row in results for r in row.values()):.2f}.{where}"
@@ -169,8 +169,8 @@ def _explain_faces(config: ExplainConfig, checkpoint: Path, predictions, predict
 
 
 def _img(path: Path, alt: str) -> str:
-    import base64
-    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode("ascii")}">'
+    from facefair import pages
+    return pages.img(pages.data_uri(path.read_bytes()), alt)
 
 
 def _explain(args) -> int:

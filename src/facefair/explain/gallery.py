@@ -9,9 +9,7 @@ report that includes it stays one self-contained file.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 from typing import Optional
 
@@ -94,15 +92,6 @@ def gallery_figure(errors: pd.DataFrame, task: str, *, thumb: int = 96, image_ro
     return fig
 
 
-def figure_png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def confident_errors_gallery(predictions: pd.DataFrame, task: str, per_group: int = 4,
                              group_attribute: str = "race", *, thumb: int = 96,
                              image_root: Optional[str | Path] = None, png_path: Optional[str | Path] = None) -> str:
@@ -112,17 +101,17 @@ def confident_errors_gallery(predictions: pd.DataFrame, task: str, per_group: in
     errors = most_confident_errors(predictions, task, per_group=per_group, group_attribute=group_attribute)
     regression = not probability_columns(predictions, task)
     heading = f"{task}: {'largest errors' if regression else 'most confident errors'} per {group_attribute}"
-    png = figure_png(gallery_figure(errors, task, thumb=thumb, image_root=image_root, title=heading))
+    from facefair import pages
+    png = pages.figure_png(gallery_figure(errors, task, thumb=thumb, image_root=image_root, title=heading), dpi=100)
     if png_path is not None:
         Path(png_path).parent.mkdir(parents=True, exist_ok=True)
         Path(png_path).write_bytes(png)
     what = "years off" if regression else "probability the model gave its wrong answer"
     table = errors.assign(path=errors["path"].map(lambda p: Path(str(p)).name)).to_html(
         index=False, float_format=lambda v: f"{v:.3f}", border=0, classes="ff-table")
-    encoded = base64.b64encode(png).decode("ascii")
     return (f'<section class="ff-gallery" data-task="{html.escape(task)}">\n'
             f"<h3>{html.escape(heading)}</h3>\n"
             f"<p>Up to {per_group} wrong predictions per group, worst first (score: {what}). "
             "Some will be label noise rather than model error: worth a look either way.</p>\n"
-            f'<img alt="{html.escape(task)} confident errors" src="data:image/png;base64,{encoded}">\n'
+            f'{pages.img(pages.data_uri(png), f"{task} confident errors")}\n'
             f"<details><summary>the {len(errors)} images</summary>\n{table}</details>\n</section>")

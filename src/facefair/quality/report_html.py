@@ -4,7 +4,6 @@ image strips."""
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 from pathlib import Path
@@ -12,16 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1300px}
-h1{font-size:22px} h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:13px} td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:left}
-.grid{display:flex;flex-wrap:wrap;gap:8px} .face{width:104px;font-size:11px;line-height:1.25}
-.face img{width:96px;height:96px;display:block;border-radius:3px}
-.face .muted{display:block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;width:100px}
-.strip{display:flex;gap:6px;align-items:flex-start;margin:6px 0;padding:6px;border:1px solid #eee;border-radius:4px}
-.strip .id{width:90px;font-size:12px;color:#555} .warn{color:#b00020;font-weight:600} .muted{color:#777}
-"""
+from facefair import pages
 
 
 def _thumb(pixels: np.ndarray, side: int = 96) -> str:
@@ -30,7 +20,7 @@ def _thumb(pixels: np.ndarray, side: int = 96) -> str:
     image = Image.fromarray(np.asarray(pixels)).resize((side, side), Image.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return pages.data_uri(buffer.getvalue(), "image/jpeg")
 
 
 def _rates_plot(rates: pd.DataFrame) -> str:
@@ -62,14 +52,11 @@ def _rates_plot(rates: pd.DataFrame) -> str:
         ax.set_title(f"{task}: share flagged", fontsize=10)
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return pages.figure_uri(fig, dpi=90)
 
 
 def _face(src: str, lines: list[str]) -> str:
-    return f'<div class="face"><img src="{src}">' + "<br>".join(lines) + "</div>"
+    return f'<div class="face"><img src="{src}" alt="face">' + "<br>".join(lines) + "</div>"
 
 
 def write_page(path: Path, result, frame: pd.DataFrame, embedded, config) -> None:
@@ -80,8 +67,7 @@ def write_page(path: Path, result, frame: pd.DataFrame, embedded, config) -> Non
         return _thumb(images[pixels_of[p]])
 
     summary = result.summary
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>facefair clean</title><style>{STYLE}</style>"
-             "</head><body><h1>Data check</h1>",
+    parts = [pages.header("Data check"),
              f"<p>{summary['images']} images ({summary['unreadable']} unreadable). Features: "
              f"{html.escape(summary['features'])} at {summary['feature_size']} px.</p>"]
     if result.scored is not None:
@@ -93,9 +79,9 @@ def write_page(path: Path, result, frame: pd.DataFrame, embedded, config) -> Non
                      "the given label is implausible to a model that never saw it; look before acting.</p>"
                      f"<table><tr><th>task</th><th>scored</th><th>flagged</th><th>share</th></tr>{rows}</table>")
         if result.rates is not None and len(result.rates):
-            parts.append(f"<h2>Flag rates per group</h2><p>Share of each group's labels flagged, 95% bootstrap "
-                         f"intervals; dashed: the overall share.</p><img src='{_rates_plot(result.rates)}' "
-                         "style='max-width:100%'>")
+            parts.append("<h2>Flag rates per group</h2><p>Share of each group's labels flagged, 95% bootstrap "
+                         "intervals; dashed: the overall share.</p>"
+                         + pages.img(_rates_plot(result.rates), "share flagged per group"))
             # a group of 16 flagged 69% of the time is noise, not a finding: rank judged groups only
             judged = result.rates[(result.rates["attribute"] != "race x gender")
                                   & (result.rates["n"] >= config.min_group_size)]
@@ -149,5 +135,4 @@ def write_page(path: Path, result, frame: pd.DataFrame, embedded, config) -> Non
             strips.append(f"<div class='strip'><div class='id'>cluster {cluster_id}<br>{len(members)} images{flag}"
                           f"</div>{''.join(faces)}</div>")
         parts.append("".join(strips))
-    parts.append("</body></html>")
-    path.write_text("".join(parts), encoding="utf-8")
+    pages.write(path, pages.document("facefair clean", parts))

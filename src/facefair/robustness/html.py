@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from facefair import pages
 from facefair.audit.config import OVERALL
 from facefair.robustness.config import CLEAN
 from facefair.robustness.reframe import PREFIX
@@ -17,18 +18,6 @@ from facefair.robustness.results import DROP, summary_table
 
 ATTRIBUTES = ("race", "gender", "age_group", "race:gender")
 TASK_LABELS = {"gender": "Gender", "race": "Race", "age_group": "Age group", "age": "Exact age"}
-
-CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1280px;
-color:#222;line-height:1.45;padding:0 16px}
-h2{border-bottom:2px solid #3b6ea5;padding-bottom:3px;margin-top:36px}h3{margin-top:22px;color:#333}
-.meta{color:#555;font-size:13px}.summary{background:#f3f6fa;border-left:4px solid #3b6ea5;padding:8px 16px}
-table{border-collapse:collapse;font-size:12.5px;margin:8px 0 14px;display:block;overflow-x:auto;max-width:100%}
-th,td{border:1px solid #d6d9de;padding:3px 8px;text-align:right}th{background:#eef1f5}
-td.l,th.l{text-align:left}td.hot{background:#f8dcdc;font-weight:600}.ci{color:#777;font-size:11px}
-img{max-width:100%;display:block;margin:6px 0 14px}nav a{margin-right:14px}
-details summary{cursor:pointer;color:#3b6ea5;margin:6px 0}
-"""
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -47,9 +36,8 @@ def _is_reframe(corruption: str) -> bool:
 
 def curves_figure(table: pd.DataFrame, task: str, attribute: str) -> str | None:
     """The curves (:func:`curves_plot`) as a PNG data URI, or None when there is nothing to draw."""
-    from facefair.audit.plots import to_data_uri
     fig = curves_plot(table, task, attribute)
-    return None if fig is None else to_data_uri(fig, dpi=80)
+    return None if fig is None else pages.figure_uri(fig, dpi=80)
 
 
 def curves_plot(table: pd.DataFrame, task: str, attribute: str):
@@ -220,12 +208,11 @@ def write_html(result, config, path: Path, severity: float = 3) -> Path:
     n_faces = len(result.faces)
     conditions = table[["corruption", "severity"]].drop_duplicates()
     reframed = bool(conditions.corruption.map(_is_reframe).any())
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Robustness audit</title>"
-             f"<style>{CSS}</style></head><body><h1>Robustness audit</h1>",
-             f"<p class='meta'>model {escape(result.model)} · {n_faces} {escape(config.split)} faces"
-             f"{' (stratified sample)' if config.limit else ''} · {len(conditions)} conditions · "
-             f"{config.n_boot} bootstrap resamples · {result.seconds:.0f} s · faces decoded at "
-             f"{config.work_size} px, corrupted, then resized to the model's input</p>",
+    parts = [pages.header("Robustness audit",
+                          f"model {escape(result.model)} · {n_faces} {escape(config.split)} faces"
+                          f"{' (stratified sample)' if config.limit else ''} · {len(conditions)} conditions · "
+                          f"{config.n_boot} bootstrap resamples · {result.seconds:.0f} s · faces decoded at "
+                          f"{config.work_size} px, corrupted, then resized to the model's input"),
              "<nav>" + "".join(f"<a href='#{t}'>{TASK_LABELS.get(t, t)}</a>" for t in tasks) +
              ("<a href='#coverage'>re-framing coverage</a>" if reframed else "")
              + "<a href='#notes'>notes</a></nav>",
@@ -243,7 +230,7 @@ def write_html(result, config, path: Path, severity: float = 3) -> Path:
             if uri is None:
                 continue
             parts.append(f"<h3>{'MAE' if task == 'age' else 'Accuracy'} by {escape(attribute)}</h3>")
-            parts.append(f"<img src='{uri}' alt='{escape(task)} by {escape(attribute)}'>")
+            parts.append(pages.img(uri, f"{task} by {attribute}"))
             if attribute in ("race", "race:gender"):
                 parts.append(drop_table(table, task, attribute, severity))
     coverage = table[(table.metric == "coverage") & (table.attribute.isin([OVERALL, "race"]))]
@@ -253,16 +240,13 @@ def write_html(result, config, path: Path, severity: float = 3) -> Path:
     else:
         pivot = coverage.pivot_table(index=["corruption", "severity"], columns="group", values="value", sort=False)
         parts.append(pivot.to_html(float_format=lambda v: f"{v:.3f}", classes="", border=0))
-    parts.append("<h2 id='notes'>How to read this</h2><ul class='meta'>")
-    parts += [f"<li>{escape(n)}</li>" for n in result.notes]
-    parts.append(
-        "<li>Every condition is a predictions CSV in <code>predictions/</code> (the audit's contract) and is audited "
+    parts.append(pages.notes(result.notes, "How to read this", heading="h2", anchor="notes", raw=[
+        "Every condition is a predictions CSV in <code>predictions/</code> (the audit's contract) and is audited "
         "with <code>facefair audit</code>'s definitions: accuracy, MAE, degree of bias (std of group accuracies), "
         "worst group. Groups with fewer than "
-        f"{config.min_group_size} faces are drawn dotted, marked small, and kept out of gaps.</li>"
-        "<li>Drops are paired: the same faces clean and corrupted, resampled together, so their intervals are "
-        "those of the difference. Re-framing drops are on the faces the detector found.</li>"
-        "<li>Standard corruptions are ImageNet-C's (imagecorruptions); low_resolution, darkness and occlusion "
-        "are facefair's (docs/robustness.md gives their severity tables).</li></ul></body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+        f"{config.min_group_size} faces are drawn dotted, marked small, and kept out of gaps.",
+        "Drops are paired: the same faces clean and corrupted, resampled together, so their intervals are "
+        "those of the difference. Re-framing drops are on the faces the detector found.",
+        "Standard corruptions are ImageNet-C's (imagecorruptions); low_resolution, darkness and occlusion "
+        "are facefair's (docs/robustness.md gives their severity tables)."]))
+    return pages.write(path, pages.document("Robustness audit", parts))
