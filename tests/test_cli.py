@@ -4,6 +4,7 @@ that predict share one flip-TTA default."""
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 
@@ -72,7 +73,45 @@ def test_every_command_that_predicts_has_the_one_tta_default(command):
     parser = dict(_subparsers(build_parser()))[command]
     tta = next(a for a in parser._actions if "--tta" in a.option_strings)
     assert tta.default is TTA_DEFAULT
-    assert f"(default: {TTA_DEFAULT})" in " ".join(parser.format_help().split())
+    assert f"(default: --{'' if TTA_DEFAULT else 'no-'}tta)" in " ".join(parser.format_help().split())
+
+
+def _option_help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    return " ".join(parser._get_formatter()._expand_help(action).split()) if action.help else ""
+
+
+def test_every_option_says_its_default_once_and_the_way_it_is_typed():
+    # Issue 32: "--no-progress no progress bar (default: True)" read as if the bar were off;
+    # audit's "--n-boot ... (default 1000) (default: 1000)" said it twice.
+    wrong = []
+    for command, parser in [(("facefair",), build_parser()), *_subparsers(build_parser())]:
+        for action in parser._actions:
+            text = _option_help(parser, action)
+            if len(re.findall(r"\bdefault[: ]", text, re.IGNORECASE)) > 1:
+                wrong.append((command, action.option_strings, text))
+            if action.nargs == 0 and re.search(r"default: (True|False)", text):
+                wrong.append((command, action.option_strings, text))
+    assert not wrong, wrong[:10]
+
+
+@pytest.mark.parametrize("command, option, shown", [
+    (("predict",), "--no-progress", "no progress bar"),
+    (("predict",), "--tta", "(default: --tta)"),
+    (("predict",), "--bf16", "(default: --no-bf16)"),
+    (("train",), "--amp", "(default: --amp)"),
+    (("audit",), "--n-boot", "(0: no intervals; default 1000)"),
+])
+def test_switch_help_reads_right(command, option, shown):
+    parser = dict(_subparsers(build_parser()))[command]
+    action = next(a for a in parser._actions if option in a.option_strings)
+    assert _option_help(parser, action).endswith(shown)
+
+
+def test_train_takes_out_like_every_other_command_and_out_dir_still_works():
+    # --out used to work only as argparse's abbreviation of --out-dir, which help never showed.
+    assert "--out OUT_DIR, --out-dir OUT_DIR run folder" in _help("train")
+    for flag in ("--out", "--out-dir"):
+        assert build_parser().parse_args(["train", flag, "somewhere"]).__dict__["train.out_dir"] == "somewhere"
 
 
 def test_predict_photos_is_gone():

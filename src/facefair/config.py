@@ -236,6 +236,11 @@ def _flag_type(annotation):
     return annotation
 
 
+#: Other spellings of a config flag: every command's output folder is ``--out`` (train's run folder
+#: too); ``--out-dir``, the config key's own name, keeps working.
+_FLAG_ALIASES = {"train.out_dir": ("--out",)}
+
+
 def add_config_flags(parser: argparse.ArgumentParser, sections=("data", "model", "train", "augment")) -> None:
     """One flag per config field; defaults are None so only flags given on the command line override YAML.
     Augmentation flags carry the section's name (``--augment-flip``): bare ``--scale`` would say nothing."""
@@ -250,21 +255,24 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=("data", "model",
             kind = _flag_type(hints[f.name])
             default = getattr(defaults, f.name)
             help_text = f.metadata.get("help") or _MODEL_HELP.get(f.name, "")
-            if default not in (None, "", [], {}):
+            if kind is bool:  # a --x/--no-x pair: name the spelling that is on, not True/False
+                help_text += f" (default: --{'' if default else 'no-'}{prefix}{f.name.replace('_', '-')})"
+            elif default not in (None, "", [], {}):
                 shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
                 help_text += f" (default: {shown})"
+            flags = (*_FLAG_ALIASES.get(f"{section}.{f.name}", ()), flag)
             common = {"dest": f"{section}.{f.name}", "default": None, "help": help_text}
             if kind is bool:
-                group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+                group.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
             elif typing.get_origin(kind) is list:
-                group.add_argument(flag, nargs="*", metavar=f.name.upper(), **common)
+                group.add_argument(*flags, nargs="*", metavar=f.name.upper(), **common)
             elif typing.get_origin(kind) is tuple:
                 args = typing.get_args(kind)
-                group.add_argument(flag, nargs=len(args), type=args[0], metavar=f.name.upper(), **common)
+                group.add_argument(*flags, nargs=len(args), type=args[0], metavar=f.name.upper(), **common)
             elif typing.get_origin(kind) is dict:
-                group.add_argument(flag, nargs="*", metavar="KEY=VALUE", **common)
+                group.add_argument(*flags, nargs="*", metavar="KEY=VALUE", **common)
             else:
-                group.add_argument(flag, type=kind, metavar=f.name.upper(), **common)
+                group.add_argument(*flags, type=kind, metavar=f.name.upper(), **common)
 
 
 def _number_or_text(text: str):

@@ -8,6 +8,7 @@ predict, serve, the ONNX export) mirrors each face and averages the two predicti
 from __future__ import annotations
 
 import argparse
+import re
 
 #: Mirror-TTA unless ``--no-tta``: on 2 CPU cores it costs 2x the compute and gave UTKFace age MAE
 #: 4.69 vs 4.76 without (docs/export.md); every command that predicts uses this one default.
@@ -32,14 +33,40 @@ def add_trust_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 
 
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """argparse's defaults formatter, quiet where there is nothing to say (no default, a switch)."""
+#: A help text that already says its default ("(default 1000)", "default: the CSV's") gets no second one.
+_SAYS_DEFAULT = re.compile(r"\bdefault[: ]", re.IGNORECASE)
+
+
+def default_note(action: argparse.Action) -> str:
+    """`` (default: ...)`` for ``action``'s help, or '' where it would mislead or repeat: a switch
+    (``--no-progress`` stores False, so its default True means "the bar is on", not "the switch is");
+    an option whose help already names its default; no default at all.  A ``--x/--no-x`` pair
+    names the spelling that is on by default (``(default: --tta)``), not True/False."""
+    text = action.help or ""
+    if not action.option_strings or action.default in (None, argparse.SUPPRESS) or _SAYS_DEFAULT.search(text):
+        return ""
+    if isinstance(action, argparse.BooleanOptionalAction):
+        on, off = action.option_strings[0], next((o for o in action.option_strings if o.startswith("--no-")), None)
+        return f" (default: {on if action.default else off or 'off'})"
+    if action.nargs == 0:  # store_true / store_false / store_const: the flag itself is the only value
+        return ""
+    if action.default is False:
+        return ""
+    return " (default: %(default)s)"
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, said once and the way the user types it (see
+    ``default_note``)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" in text or action.default in (None, argparse.SUPPRESS, False) or not action.option_strings:
+        if isinstance(action, argparse.BooleanOptionalAction):
+            # Python 3.10 appends this itself and would print True/False: the note below says it better.
+            text = text.removesuffix(" (default: %(default)s)")
+        if "%(default)" in text:
             return text
-        return f"{text} (default: %(default)s)"
+        return text + default_note(action)
 
 
 def show_defaults(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +74,8 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
     help text get one, so ``--help`` lists every default (``--size``, ``--split``, ``--tta`` ...)."""
     parser.formatter_class = DefaultsHelpFormatter
     for action in parser._actions:
-        if not action.help and action.option_strings and action.default not in (None, argparse.SUPPRESS, False):
-            action.help = "(default: %(default)s)"  # argparse prints no line at all for an option without help
+        if not action.help and default_note(action):
+            action.help = default_note(action).strip()  # argparse prints no line at all for an option without help
         if isinstance(action, argparse._SubParsersAction):
             for sub in {id(p): p for p in action.choices.values()}.values():
                 show_defaults(sub)
