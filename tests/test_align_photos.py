@@ -49,10 +49,10 @@ def test_predict_photos_one_row_per_face(tiny_run, photos):
             assert faces["age_pred"].notna().all()
     # FairFace predict.py's columns, where the model has the task.
     assert set(FAIRFACE_COLUMNS) <= set(faces.columns)
-    assert (faces["gender"] == faces["gender_pred"]).all() and (faces["race"] == faces["race_pred"]).all()
+    assert (faces["gender_fair"] == faces["gender_pred"]).all() and (faces["race_fair"] == faces["race_pred"]).all()
     scores = faces["gender_scores_fair"].iloc[0]
     assert scores.startswith("[") and len(scores.strip("[]").split()) == 2
-    assert faces["race4"].isin(["White", "Black", "Asian", "Indian"]).all()
+    assert faces["race4_fair"].isin(["White", "Black", "Asian", "Indian"]).all()
 
 
 def test_chips_get_the_same_prediction_as_saved_files(tiny_run, photos, tmp_path):
@@ -89,3 +89,19 @@ def test_run_predict_detect_and_cli(tiny_run, photos, tmp_path, capsys):
     # Every face is smaller than 1000 px: no rows, every photo listed, still not an error.
     assert len(pd.read_csv(tmp_path / "cli" / "predictions.csv")) == 0
     assert len(pd.read_csv(tmp_path / "cli" / "no_face.csv")) == 7
+
+
+def test_fairface_columns_never_take_a_true_label_name(tiny_run):
+    # Issue 32: `predict --detect` wrote predicted labels into `race`, `gender`, `age`, the columns a
+    # predictions table (and the audit) reads as true labels.
+    from facefair.align.photos import fairface_columns
+    from facefair.evaluate.table import tasks_in
+    from facefair.labels import ATTRIBUTES
+    model = load_model(tiny_run / "best.pt", "cpu")
+    rng = np.random.default_rng(0)
+    outputs = {t.name: (rng.dirichlet(np.ones(len(t.classes)), 3) if t.kind == "classification"
+                        else rng.uniform(1, 80, 3)) for t in model.tasks}
+    columns = pd.DataFrame(fairface_columns(model, outputs))
+    assert not set(columns) & {*ATTRIBUTES, "age"}, sorted(columns)
+    assert tasks_in(columns) == []                       # and none reads as a task's prediction either
+    assert columns["gender_fair"].isin(["Male", "Female"]).all()

@@ -63,7 +63,7 @@ def test_card_is_generated_from_the_report_and_the_audit(tmp_path, capsys):
 
 
 def test_card_counts_the_training_groups_of_a_real_run(tiny_run, tmp_path):
-    path = write_model_card(tiny_run, tmp_path / "card.md", n_boot=20)
+    path = write_model_card(tiny_run, tmp_path, n_boot=20)
     text = path.read_text()
     splits = pd.read_csv(tiny_run / "splits.csv")
     n_train = int((splits.split == "train").sum())
@@ -77,3 +77,30 @@ def test_card_counts_the_training_groups_of_a_real_run(tiny_run, tmp_path):
 def test_card_needs_a_finished_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="report.json"):
         write_model_card(tmp_path)
+
+
+def test_card_out_is_a_folder_like_every_other_out(tmp_path, capsys):
+    # Issue 32: `card RUN --out DIR` crashed with IsADirectoryError.
+    run = _fake_run(tmp_path)
+    folder = tmp_path / "cards"
+    folder.mkdir()
+    assert main(["card", str(run), "--out", str(folder), "--n-boot", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == str(folder / CARD_NAME)
+    assert (folder / CARD_NAME).read_text().startswith("---\n")
+
+
+def test_card_never_overwrites_a_file_silently(tmp_path, capsys):
+    # Issue 32: `card RUN --out existing.txt` overwrote the file.
+    run = _fake_run(tmp_path)
+    taken = tmp_path / "existing.txt"
+    taken.write_text("my notes\n")
+    assert main(["card", str(run), "--out", str(taken), "--n-boot", "0"]) == 2
+    assert taken.read_text() == "my notes\n" and "is a file" in capsys.readouterr().err
+    # A card already there (perhaps edited by hand) is kept unless --overwrite.
+    (run / CARD_NAME).write_text("edited by hand\n")
+    assert main(["card", str(run), "--n-boot", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--overwrite" in err and str(run / CARD_NAME) in err and len(err.splitlines()) == 1
+    assert (run / CARD_NAME).read_text() == "edited by hand\n"
+    assert main(["card", str(run), "--n-boot", "0", "--overwrite"]) == 0
+    assert (run / CARD_NAME).read_text().startswith("---\n")

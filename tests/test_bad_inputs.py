@@ -232,6 +232,8 @@ def test_label_csv_that_cannot_start_a_run_is_one_line_naming_it(text, message, 
     ("augment:\n  scale: [0.9]\n", "augment.scale: expected 2 values"),
     ("train: [\n", "line 2: not valid YAML"),
     ("- train\n- model\n", "must be a mapping of sections"),
+    ("model:\n  image_size: 100000\n", "model.image_size: expected 0 (the backbone's default) or a size from 16"),
+    ("model:\n  dropout: 5\n", "model.dropout: expected a probability in [0, 1)"),
 ])
 def test_config_problems_stop_in_one_line_naming_the_file_and_key(text, message, tmp_path, capsys):
     config = tmp_path / "run.yaml"
@@ -312,3 +314,184 @@ def test_align_reads_the_photo_or_names_why_not(name, image_folder):
         assert result.error is None and result.width > 0
     else:
         assert result.error is not None and result.error.startswith("unreadable") and not result.faces
+
+
+
+# ------------------------------------------------- issue 32: finished work, exit codes, odd files
+def _one_line_error(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def _fake_run(model_dir: Path, tmp_path: Path) -> Path:
+    """A run folder as training leaves it: the model, config.yaml and the labelled test predictions."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run)
+    (run / "config.yaml").write_text("data:\n  data: /somewhere/UTKFace\n")
+    (run / "predictions.csv").write_text("path,gender,gender_true,gender_pred\na.jpg,Male,Male,Male\n")
+    return run
+
+
+@pytest.mark.parametrize("out", ["run", "run/"])
+def test_predict_never_replaces_the_predictions_of_a_run(out, model_dir, tmp_path, capsys):
+    # Issue 32: `predict RUN photo.jpg --out RUN` replaced the run's 4,031 labelled test rows with one.
+    run = _fake_run(model_dir, tmp_path)
+    before = (run / "predictions.csv").read_text()
+    photo = tmp_path / "photo.jpg"
+    _face(0).save(photo)
+    assert main(["predict", str(run), str(photo), "--out", str(tmp_path / out), "--no-progress"]) == 2
+    _one_line_error(capsys, "run or model folder", "give another folder")
+    assert (run / "predictions.csv").read_text() == before
+
+
+def test_predict_keeps_an_existing_predictions_table_unless_told_to_overwrite(model_dir, tmp_path, capsys):
+    photo, out = tmp_path / "photo.jpg", tmp_path / "out"
+    _face(0).save(photo)
+    out.mkdir()
+    (out / "predictions.csv").write_text("path,gender_pred\nearlier.jpg,Male\n")
+    assert main(["predict", str(model_dir), str(photo), "--out", str(out), "--no-progress"]) == 2
+    _one_line_error(capsys, str(out / "predictions.csv"), "--overwrite")
+    assert "earlier.jpg" in (out / "predictions.csv").read_text()
+    assert main(["predict", str(model_dir), str(photo), "--out", str(out), "--no-progress", "--overwrite"]) == 0
+    assert pd.read_csv(out / "predictions.csv")["path"].tolist() == [str(photo)]
+
+
+@pytest.mark.parametrize("command", ["predict", "audit", "export", "train --out", "train --out-dir", "evaluate",
+                                     "card"])
+def test_out_that_is_an_existing_file_is_one_line(command, model_dir, image_folder, tmp_path, capsys):
+    # Issue 32: a traceback ending in FileExistsError.
+    from test_audit_bootstrap import synthetic
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me\n")
+    predictions = tmp_path / "predictions.csv"
+    synthetic(200, seed=1).to_csv(predictions, index=False)
+    labels = tmp_path / "faces" / "labels.csv"
+    labels.parent.mkdir()
+    labels.write_text("file,gender,age\n" + "".join(f"{x},Male,30\n" for x in _csv_images(labels.parent, 8)))
+    run = _fake_run(model_dir, tmp_path)
+    argv = {"predict": ["predict", str(model_dir), str(image_folder)],
+            "audit": ["audit", str(predictions), "--n-boot", "0"],
+            "export": ["export", str(model_dir), "--safetensors"],
+            "train --out": ["train", "--data", str(labels), "--epochs", "1", "--image-size", "32", "--no-progress"],
+            "train --out-dir": ["train", "--data", str(labels), "--epochs", "1", "--image-size", "32", "--no-progress"],
+            "evaluate": ["evaluate", str(run)],
+            "card": ["card", str(run)]}[command]
+    flag = "--out-dir" if command == "train --out-dir" else "--out"
+    assert main([*argv, flag, str(taken)]) == 2
+    _one_line_error(capsys, str(taken), "is a file")
+    assert taken.read_text() == "keep me\n"
+
+
+def test_predict_with_nothing_readable_fails(model_dir, tmp_path, capsys):
+    # Issue 32: "0 images predicted ... 2 unreadable", exit 0.
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"")
+    (folder / "b.png").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["predict", str(model_dir), str(folder), "--out", str(out), "--no-progress"]) == 2
+    _one_line_error(capsys, "no image", "2 unreadable", "error column")
+    assert pd.read_csv(out / "predictions.csv")["error"].notna().sum() == 2   # each row says why
+
+
+def test_dangling_symlink_gets_a_row_and_is_counted(model_dir, tmp_path, capsys):
+    # Issue 32: a dangling symlink in a predict folder was skipped with no row and no error.
+    folder = tmp_path / "faces"
+    _csv_images(folder, 3)
+    (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    out = tmp_path / "out"
+    assert main(["predict", str(model_dir), str(folder), "--out", str(out), "--no-progress"]) == 0
+    frame = pd.read_csv(out / "predictions.csv").set_index("path")
+    assert len(frame) == 4 and frame["gender_pred"].notna().sum() == 3
+    error = frame.loc[str(folder / "gone.jpg"), "error"]
+    assert "broken symbolic link" in error and "deleted.jpg" in error
+    printed = capsys.readouterr().out
+    assert "3 images predicted" in printed and "1 unreadable" in printed and "gone.jpg: broken symbolic link" in printed
+
+
+@pytest.fixture(scope="module")
+def model_64(tmp_path_factory) -> Path:
+    import torch
+
+    from facefair.models.multitask import ModelConfig, MultiTaskModel
+    from facefair.models.serialization import save_pretrained
+    from facefair.tasks import make_tasks
+    torch.manual_seed(0)
+    model = MultiTaskModel(ModelConfig(backbone="mobilenetv2", image_size=64, dropout=0.0),
+                           make_tasks(["gender", "age"], "race5"), load_weights=False)
+    return save_pretrained(model.state_dict(), model.describe(), tmp_path_factory.mktemp("model64"))
+
+
+def test_faces_far_smaller_than_the_training_chips_are_flagged(model_64, tmp_path, capsys):
+    # Issue 32: 1x1 and 20x20 images got normal-looking predictions.
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for side in (1, 20, 64, 200):
+        _face(side, (side, side)).save(folder / f"side{side:03d}.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(model_64), str(folder), "--out", str(out), "--no-progress"]) == 0
+    frame = pd.read_csv(out / "predictions.csv")
+    notes = dict(zip(frame["path"].map(lambda p: Path(p).name), frame["note"]))
+    assert frame["gender_pred"].notna().all()                       # still predicted ...
+    assert "small face: 1x1 px" in notes["side001.png"] and "small face: 20x20 px" in notes["side020.png"]
+    assert pd.isna(notes["side064.png"]) and pd.isna(notes["side200.png"])   # ... and only those flagged
+    err = capsys.readouterr().err
+    assert "2 of 4 faces are far smaller than the model's training chips" in err
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["model"].update(image_size=100_000), "model.image_size: expected 0"),
+    (lambda c: c["model"].update(image_size=-3), "model.image_size"),
+    (lambda c: c["model"].update(image_size="big"), "model.image_size"),
+    (lambda c: c["model"].update(dropout=7), "model.dropout"),
+    (lambda c: c["model"].update(age_head="bogus"), "model.age_head"),
+    (lambda c: c["tasks"][0].update(classes=[]), "task 'gender': a classification task needs 2 to 1000 classes"),
+])
+def test_absurd_model_config_json_is_refused_naming_it(change, message, model_dir, image_folder, tmp_path, capsys):
+    # Issue 32: image_size 100000 in config.json was a kill by the out-of-memory killer (exit 137, no message).
+    import json
+    import shutil
+    bad = tmp_path / "model"
+    shutil.copytree(model_dir, bad)
+    config = json.loads((bad / "config.json").read_text())
+    change(config)
+    (bad / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    assert main(["predict", str(bad), str(image_folder), "--out", str(out), "--no-progress"]) == 2
+    _one_line_error(capsys, str(bad / "config.json"), message)
+    assert not (out / "predictions.csv").exists()
+
+
+def test_evaluate_finds_the_data_of_a_run_from_another_folder(utk_sample, tmp_path, monkeypatch, capsys):
+    # Issue 32: "dataset not found: ../shared/data/utkface/UTKFace" when evaluate ran elsewhere; the
+    # run stored the data path relative to where training ran.
+    import shutil
+
+    import yaml
+    work = tmp_path / "work"
+    data = work / "data" / "UTKFace"
+    data.parent.mkdir(parents=True)
+    shutil.copytree(utk_sample, data)
+    monkeypatch.chdir(work)
+    assert main(["train", "--data", "data/UTKFace", "--limit", "80", "--epochs", "1", "--image-size", "32",
+                 "--batch-size", "16", "--tasks", "gender", "age", "--no-progress", "--no-tensorboard",
+                 "--cache-dir", "", "--framing-sample", "0", "--out", "runs/r"]) == 0
+    run = work / "runs" / "r"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["data"] == str(data)                     # stored resolved
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["evaluate", str(run), "--no-tta"]) == 0
+    # A run saved before paths were resolved: relative to where training ran (above the run folder).
+    saved["data"]["data"] = "data/UTKFace"
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(["evaluate", str(run), "--no-tta", "--out", str(elsewhere / "eval")]) == 0
+    capsys.readouterr()
+    shutil.move(data, tmp_path / "moved")
+    assert main(["evaluate", str(run), "--no-tta", "--out", str(elsewhere / "eval2")]) == 2
+    _one_line_error(capsys, "data/UTKFace", "--data PATH")

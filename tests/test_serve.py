@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -272,3 +273,28 @@ def test_page_in_headless_chromium(live_server, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     for colour in BOX_COLOURS:  # each face's box (and label) was drawn in its colour
         assert (np.abs(pixels - colour).sum(axis=1) < 30).sum() > 500, colour
+
+
+def test_docs_page_needs_no_internet(client):
+    # Issue 32: /docs loaded Swagger UI's scripts from a CDN (a blank page offline).
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "<script" not in page.text and "/openapi.json" in page.text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)   # nothing fetched from elsewhere
+    assert "/predict" in page.text and "POST" in page.text
+    assert client.get("/openapi.json").json()["paths"]["/predict"]
+    assert client.get("/redoc").status_code == 404
+
+
+@pytest.mark.parametrize("side", [1, 20])
+def test_tiny_upload_is_predicted_with_a_warning(client, side):
+    # Issue 32: a 1x1 upload came back as a face with "Male 0.70" and no word of doubt.
+    answer = client.post("/predict", files={"file": ("tiny.jpg", _jpeg((side, side)), "image/jpeg")})
+    assert answer.status_code == 200
+    face = answer.json()["faces"][0]
+    assert f"small face: {side}x{side} px" in face["warning"] and face["predictions"]
+
+
+def test_face_sized_upload_has_no_warning(client):
+    answer = client.post("/predict", files={"file": ("face.jpg", _jpeg((200, 200)), "image/jpeg")})
+    assert "warning" not in answer.json()["faces"][0]

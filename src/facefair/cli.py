@@ -9,7 +9,7 @@ import logging
 import sys
 
 from facefair.config import add_config_flags, config_from_args
-from facefair.flags import show_defaults
+from facefair.flags import output_folder_problem, show_defaults
 
 
 def _train(args) -> int:
@@ -83,10 +83,21 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    problem = output_folder_problem(args)
+    if problem:
+        print(f"facefair {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         return args.func(args) or 0
     except (FileNotFoundError, ValueError) as error:
         print(f"facefair {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as error:
+        # A path that is a file where a folder is needed, or the reverse, met past the --out check.
+        where = f" ({error.filename})" if error.filename else ""
+        kind = "a file where a folder is needed" if not isinstance(error, IsADirectoryError) else \
+            "a folder where a file is needed"
+        print(f"facefair {args.command}: error: {error.strerror or error}{where}: {kind}", file=sys.stderr)
         return 2
 
 

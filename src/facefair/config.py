@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,42 @@ def _checked(name: str, value, annotation):
             raise ValueError(f"{name}: expected text, got {value!r}")
         return str(value)
     return value
+
+
+#: DataConfig fields that name input files or folders (a path, or a list of paths).
+DATA_PATH_FIELDS = ("data", "image_root", "extra_csvs", "splits_file", "exclude", "relabel", "downweight",
+                    "split_groups")
+
+
+def _map_data_paths(config: DataConfig, change) -> DataConfig:
+    values = {}
+    for name in DATA_PATH_FIELDS:
+        value = getattr(config, name)
+        if isinstance(value, list):
+            values[name] = [change(v) for v in value]
+        elif value:
+            values[name] = change(value)
+    return dataclasses.replace(config, **values)
+
+
+def absolute_data_paths(config: DataConfig) -> DataConfig:
+    """``config`` with every input path that exists from here made absolute: a run's saved
+    config.yaml then finds its data from any folder (a relative ``../data/UTKFace`` only worked from
+    the folder training ran in)."""
+    return _map_data_paths(config, lambda p: os.path.abspath(p) if os.path.exists(p) else p)
+
+
+def locate_data_paths(config: DataConfig, run_dir: str | Path) -> DataConfig:
+    """``config`` (read from ``run_dir``'s config.yaml) with each relative input path that is not
+    found from the working folder looked up from the run folder and then the folders above it,
+    where training usually ran (runs saved before paths were stored absolute)."""
+    bases = [Path(run_dir).resolve(), *Path(run_dir).resolve().parents]
+
+    def locate(path: str) -> str:
+        if os.path.isabs(path) or os.path.exists(path):
+            return path
+        return next((str(base / path) for base in bases if (base / path).exists()), path)
+    return _map_data_paths(config, locate)
 
 
 #: Settings that change how a run executes or reports, not what it computes: ``--resume`` may change them.

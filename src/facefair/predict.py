@@ -50,6 +50,7 @@ class PredictConfig:
     progress: bool = True
     layout: Optional[str] = None             # label folders: the attribute of each level (default: detected)
     label_map: tuple[str, ...] = ()          # YAML files or ATTRIBUTE:RAW=LABEL for other spellings
+    overwrite: bool = False                  # replace an existing OUT/predictions.csv
     # raw photos only
     detect: Optional[str] = None             # None: the images are already cropped faces
     detect_workers: int = 1                  # detector processes (photos are spread over them)
@@ -85,7 +86,10 @@ def list_images(source: str | Path, image_root: Optional[str | Path] = None) -> 
 
     source = Path(source)
     if source.is_dir():
-        return sorted(str(p) for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        # A broken symbolic link is listed too: it gets a row whose error names the missing target,
+        # instead of vanishing from the output without a word.
+        return sorted(str(p) for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                      and (p.is_file() or p.is_symlink()))
     if not source.exists():
         raise FileNotFoundError(f"{source} not found: give a folder of images, a CSV with an image column, "
                                 f"or one image")
@@ -128,6 +132,8 @@ def predict_paths(model: "MultiTaskModel", paths: list[str], *, device: "torch.d
     frame = pd.DataFrame({"path": paths, **prediction_columns(model.tasks, outputs)})
     by_path = {e.split(": ", 1)[0]: e.split(": ", 1)[-1] for e in errors}
     frame["error"] = frame["path"].map(by_path)
+    frame["note"] = [_size_note(path, size) if pd.isna(error) else None
+                     for path, error in zip(frame["path"], frame["error"])]
     return frame
 
 
@@ -169,6 +175,26 @@ def attach_truth(frame: "pd.DataFrame", model: "MultiTaskModel", config: Predict
     position = frame.columns.get_loc("path") + 1
     truth = pd.DataFrame(columns, index=frame.index)
     return pd.concat([frame.iloc[:, :position], truth, frame.iloc[:, position:]], axis=1)
+
+
+def _size_note(path: str, model_size: int) -> Optional[str]:
+    from facefair.data.images import image_size, small_face_note
+    found = image_size(path)
+    return small_face_note(*found, model_size) if found else None
+
+
+def check_output(out: Path, checkpoint: str, overwrite: bool) -> None:
+    """Refuse an output folder whose files would replace finished work: a run or model folder (its
+    predictions.csv holds the labelled test split the audit reads), or an existing predictions
+    table unless ``overwrite``."""
+    from facefair.run import Run
+    target = Run(out)
+    model_folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    if out.is_dir() and (out.resolve() == model_folder.resolve() or target.is_training_run() or target.has_model()):
+        raise ValueError(f"--out {out} is a run or model folder, whose own {PREDICTIONS_NAME} must not be replaced: "
+                         f"give another folder (e.g. --out {out / 'predict'})")
+    if target.predictions_path.exists() and not overwrite:
+        raise ValueError(f"{target.predictions_path} exists: add --overwrite to replace it, or give another --out")
 
 
 def group_column_for(rules: "GroupThresholds", group_column: Optional[str] = None) -> str:
@@ -221,10 +247,16 @@ def _detect_faces(model, paths: list[str], device, config: PredictConfig):
         print(f"chips cut with padding {padding:g} ("
               + ("measured on the training chips" if measured else "FairFace's: the model records no framing") + ")",
               flush=True)
-    return predict_photos_detailed(model, paths, detector, device=device, batch_size=config.batch_size,
-                                   min_face=config.min_face, max_side=config.max_side, chip_size=config.chip_size,
-                                   padding=padding, tta=config.tta, bf16=config.bf16, workers=workers,
-                                   chip_dir=config.save_chips, progress=config.progress)
+    faces, no_face = predict_photos_detailed(model, paths, detector, device=device, batch_size=config.batch_size,
+                                             min_face=config.min_face, max_side=config.max_side,
+                                             chip_size=config.chip_size, padding=padding, tta=config.tta,
+                                             bf16=config.bf16, workers=workers, chip_dir=config.save_chips,
+                                             progress=config.progress)
+    from facefair.data.images import small_face_note
+    size = model.config.resolved_size()  # a face box this small in the photo is upscaled into the chip
+    faces["note"] = [small_face_note(x1 - x0, y1 - y0, size) for x0, y0, x1, y1
+                     in zip(faces["box_x0"], faces["box_y0"], faces["box_x1"], faces["box_y1"])]
+    return faces, no_face
 
 
 def run_predict(config: PredictConfig) -> "pd.DataFrame":
@@ -245,9 +277,10 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     if config.logit_adjust is not None and not Path(config.logit_adjust).is_file():
         raise FileNotFoundError(f"--logit-adjust {config.logit_adjust} not found (adjustment.json from "
                                 f"`facefair mitigate logit-adjust`)")
+    out = Path(config.out)
+    check_output(out, config.checkpoint, config.overwrite)  # before the model loads: a refusal costs nothing
     device = select_device(config.device)
     model = load_model(config.checkpoint, device, trust_checkpoint=config.trust_checkpoint).to(device)
-    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if config.detect is None and config.framing_check:
         report = framing_report(paths, getattr(model, "framing", None))
@@ -271,17 +304,36 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     write_predictions(frame, out / PREDICTIONS_NAME)
     if no_face is None:
         failed = int(frame["error"].notna().sum())
-        print(f"{len(paths) - failed} images predicted in {seconds:.1f} s ({(len(paths) - failed) / seconds:.0f} "
+        predicted = len(paths) - failed
+        print(f"{predicted} images predicted in {seconds:.1f} s ({predicted / seconds:.0f} "
               f"img/s) -> {out / PREDICTIONS_NAME}" + (f"; {failed} unreadable (see the error column)" if failed else ""),
               flush=True)
         for _, row in frame[frame["error"].notna()].head(5).iterrows():  # the first few by name, here too
             print(f"  skipped {row['path']}: {row['error']}", flush=True)
+        if predicted == 0:
+            raise ValueError(f"no image in {config.source} could be read ({failed} unreadable; the error column of "
+                             f"{out / PREDICTIONS_NAME} says why for each)")
     else:
         no_face.to_csv(out / NO_FACE_NAME, index=False)
         print(f"{len(paths)} photos, {len(frame)} faces in {seconds:.1f} s ({len(frame) / seconds:.1f} faces/s, "
               f"{len(paths) / seconds:.1f} photos/s) -> {out / PREDICTIONS_NAME}; {len(no_face)} without a face "
               f"-> {out / NO_FACE_NAME}", flush=True)
+        if frame.empty:
+            raise ValueError(f"no face predicted in the {len(paths)} photos of {config.source} (each is listed with "
+                             f"its reason in {out / NO_FACE_NAME})")
+    _say_notes(frame)
     return frame
+
+
+def _say_notes(frame: "pd.DataFrame") -> None:
+    """Count the rows predicted with a note (faces far smaller than the training chips) and name a few."""
+    if "note" not in frame or not frame["note"].notna().any():
+        return
+    noted = frame[frame["note"].notna()]
+    print(f"warning: {len(noted)} of {len(frame)} faces are far smaller than the model's training chips; their "
+          f"predictions are unreliable (see the note column)", file=sys.stderr, flush=True)
+    for _, row in noted.head(5).iterrows():
+        print(f"  {row['path']}: {row['note']}", file=sys.stderr, flush=True)
 
 
 def config_from_args(args) -> PredictConfig:
@@ -321,6 +373,7 @@ def register(subparsers) -> None:
     parser.add_argument("--decode-workers", type=int, default=None,
                         help="cropped faces: image-decoding processes (default: one per core with a GPU, "
                              "none on a CPU, where torch already uses every core)")
+    parser.add_argument("--overwrite", action="store_true", help=f"replace an existing OUT/{PREDICTIONS_NAME}")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--no-framing-check", dest="framing_check", action="store_false",
                         help="cropped faces: skip measuring (with a face detector, on a sample) whether they are "

@@ -157,10 +157,15 @@ class Run:
 
     # -- config --------------------------------------------------------------------------------
     def config(self) -> "RunConfig":
-        """The run's settings (``config.yaml``), checked like a config file given to ``train``."""
-        from facefair.config import load_yaml_config
+        """The run's settings (``config.yaml``), checked like a config file given to ``train``.
+
+        Input paths a run saved relative to the folder training ran in (before they were stored
+        absolute) are looked up from here, then from the run folder and the folders above it."""
+        from facefair.config import load_yaml_config, locate_data_paths
         self.require()
-        return load_yaml_config(self.config_path)
+        config = load_yaml_config(self.config_path)
+        config.data = locate_data_paths(config.data, self.folder)
+        return config
 
     def raw_config(self) -> dict:
         """``config.yaml`` as a plain dict (no check; {} when absent)."""
@@ -170,9 +175,15 @@ class Run:
         return yaml.safe_load(self.config_path.read_text()) or {}
 
     def write_config(self, config: "RunConfig") -> Path:
+        """``config.yaml``, its input paths made absolute so the run finds its data from any folder."""
+        import dataclasses
+
         import yaml
+
+        from facefair.config import absolute_data_paths
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        saved = dataclasses.replace(config, data=absolute_data_paths(config.data))
+        write_text_atomic(self.config_path, yaml.safe_dump(saved.to_dict(), sort_keys=False))
         return self.config_path
 
     # -- split ---------------------------------------------------------------------------------

@@ -46,6 +46,21 @@ class TaskSpec:
         return cls(data["name"], data["column"], data["kind"], tuple(data.get("classes", ())))
 
 
+#: More classes than this in a model file is corruption, not a face attribute (each costs a head row).
+MAX_CLASSES = 1000
+
+
+def check_task(task: TaskSpec) -> None:
+    """A task read from a model file is one this package can build and predict with."""
+    if task.kind not in ("classification", "regression"):
+        raise ValueError(f"task {task.name!r}: kind must be classification or regression, got {task.kind!r}")
+    if task.kind == "classification" and not 2 <= len(task.classes) <= MAX_CLASSES:
+        raise ValueError(f"task {task.name!r}: a classification task needs 2 to {MAX_CLASSES} classes, "
+                         f"got {len(task.classes)}")
+    if len(set(task.classes)) != len(task.classes):
+        raise ValueError(f"task {task.name!r}: classes repeat ({', '.join(map(str, task.classes))})")
+
+
 def make_tasks(names: Sequence[str], race_scheme: Optional[str]) -> list[TaskSpec]:
     specs = []
     for name in names:

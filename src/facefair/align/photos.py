@@ -4,8 +4,10 @@ The model sees each chip through the same preprocessing as in training and in
 ``facefair predict`` (uint8 NHWC resized with PIL like :func:`facefair.data.images.decode`,
 then :func:`facefair.data.batches.to_float`), in batches across photos so many small photos
 still fill a batch.  Output: one row per face with its box, our columns (``T_pred``,
-``T_prob_<class>``, ``age_pred``) and the columns FairFace's predict.py writes (``race``,
-``race4``, ``gender``, ``age`` and their ``*_scores_fair`` lists).
+``T_prob_<class>``, ``age_pred``) and the columns FairFace's predict.py writes, its predicted
+labels renamed ``race_fair``, ``race4_fair``, ``gender_fair``, ``age_fair`` (FairFace calls them
+``race``, ``gender``, ``age``: the names under which the predictions table holds *true* labels, which
+the audit would read as such), and its ``*_scores_fair`` lists.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from facefair.models.multitask import MultiTaskModel
 
 log = logging.getLogger(__name__)
 
-FAIRFACE_COLUMNS = ["face_name_align", "race", "race4", "gender", "age", "race_scores_fair", "race_scores_fair_4",
+#: FairFace predict.py's label columns -> ours: predicted labels never take a true label's column name.
+FAIRFACE_LABELS = {"race": "race_fair", "race4": "race4_fair", "gender": "gender_fair", "age": "age_fair"}
+FAIRFACE_COLUMNS = ["face_name_align", *FAIRFACE_LABELS.values(), "race_scores_fair", "race_scores_fair_4",
                     "gender_scores_fair", "age_scores_fair"]
 
 
@@ -74,28 +78,29 @@ def _race4(probabilities: np.ndarray, scheme: str) -> np.ndarray:
 
 
 def fairface_columns(model: MultiTaskModel, outputs: dict[str, np.ndarray]) -> dict[str, list]:
-    """FairFace predict.py's columns where this model has the task: labels and score lists in the
-    model's class order (FairFace's own order for race7/race4, gender and the nine age groups)."""
+    """FairFace predict.py's columns where this model has the task: labels (under the names of
+    ``FAIRFACE_LABELS``) and score lists in the model's class order (FairFace's own order for
+    race7/race4, gender and the nine age groups)."""
     n = len(next(iter(outputs.values())))
     columns: dict[str, list] = {c: [None] * n for c in FAIRFACE_COLUMNS[1:]}
     for task in model.tasks:
         out = outputs[task.name]
         if task.kind == "regression":
             if task.name == "age" and not any(t.name == "age_group" for t in model.tasks):
-                columns["age"] = [L.age_to_group(float(v)) for v in out]
+                columns["age_fair"] = [L.age_to_group(float(v)) for v in out]
             continue
         labels = [task.classes[i] for i in out.argmax(1)]
         scores = [_scores_text(p) for p in out]
         key = {"race": "race", "gender": "gender", "age_group": "age"}.get(task.name)
         if key is None:
             continue
-        columns[key], columns[f"{key}_scores_fair"] = labels, scores
+        columns[FAIRFACE_LABELS[key]], columns[f"{key}_scores_fair"] = labels, scores
         if task.name == "race":
             scheme = next((s for s, classes in L.RACE_SCHEMES.items() if tuple(classes) == tuple(task.classes)), None)
             if scheme is None:  # a custom race vocabulary: no known race4 mapping
                 continue
             race4 = _race4(out.astype(np.float64), scheme)
-            columns["race4"] = [L.RACE_SCHEMES["race4"][i] for i in race4.argmax(1)]
+            columns["race4_fair"] = [L.RACE_SCHEMES["race4"][i] for i in race4.argmax(1)]
             columns["race_scores_fair_4"] = [_scores_text(p) for p in race4]
     return columns
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from facefair.run import CARD, Run
+from facefair.runtime import write_text_atomic
 
 CARD_NAME = CARD
 GROUP_ATTRIBUTES = ("race", "gender", "age_group")
@@ -320,14 +321,30 @@ def model_card(run: str | Path, n_boot: int = 1000) -> str:
     return "\n".join(parts)
 
 
-def write_model_card(run: str | Path, out: Optional[str | Path] = None, n_boot: int = 1000) -> Path:
-    path = Path(out) if out else Run(run).card_path
-    path.write_text(model_card(run, n_boot), encoding="utf-8")
+def write_model_card(run: str | Path, out: Optional[str | Path] = None, n_boot: int = 1000,
+                     overwrite: bool = False) -> Path:
+    """Write the card as ``OUT/MODEL_CARD.md`` (``out``: a folder, as every command's ``--out``;
+    default the run folder) and return its path.  An existing card is kept unless ``overwrite``:
+    cards are often edited by hand after they are generated."""
+    folder = Path(out) if out is not None else Run(run).folder
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder} is a file; --out names a folder (the card is written as "
+                         f"FOLDER/{CARD_NAME})")
+    if out is not None and folder.suffix.lower() == ".md" and not folder.exists():
+        raise ValueError(f"--out {folder} looks like a file name; --out names a folder (the card is written as "
+                         f"FOLDER/{CARD_NAME}): give --out {folder.parent}")
+    path = folder / CARD_NAME
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists (and may hold hand edits): add --overwrite to replace it, or give "
+                         f"another --out folder")
+    text = model_card(run, n_boot)  # before any folder is made: a run that cannot be carded leaves nothing
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text)
     return path
 
 
 def _card_command(args) -> int:
-    path = write_model_card(args.run, args.out, args.n_boot)
+    path = write_model_card(args.run, args.out, args.n_boot, overwrite=args.overwrite)
     print(json.dumps({"written": str(path)}))
     return 0
 
@@ -340,7 +357,8 @@ def register(subparsers) -> None:
                     "gaps, limitations. Every figure comes from RUN/report.json and RUN/audit/audit.json (the audit "
                     "is run first when missing).")
     parser.add_argument("run", help="finished training run folder")
-    parser.add_argument("--out", help=f"output file (default RUN/{CARD_NAME})")
+    parser.add_argument("--out", help=f"output folder: the card is OUT/{CARD_NAME} (default: the run folder)")
+    parser.add_argument("--overwrite", action="store_true", help=f"replace an existing {CARD_NAME}")
     from facefair.audit.config import AuditConfig
     parser.add_argument("--n-boot", type=int, default=AuditConfig().n_boot,
                         help="bootstrap resamples if the audit must be run")

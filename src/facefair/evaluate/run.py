@@ -36,6 +36,11 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
     model has the model's decisions read in race5 (East and Southeast Asian -> Asian)."""
     run = Run(run_dir)
     config = run.config()
+    if data is None and config.data.data and not Path(config.data.data).exists():
+        raise FileNotFoundError(
+            f"the run's dataset {config.data.data} ({run.config_path}) is not found from here, from {run.folder} "
+            f"or the folders above it: run evaluate from the folder training ran in, or pass --data PATH to "
+            f"evaluate on the dataset where it is now (every image, not only the run's {split} split)")
     torch_device = select_device(device)
     model = run.load_model(torch_device, trust_checkpoint=trust_checkpoint)
     size = model.config.resolved_size()

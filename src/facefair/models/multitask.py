@@ -13,7 +13,7 @@ from facefair.models.backbones import create_backbone
 from facefair.models.config import ModelConfig
 from facefair.models.heads import build_heads
 from facefair.models.registry import build_architecture, register_architecture
-from facefair.tasks import TaskSpec
+from facefair.tasks import TaskSpec, check_task
 
 
 class MultiTaskModel(nn.Module):
@@ -51,13 +51,21 @@ def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "
     """Rebuild a trained model from its files alone (no hub or weight file needed): a run or export
     folder (``config.json`` + ``model.safetensors``, no pickle), or a ``.pt`` checkpoint, which is
     unpickled beyond tensors only with ``trust_checkpoint`` (``--trust-checkpoint``)."""
-    from facefair.models.serialization import CheckpointError, read_checkpoint
+    from facefair.models.serialization import CONFIG_NAME, CheckpointError, read_checkpoint, resolve
     checkpoint = read_checkpoint(checkpoint_path, map_location, trust=trust_checkpoint)
+    resolved = resolve(checkpoint_path)
+    where = resolved / CONFIG_NAME if resolved.is_dir() else resolved  # the file that describes the model
     try:
         config = ModelConfig(**checkpoint["model"])
         tasks = [TaskSpec.from_dict(t) for t in checkpoint["tasks"]]
     except (TypeError, KeyError, ValueError) as error:
-        raise CheckpointError(f"{checkpoint_path}: model description does not fit this facefair ({error})") from None
+        raise CheckpointError(f"{where}: model description does not fit this facefair ({error})") from None
+    try:
+        config.check()
+        for task in tasks:
+            check_task(task)
+    except ValueError as error:
+        raise CheckpointError(f"{where}: {error}; was the file edited by hand?") from None
     model = build_architecture(checkpoint.get("architecture", "multitask"), config, tasks, checkpoint)
     try:
         model.load_state_dict(checkpoint["model_state"])

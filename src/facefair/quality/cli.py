@@ -99,6 +99,7 @@ def register(subparsers) -> None:
     clean.add_argument("--image-root", help="folder a CSV's image paths are relative to")
     add_layout_flags(clean)
     clean.add_argument("--out", default="clean", help="output folder (or TABLE.csv for the face check alone)")
+    clean.set_defaults(out_file_suffix=".csv")
     checks = clean.add_argument_group("checks")
     checks.add_argument("--labels", action="store_true", help="likely label errors (gender, race, age_group)")
     checks.add_argument("--duplicates", action="store_true", help="exact and near-duplicate images")

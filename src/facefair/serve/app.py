@@ -100,6 +100,33 @@ async def _send_413(send, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def docs_page(schema: dict) -> str:
+    """The API's endpoints as a self-contained page: no script, nothing fetched from elsewhere."""
+    from html import escape
+    rows = []
+    for path, methods in schema.get("paths", {}).items():
+        for method, operation in methods.items():
+            fields = []
+            body = operation.get("requestBody", {}).get("content", {})
+            for content_type, content in body.items():
+                ref = content.get("schema", {}).get("$ref", "")
+                component = schema.get("components", {}).get("schemas", {}).get(ref.rsplit("/", 1)[-1], {})
+                names = ", ".join(component.get("properties", {})) or "-"
+                fields.append(f"{escape(content_type)}: {escape(names)}")
+            rows.append(f"<tr><td><code>{escape(method.upper())}</code></td><td><code>{escape(path)}</code></td>"
+                        f"<td>{escape(operation.get('summary', ''))}</td><td>{'<br>'.join(fields) or '-'}</td></tr>")
+    return ("<!doctype html><meta charset='utf-8'><title>facefair API</title>"
+            "<style>body{font:15px system-ui,sans-serif;margin:2em;max-width:60em}td,th{padding:.3em .8em;"
+            "text-align:left;border-bottom:1px solid #ddd}</style>"
+            f"<h1>{escape(schema.get('info', {}).get('title', 'API'))} API</h1>"
+            f"<p>{escape(schema.get('info', {}).get('description', ''))}</p>"
+            "<p>The OpenAPI schema is at <a href='/openapi.json'>/openapi.json</a> (load it into any OpenAPI "
+            "viewer). The interactive Swagger UI page is off: it loads its scripts from a CDN, and this server "
+            "works offline.</p><table><tr><th>method</th><th>path</th><th>what</th><th>body</th></tr>"
+            + "".join(rows) + "</table>"
+            "<p>Example: <code>curl -F file=@photo.jpg http://HOST:PORT/predict</code></p>")
+
+
 def create_app(checkpoint: "str | Path | nn.Module", *, config: Optional[ServeConfig] = None,
                detector=None, **settings) -> FastAPI:
     """The app serving ``checkpoint``: a run or model folder / ``.pt`` path, or a loaded model of
@@ -127,13 +154,21 @@ def create_app(checkpoint: "str | Path | nn.Module", *, config: Optional[ServeCo
     page = (static / "index.html").read_text(encoding="utf-8")
 
     decode_slots = asyncio.Semaphore(config.max_decodes)
-    app = FastAPI(title="facefair", version="1", description="Face attribute predictions (gender, race, age).")
+    # FastAPI's /docs and /redoc pages load Swagger UI / ReDoc scripts from a CDN, which breaks
+    # offline and sends every visitor's browser to a third party; neither ships with the package.
+    # /docs is a local page instead (the endpoints, and the schema at /openapi.json).
+    app = FastAPI(title="facefair", version="1", description="Face attribute predictions (gender, race, age).",
+                  docs_url=None, redoc_url=None)
     app.state.config, app.state.predictor = config, predictor
     app.mount("/static", StaticFiles(packages=[("facefair.serve", "static")]), name="static")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse(page)
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(app.openapi()))
 
     @app.get("/health")
     def health() -> dict:

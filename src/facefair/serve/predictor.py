@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from facefair.data.batches import to_float
+from facefair.data.images import small_face_note
 from facefair.evaluate.inference import predict_tensor
 from facefair.models.multitask import MultiTaskModel
 from facefair.serve.config import ServeConfig
@@ -101,6 +102,9 @@ class Predictor:
         face: dict = {"box": [round(v, 1) for v in box], "predictions": {}}
         if score is not None:
             face["score"] = round(score, 4)
+        note = small_face_note(box[2] - box[0], box[3] - box[1], self.size)
+        if note is not None:  # predicted all the same, but a 1x1 upload must not look like a face
+            face["warning"] = note
         for task in self.model.tasks:
             value = outputs[task.name][i]
             if task.kind == "regression":
