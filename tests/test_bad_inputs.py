@@ -440,7 +440,7 @@ def test_faces_far_smaller_than_the_training_chips_are_flagged(model_64, tmp_pat
     assert "small face: 1x1 px" in notes["side001.png"] and "small face: 20x20 px" in notes["side020.png"]
     assert pd.isna(notes["side064.png"]) and pd.isna(notes["side200.png"])   # ... and only those flagged
     err = capsys.readouterr().err
-    assert "2 of 4 faces are far smaller than the model's training chips" in err
+    assert "2 of 4 faces predicted are far smaller than the model's training chips" in err
 
 
 @pytest.mark.parametrize("change, message", [

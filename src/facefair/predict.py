@@ -330,7 +330,8 @@ def _say_notes(frame: "pd.DataFrame") -> None:
     if "note" not in frame or not frame["note"].notna().any():
         return
     noted = frame[frame["note"].notna()]
-    print(f"warning: {len(noted)} of {len(frame)} faces are far smaller than the model's training chips; their "
+    predicted = int(frame["error"].isna().sum()) if "error" in frame else len(frame)
+    print(f"warning: {len(noted)} of {predicted} faces predicted are far smaller than the model's training chips; their "
           f"predictions are unreliable (see the note column)", file=sys.stderr, flush=True)
     for _, row in noted.head(5).iterrows():
         print(f"  {row['path']}: {row['note']}", file=sys.stderr, flush=True)

@@ -92,8 +92,8 @@ def small_face_note(width: float, height: float, model_size: int) -> Optional[st
     model was trained on, else None."""
     if min(width, height) >= SMALL_FACE_SHARE * model_size:
         return None
-    return (f"small face: {width:.0f}x{height:.0f} px, upscaled to the model's {model_size}x{model_size} "
-            f"(training chips are at least that): the prediction is unreliable")
+    return (f"small face: {width:.0f}x{height:.0f} px, upscaled more than 2x to the model's "
+            f"{model_size}x{model_size} input: the prediction is unreliable")
 
 
 def image_size(path: str | Path) -> Optional[tuple[int, int]]:
