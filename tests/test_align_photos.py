@@ -95,7 +95,7 @@ def test_fairface_columns_never_take_a_true_label_name(tiny_run):
     # Issue 32: `predict --detect` wrote predicted labels into `race`, `gender`, `age`, the columns a
     # predictions table (and the audit) reads as true labels.
     from facefair.align.photos import fairface_columns
-    from facefair.evaluate.table import tasks_in
+    from facefair.table import tasks_in
     from facefair.labels import ATTRIBUTES
     model = load_model(tiny_run / "best.pt", "cpu")
     rng = np.random.default_rng(0)

@@ -4,6 +4,10 @@ same CSV.  This module is its one reader, writer and checker.
 
 Columns: ``path``, the true attributes ``race``/``gender``/``age_group``, and per task ``T_true``,
 ``T_pred`` and ``T_prob_<class>`` (classification) or ``age_true``/``age_pred`` (years).
+The attribute names hold true labels only: a prediction never takes one (``predict --detect``
+writes FairFace's predicted ``race``/``gender``/``age`` as ``race_fair``/``gender_fair``/``age_fair``).
+``facefair predict`` adds ``error`` (why an image was not read) and ``note`` (e.g. a face far
+smaller than the training chips).
 
 Reading rules (one set for every command):
 
@@ -43,7 +47,7 @@ SUM_TOLERANCE = 0.02
 ARGMAX_TOLERANCE = 1e-3
 
 #: Columns that keep text even when every value looks like a number.
-_TEXT_COLUMNS = ("path", "source_photo", "dataset", "split", "error", *ATTRIBUTES)
+_TEXT_COLUMNS = ("path", "source_photo", "dataset", "split", "error", "note", *ATTRIBUTES)
 
 
 # -- building the table from model outputs --------------------------------------------------------
