@@ -24,7 +24,8 @@ import torch
 
 from facefair.config import DataConfig, RunConfig, TrainConfig
 from facefair.models.multitask import ModelConfig, MultiTaskModel
-from facefair.predict import predict_paths
+from facefair.inference import InferenceSettings
+from facefair.inference.engine import predict_files
 from facefair.train.loop import Trainer
 
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             # One pass per face, as these figures were always measured; `facefair predict`'s default
             # flip-TTA runs two (about half these rates).
-            predict_paths(model, paths, device=device, batch_size=args.batch_size, bf16=bf16, tta=False,
+            predict_files(model, paths, InferenceSettings(batch_size=args.batch_size, bf16=bf16, tta=False),
                           progress=False)
             rates[precision] = len(paths) / (time.perf_counter() - start)
         single = fairface_style_rate(model, paths[: max(50, len(paths) // 5)], args.size, device)

@@ -17,7 +17,7 @@ ort = pytest.importorskip("onnxruntime")
 from facefair.cli import main  # noqa: E402
 from facefair.data.batches import to_float  # noqa: E402
 from facefair.data.images import decode  # noqa: E402
-from facefair.evaluate.inference import predict_tensor  # noqa: E402
+from facefair.inference.engine import predict_tensor  # noqa: E402
 from facefair.export.onnx_export import ExportConfig, export_onnx, read_sidecar  # noqa: E402
 from facefair.models.multitask import MultiTaskModel, load_model  # noqa: E402
 

@@ -36,11 +36,54 @@ def _offenders(package: str, forbidden: str) -> list[str]:
     ("evaluate", "facefair.train"), ("evaluate", "facefair.mitigate"),
     ("audit", "facefair.train"), ("audit", "facefair.evaluate"),
     ("data", "facefair.train"), ("data", "facefair.evaluate"), ("data", "facefair.models"),
+    # align/ is detection, landmarks and chips only: models run in facefair.inference.
+    ("align", "facefair.evaluate"), ("align", "facefair.predict"), ("align", "facefair.serve"),
+    ("align", "facefair.inference"), ("align", "facefair.models"), ("align", "facefair.train"),
+    ("align", "facefair.robustness"),
+    # The inference module sits under every command that predicts, never above one.
+    ("inference", "facefair.predict"), ("inference", "facefair.serve"), ("inference", "facefair.robustness"),
+    ("inference", "facefair.train"), ("inference", "facefair.mitigate"), ("inference", "facefair.audit"),
+    ("inference", "facefair.evaluate.run"), ("inference", "facefair.evaluate.report"),
 ])
 def test_lower_layers_do_not_import_higher_ones(package, forbidden):
     assert _offenders(package, forbidden) == []
 
 
+def _definitions(name: str) -> list[str]:
+    return sorted(f"{path.relative_to(SRC)}:{node.lineno}" for path in SRC.rglob("*.py")
+                  for node in ast.walk(ast.parse(path.read_text(), str(path)))
+                  if isinstance(node, ast.FunctionDef) and node.name == name)
+
+
+@pytest.mark.parametrize("name, home", [
+    ("make_detector", "align/detectors.py"),        # serve had its own
+    ("resize_face", "data/images.py"),               # align/photos.resize_chip, serve/predictor.resize_face
+    ("predict_tensor", "inference/engine.py"),
+    ("predict_batches", "inference/engine.py"),
+    ("list_images", "inference/sources.py"),         # was predict.py's: the API needs it below the commands
+    ("shrink_photo", "align/pipeline.py"),           # predict shrank files, serve its uploads, differently
+])
+def test_one_definition_of_each_inference_step(name, home):
+    assert [d.split(":")[0] for d in _definitions(name)] == [home]
+
+
+@pytest.mark.parametrize("caller", ["predict.py", "serve/predictor.py", "serve/app.py", "evaluate/run.py",
+                                    "evaluate/report.py", "robustness/runner.py"])
+def test_every_command_that_predicts_goes_through_the_inference_module(caller):
+    imported = _imports(SRC / caller)
+    assert any(name.startswith("facefair.inference") for name in imported), imported
+    # ... and none reaches past it to detect, chip or run the model its own way.
+    assert not {"facefair.align.detectors.make_detector", "facefair.align.chips.align_faces"} & imported
+
+
+def test_inference_settings_and_the_package_import_without_torch():
+    code = ("import sys, facefair.inference, facefair.inference.settings, facefair.serve.config, "
+            "facefair.robustness.config; assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module", ["runtime.py", "registry.py", "flags.py"])
 @pytest.mark.parametrize("module", ["runtime.py", "registry.py", "flags.py", "pages.py"])
 def test_bottom_modules_import_nothing_from_the_package(module):
     assert _imports(SRC / module) == set()

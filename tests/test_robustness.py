@@ -225,7 +225,7 @@ def test_reframing_reads_faces_detected_before_from_its_cache(utk_sample, tmp_pa
 
     def no_detector(*_args, **_kwargs):
         raise AssertionError("the detector ran although every face was cached")
-    monkeypatch.setattr(R, "make_detector", no_detector)
+    monkeypatch.setattr("facefair.inference.photos.build_detector", no_detector)
     again, found_again = R.reframe_images(images, "dlib-hog", config.paddings, config, paths=paths)
     assert (found_again == found).all()
     for padding in config.paddings:

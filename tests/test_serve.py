@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from facefair.cli import build_parser  # noqa: E402
 from facefair.models.multitask import load_model  # noqa: E402
-from facefair.predict import predict_paths  # noqa: E402
+from facefair.inference import InferenceSettings  # noqa: E402
+from facefair.inference.engine import predict_files  # noqa: E402
 from facefair.serve.app import create_app  # noqa: E402
 from facefair.serve.config import ServeConfig  # noqa: E402
 
@@ -110,8 +111,8 @@ def test_predict_real_face_matches_facefair_predict(client, model, face_path):
     assert face["box"] == [0, 0, width, height]  # no detector: the whole image is the face
 
     # Same preprocessing and model as ``facefair predict`` on the file: same numbers.
-    expected = predict_paths(model, [str(face_path)], device=model.heads["age"].net[1].weight.device,
-                             batch_size=1, workers=0, progress=False).iloc[0]
+    expected = predict_files(model, [str(face_path)], InferenceSettings(batch_size=1), workers=0,
+                             progress=False).iloc[0]
     for task in model.tasks:
         if task.kind == "regression":
             assert face[task.name] == pytest.approx(expected[f"{task.name}_pred"], abs=1e-3)
@@ -136,7 +137,8 @@ def test_png_and_exif_rotation(client):
 
 
 def test_bad_requests_get_clear_4xx(tiny_run, client, face_path):
-    strict = TestClient(create_app(tiny_run / "best.pt", max_bytes=20_000, max_side=1000, max_pixels=100_000))
+    strict = TestClient(create_app(tiny_run / "best.pt", max_bytes=20_000, max_upload_side=1000,
+                                   max_pixels=100_000))
     noise = np.random.default_rng(0).integers(0, 256, (150, 150, 3), dtype=np.uint8)
     big = io.BytesIO()
     Image.fromarray(noise).save(big, "PNG")  # ~68 kB: over 20 kB, but only 22,500 pixels
@@ -169,7 +171,7 @@ def test_bad_requests_get_clear_4xx(tiny_run, client, face_path):
 
 def test_detector_path_multiple_faces(model, group_photo):
     pytest.importorskip("facefair.align.chips")
-    app = create_app(model, detector=StubDetector(), detect_side=360)  # detection on a half-size copy
+    app = create_app(model, detector=StubDetector(), max_side=360)  # detection on a half-size copy
     body = _post(TestClient(app), group_photo.read_bytes(), "group.jpg").json()
     assert body["image"]["width"] == 720 and len(body["faces"]) == 3
     for face, (x, y) in zip(body["faces"], FACE_ORIGINS):
@@ -207,11 +209,11 @@ def test_cli_builds_the_app_it_serves(tiny_run, face_path, monkeypatch, capsys):
     served = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
     from facefair.cli import main
-    assert main(["serve", str(tiny_run / "best.pt"), "--port", "0", "--max-mb", "0.5", "--max-side", "300",
-                 "--demo-image", str(face_path)]) == 0
+    assert main(["serve", str(tiny_run / "best.pt"), "--port", "0", "--max-mb", "0.5", "--max-upload-side", "300",
+                 "--max-side", "640", "--demo-image", str(face_path)]) == 0
     assert (served["host"], served["port"]) == ("127.0.0.1", 0) and "http://127.0.0.1:0/" in capsys.readouterr().out
     config = served["app"].state.config
-    assert (config.max_bytes, config.max_side, config.detect) == (2**19, 300, "none")
+    assert (config.max_bytes, config.max_upload_side, config.max_side, config.detect) == (2**19, 300, 640, "none")
     http = TestClient(served["app"])
     assert http.get("/health").json()["demo"] is True
     assert _post(http, _jpeg((400, 200))).status_code == 413

@@ -64,7 +64,7 @@ def _uploads() -> dict[str, tuple[bytes, int, str]]:
         "good.webp": (_encode(face, "WEBP"), 200, ""),
         "oversized.png": (_encode(noise, "PNG"), 413, "larger than the limit"),  # ~480 kB > 200 kB
         "bomb.png": (_png_header_only(30_000, 30_000), 413, "900000000 pixels"),
-        "tall.png": (_png_header_only(10, 5_000), 413, "10x5000"),  # within pixels, over max_side
+        "tall.png": (_png_header_only(10, 5_000), 413, "10x5000"),  # within pixels, over max_upload_side
         "random.jpg": (rng.integers(0, 256, 5_000, dtype=np.uint8).tobytes(), 415, "not an image"),
         "animated.gif": (_encode(face, "GIF"), 415, "not an image"),  # a real image, not an accepted format
         "truncated.jpg": (jpeg[: len(jpeg) // 2], 422, "truncated"),
@@ -95,7 +95,7 @@ def server(monkeypatch):
                 state["now"] -= 1
 
     monkeypatch.setattr(serve_app, "read_upload", counted_read)
-    app = create_app(model, max_bytes=MAX_BYTES, max_side=4000, max_pixels=4_000_000, max_decodes=MAX_DECODES)
+    app = create_app(model, max_bytes=MAX_BYTES, max_upload_side=4000, max_pixels=4_000_000, max_decodes=MAX_DECODES)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # loopback only
     uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", limit_concurrency=None))

@@ -10,19 +10,17 @@ other option (``--tta``, ``--bf16``, ``--thresholds``, ``--group-column``, ``--l
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from facefair.flags import TTA_DEFAULT
+from facefair.inference.settings import DEFAULTS, InferenceSettings
 from facefair.run import PREDICTIONS
 
 if TYPE_CHECKING:
     import pandas as pd
-    import torch
 
     from facefair.mitigate.thresholds import GroupThresholds
     from facefair.models.multitask import MultiTaskModel
@@ -38,10 +36,11 @@ class PredictConfig:
     source: str
     out: str = "predictions"                 # folder: predictions.csv (+ no_face.csv with detect)
     image_root: Optional[str] = None         # a CSV source's paths are relative to this
-    device: str = "auto"
-    batch_size: int = 64
-    tta: bool = TTA_DEFAULT
-    bf16: bool = False
+    # Every inference setting defaults to facefair.inference.DEFAULTS, as in serve, evaluate and the API.
+    device: str = DEFAULTS.device
+    batch_size: int = DEFAULTS.batch_size
+    tta: bool = DEFAULTS.tta
+    bf16: Optional[bool] = DEFAULTS.bf16     # None: bfloat16 where the CPU computes it natively
     thresholds: Optional[str] = None         # thresholds.json from `facefair mitigate thresholds`
     group_column: Optional[str] = None       # column with each face's group for thresholds
     logit_adjust: Optional[str] = None       # adjustment.json from `facefair mitigate logit-adjust`
@@ -54,15 +53,15 @@ class PredictConfig:
     # raw photos only
     detect: Optional[str] = None             # None: the images are already cropped faces
     detect_workers: int = 1                  # detector processes (photos are spread over them)
-    min_face: int = 0
-    max_side: int = 800
-    chip_size: int = 224
-    padding: Optional[float] = None          # None: the padding the model's training chips were measured to have
+    min_face: int = DEFAULTS.min_face
+    max_side: int = DEFAULTS.max_side        # photos shrunk to this longer side before detection
+    chip_size: int = DEFAULTS.chip_size
+    padding: Optional[float] = DEFAULTS.padding  # None: the padding the model's training chips were measured to have
     framing_check: bool = True               # cropped faces: warn when they are framed unlike the training chips
     save_chips: Optional[str] = None
-    upsample: int = 1
-    threshold: Optional[float] = None
-    model_dir: Optional[str] = None
+    upsample: int = DEFAULTS.upsample
+    threshold: Optional[float] = DEFAULTS.threshold
+    model_dir: Optional[str] = DEFAULTS.model_dir
 
     #: options that only mean something for raw photos
     DETECT_ONLY = ("detect_workers", "min_face", "max_side", "chip_size", "padding", "save_chips", "upsample",
@@ -79,62 +78,11 @@ class PredictConfig:
             raise ValueError("--decode-workers is for cropped faces; with --detect use --detect-workers")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        self.settings()  # bad values (a negative --max-side ...) are one-line errors before any work
 
-
-def list_images(source: str | Path, image_root: Optional[str | Path] = None) -> list[str]:
-    from facefair.data.readers import IMAGE_EXTENSIONS, detect_columns, read_csv_table
-
-    source = Path(source)
-    if source.is_dir():
-        # A broken symbolic link is listed too: it gets a row whose error names the missing target,
-        # instead of vanishing from the output without a word.
-        return sorted(str(p) for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-                      and (p.is_file() or p.is_symlink()))
-    if not source.exists():
-        raise FileNotFoundError(f"{source} not found: give a folder of images, a CSV with an image column, "
-                                f"or one image")
-    if source.suffix.lower() == ".csv":
-        frame = read_csv_table(source)
-        try:
-            column = detect_columns(frame.columns)["path"]
-        except ValueError as error:
-            raise ValueError(f"{source}: {error}") from None
-        root = Path(image_root) if image_root else source.parent
-        return [p if Path(p).is_absolute() else str(root / p) for p in frame[column]]
-    if source.suffix.lower() in IMAGE_EXTENSIONS:
-        return [str(source)]
-    raise ValueError(f"{source}: give a folder of images, a CSV with an image column, or one image")
-
-
-def predict_paths(model: "MultiTaskModel", paths: list[str], *, device: "torch.device", batch_size: int = 64,
-                  workers: Optional[int] = None, tta: bool = TTA_DEFAULT, bf16: bool = False,
-                  progress: bool = True) -> "pd.DataFrame":
-    """One row per image: ``T_pred`` and ``T_prob_<class>`` per classification task, ``age_pred`` in
-    years; images that cannot be read get an ``error`` and no prediction."""
-    import pandas as pd
-    import torch
-    from tqdm.auto import tqdm
-
-    from facefair.data.batches import FileBatches
-    from facefair.evaluate.inference import predict_batches
-    from facefair.table import prediction_columns
-
-    size = model.config.resolved_size()
-    if workers is None:
-        # On a CPU torch already keeps every core busy, and decode workers only compete with it
-        # (measured: 413 img/s with none vs 379 with two on 2 cores); a GPU leaves the cores free.
-        workers = (os.cpu_count() or 1) if device.type == "cuda" else 0
-    batches = FileBatches(paths, size, batch_size, workers=workers, pin_memory=device.type == "cuda")
-    bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
-    model = model.to(memory_format=torch.channels_last)  # batches arrive channels-last
-    outputs, errors = predict_batches(model, batches, len(paths), device, tta=tta, bf16=bf16, progress=bar)
-    bar.close()
-    frame = pd.DataFrame({"path": paths, **prediction_columns(model.tasks, outputs)})
-    by_path = {e.split(": ", 1)[0]: e.split(": ", 1)[-1] for e in errors}
-    frame["error"] = frame["path"].map(by_path)
-    frame["note"] = [_size_note(path, size) if pd.isna(error) else None
-                     for path, error in zip(frame["path"], frame["error"])]
-    return frame
+    def settings(self) -> InferenceSettings:
+        """The inference settings this command runs with."""
+        return InferenceSettings.from_object(self)
 
 
 def attach_truth(frame: "pd.DataFrame", model: "MultiTaskModel", config: PredictConfig) -> "pd.DataFrame":
@@ -175,12 +123,6 @@ def attach_truth(frame: "pd.DataFrame", model: "MultiTaskModel", config: Predict
     position = frame.columns.get_loc("path") + 1
     truth = pd.DataFrame(columns, index=frame.index)
     return pd.concat([frame.iloc[:, :position], truth, frame.iloc[:, position:]], axis=1)
-
-
-def _size_note(path: str, model_size: int) -> Optional[str]:
-    from facefair.data.images import image_size, small_face_note
-    found = image_size(path)
-    return small_face_note(*found, model_size) if found else None
 
 
 def check_output(out: Path, checkpoint: str, overwrite: bool) -> None:
@@ -231,43 +173,26 @@ def _apply_logit_adjust(frame: "pd.DataFrame", path: Path) -> "pd.DataFrame":
     return apply_logit_adjustment(frame, adjustment)
 
 
-def _detect_faces(model, paths: list[str], device, config: PredictConfig):
-    from facefair.align.detectors import DetectorConfig, resolve_backend
-    from facefair.align.framing import chip_padding
-    from facefair.align.photos import predict_photos_detailed
+def _say_padding(model, config: PredictConfig) -> None:
+    from facefair.inference.photos import chip_padding_for
 
-    backend = resolve_backend(config.detect)
-    # MTCNN is torch: on a GPU it runs in this process, next to the model.
-    detector = DetectorConfig(backend=backend, upsample=config.upsample, threshold=config.threshold,
-                              model_dir=config.model_dir, device=device.type if backend == "mtcnn" else "cpu")
-    workers = 1 if backend == "mtcnn" and device.type == "cuda" else config.detect_workers
-    padding = config.padding if config.padding is not None else chip_padding(getattr(model, "framing", None))
     if config.padding is None:
         measured = (getattr(model, "framing", None) or {}).get("padding") is not None
-        print(f"chips cut with padding {padding:g} ("
+        print(f"chips cut with padding {chip_padding_for(model, config.settings()):g} ("
               + ("measured on the training chips" if measured else "FairFace's: the model records no framing") + ")",
               flush=True)
-    faces, no_face = predict_photos_detailed(model, paths, detector, device=device, batch_size=config.batch_size,
-                                             min_face=config.min_face, max_side=config.max_side,
-                                             chip_size=config.chip_size, padding=padding, tta=config.tta,
-                                             bf16=config.bf16, workers=workers, chip_dir=config.save_chips,
-                                             progress=config.progress)
-    from facefair.data.images import small_face_note
-    size = model.config.resolved_size()  # a face box this small in the photo is upscaled into the chip
-    faces["note"] = [small_face_note(x1 - x0, y1 - y0, size) for x0, y0, x1, y1
-                     in zip(faces["box_x0"], faces["box_y0"], faces["box_x1"], faces["box_y1"])]
-    return faces, no_face
 
 
 def run_predict(config: PredictConfig) -> "pd.DataFrame":
     """Predict, write ``OUT/predictions.csv`` (and ``OUT/no_face.csv`` with ``detect``), print counts
     and speed; returns the predictions."""
     from facefair.align.framing import framing_report
-    from facefair.models.multitask import load_model
-    from facefair.runtime import select_device
+    from facefair.inference.engine import model_device, precision_name
+    from facefair.inference.sources import list_images, load_model, predict_paths
     from facefair.table import write_predictions
 
     config.check()
+    settings = config.settings()
     paths = list_images(config.source, config.image_root)
     if not paths:
         raise ValueError(f"no images found in {config.source}")
@@ -279,8 +204,7 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
                                 f"`facefair mitigate logit-adjust`)")
     out = Path(config.out)
     check_output(out, config.checkpoint, config.overwrite)  # before the model loads: a refusal costs nothing
-    device = select_device(config.device)
-    model = load_model(config.checkpoint, device, trust_checkpoint=config.trust_checkpoint).to(device)
+    model = load_model(config.checkpoint, settings, trust_checkpoint=config.trust_checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     if config.detect is None and config.framing_check:
         report = framing_report(paths, getattr(model, "framing", None))
@@ -288,13 +212,13 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
             print(f"warning: {report['warning']}", file=sys.stderr, flush=True)
             (out / FRAMING_NAME).write_text(json.dumps(report, indent=1) + "\n")
     started = time.perf_counter()  # the speed printed is the prediction's, not the framing check's
-    if config.detect is None:
-        frame = predict_paths(model, paths, device=device, batch_size=config.batch_size,
-                              workers=config.decode_workers, tta=config.tta, bf16=config.bf16,
+    if config.detect is not None:
+        _say_padding(model, config)
+    predicted = predict_paths(model, paths, settings, detect=config.detect, detect_workers=config.detect_workers,
+                              decode_workers=config.decode_workers, save_chips=config.save_chips,
                               progress=config.progress)
-        no_face = None
-    else:
-        frame, no_face = _detect_faces(model, paths, device, config)
+    frame, no_face = predicted.frame, predicted.no_face
+    precision = precision_name(model_device(model), settings)
     seconds = max(time.perf_counter() - started, 1e-9)
     frame = attach_truth(frame, model, config)
     if config.thresholds is not None:
@@ -306,8 +230,8 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
         failed = int(frame["error"].notna().sum())
         predicted = len(paths) - failed
         print(f"{predicted} images predicted in {seconds:.1f} s ({predicted / seconds:.0f} "
-              f"img/s) -> {out / PREDICTIONS_NAME}" + (f"; {failed} unreadable (see the error column)" if failed else ""),
-              flush=True)
+              f"img/s, {precision}) -> {out / PREDICTIONS_NAME}"
+              + (f"; {failed} unreadable (see the error column)" if failed else ""), flush=True)
         for _, row in frame[frame["error"].notna()].head(5).iterrows():  # the first few by name, here too
             print(f"  skipped {row['path']}: {row['error']}", flush=True)
         if predicted == 0:
@@ -316,8 +240,8 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     else:
         no_face.to_csv(out / NO_FACE_NAME, index=False)
         print(f"{len(paths)} photos, {len(frame)} faces in {seconds:.1f} s ({len(frame) / seconds:.1f} faces/s, "
-              f"{len(paths) / seconds:.1f} photos/s) -> {out / PREDICTIONS_NAME}; {len(no_face)} without a face "
-              f"-> {out / NO_FACE_NAME}", flush=True)
+              f"{len(paths) / seconds:.1f} photos/s, {precision}) -> {out / PREDICTIONS_NAME}; "
+              f"{len(no_face)} without a face -> {out / NO_FACE_NAME}", flush=True)
         if frame.empty:
             raise ValueError(f"no face predicted in the {len(paths)} photos of {config.source} (each is listed with "
                              f"its reason in {out / NO_FACE_NAME})")
@@ -342,10 +266,9 @@ def config_from_args(args) -> PredictConfig:
 
 
 def register(subparsers) -> None:
-    import argparse
 
     from facefair.align.cli import add_detect_flags
-    from facefair.flags import add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
+    from facefair.flags import add_bf16_flag, add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
 
     d = PredictConfig("", "")
     parser = subparsers.add_parser(
@@ -361,8 +284,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="faces per forward pass")
     add_device_flag(parser, d.device)
     add_tta_flag(parser)
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=d.bf16,
-                        help="bfloat16 autocast on the CPU: about 2x faster where the CPU has AVX512-BF16/AMX")
+    add_bf16_flag(parser)
     parser.add_argument("--thresholds", help="group-specific decision thresholds (thresholds.json from "
                                              "`facefair mitigate thresholds`) applied to its binary task")
     parser.add_argument("--group-column", help="column that gives each face's group for --thresholds (default: the "
@@ -387,7 +309,8 @@ def register(subparsers) -> None:
                         help="detector processes (photos are spread over them; MTCNN on a GPU: 1)")
     photos.add_argument("--min-face", type=int, default=d.min_face, help="skip faces smaller than this (px)")
     photos.add_argument("--max-side", type=int, default=d.max_side,
-                        help="photos are shrunk to this longer side before detection")
+                        help="photos are shrunk to this longer side before faces are detected and cut "
+                             "(same meaning in serve; 0: never)")
     photos.add_argument("--chip-size", type=int, default=d.chip_size,
                         help="aligned chip size before resizing to the model")
     photos.add_argument("--padding", type=float, default=d.padding,

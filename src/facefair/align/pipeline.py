@@ -86,33 +86,62 @@ def load_photo(path: str | Path, max_side: int) -> tuple[np.ndarray, int, int, f
     shrunk to original pixels.  EXIF rotation is applied (phone photos are stored sideways)."""
     with Image.open(path) as image:
         check_size(image)  # a decompression bomb is refused before any pixel is decoded
-        width, height = image.size
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientations that swap the sides
-            width, height = height, width
-        if max_side and max(width, height) > max_side:
-            # JPEG: decode at a reduced scale, much faster; must come before anything loads the pixels.
-            image.draft("RGB", (max_side, max_side))
+        width, height = oriented_size(image)
+        draft_photo(image, max_side)
         image = to_rgb(image)  # EXIF, 16-bit, alpha and palette handled as for training images
+    pixels, factor = shrink_photo(image, width, height, max_side)
+    return pixels, width, height, factor
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height as a viewer shows the photo (EXIF orientations 5-8 swap the sides)."""
+    width, height = image.size
+    if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+        width, height = height, width
+    return width, height
+
+
+def draft_photo(image: Image.Image, max_side: int) -> None:
+    """JPEG: decode at a reduced scale that still covers ``max_side`` (much faster); must come
+    before anything loads the pixels.  The one place every photo path (files, uploads) decides it."""
+    width, height = image.size
+    if max_side and max(width, height) > max_side and image.format in ("JPEG", "MPO"):
+        image.draft("RGB", (max_side, max_side))
+
+
+def shrink_photo(image: Image.Image, width: int, height: int, max_side: int) -> tuple[np.ndarray, float]:
+    """A decoded RGB photo (maybe JPEG-drafted) of full size ``width`` x ``height`` -> uint8 pixels
+    whose longer side is at most ``max_side`` (0: never shrunk), and the factor from those pixels
+    back to full-size ones.  ``facefair predict --detect`` and ``facefair serve`` both come here, so
+    one photo gives one set of pixels to the detector whichever way it arrived."""
     if max_side and max(width, height) > max_side:
         scale = max_side / max(width, height)
         image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))),
                              Image.Resampling.BILINEAR, reducing_gap=2.0)
-    factor = width / image.size[0]
-    return np.asarray(image, dtype=np.uint8), width, height, factor
+    return np.asarray(image, dtype=np.uint8), width / image.size[0]
 
 
 def process_photo(path: str, detector: Detector, config: AlignConfig) -> PhotoFaces:
-    """Detect, drop faces under ``min_face``, align; chips kept in memory."""
+    """Load (shrunk to ``config.max_side``), detect, drop faces under ``min_face``, align; chips kept in memory."""
     started = time.perf_counter()
-    result = PhotoFaces(path)
     try:
-        image, result.width, result.height, factor = load_photo(path, config.max_side)
+        image, width, height, factor = load_photo(path, config.max_side)
     except (OSError, SyntaxError, ValueError, EOFError, BadImage, Image.DecompressionBombError) as error:
-        result.error = f"unreadable: {error}"
-        return result
+        return PhotoFaces(path, error=f"unreadable: {error}")
     except Exception as error:  # noqa: BLE001 - one odd file must not end a run over thousands
-        result.error = f"unreadable: {type(error).__name__}: {error}"
-        return result
+        return PhotoFaces(path, error=f"unreadable: {type(error).__name__}: {error}")
+    result = find_faces(image, factor, detector, config, path=path)
+    result.width, result.height = width, height
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def find_faces(image: np.ndarray, factor: float, detector: Detector, config: AlignConfig, *,
+               path: str = "") -> PhotoFaces:
+    """Faces in an already shrunk photo (see :func:`shrink_photo`; ``factor`` maps its pixels to the
+    original's): detect, drop faces under ``min_face``, cut the chips from these pixels.  Boxes and
+    landmarks come back in original pixels."""
+    result = PhotoFaces(path, width=round(image.shape[1] * factor), height=round(image.shape[0] * factor))
     pad = int(round(config.border * max(image.shape[:2])))
     padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else image
     try:
@@ -125,7 +154,6 @@ def process_photo(path: str, detector: Detector, config: AlignConfig) -> PhotoFa
     result.chips = align_faces(padded, kept, config.size, config.padding) if config.chips else []
     height, width = image.shape[:2]
     result.faces = [f.shifted(-pad, -pad, width, height).scaled(factor) if pad else f.scaled(factor) for f in kept]
-    result.seconds = time.perf_counter() - started
     return result
 
 

@@ -60,10 +60,7 @@ def decode(path: str | Path, size: int) -> np.ndarray:
         with Image.open(path) as image:
             check_size(image)
             image.draft("RGB", (size, size))
-            image = to_rgb(image)
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
-            return np.asarray(image, dtype=np.uint8)
+            return resize_face(to_rgb(image), size)
     except BadImage as error:
         raise BadImage(f"{path}: {error}") from None
     except FileNotFoundError as error:
@@ -104,6 +101,19 @@ def image_size(path: str | Path) -> Optional[tuple[int, int]]:
             return image.size
     except Exception:  # noqa: BLE001 - unreadable files are reported by decode, with the reason
         return None
+
+
+def resize_face(image: "Image.Image | np.ndarray", size: int) -> np.ndarray:
+    """A face (RGB image or uint8 HWC array) -> a writable uint8 (size, size, 3) array: the one resize
+    every path to the model uses (training files, aligned chips, uploads), so a face predicts the
+    same whether it was saved first or not."""
+    if isinstance(image, np.ndarray):
+        if image.shape[0] == size and image.shape[1] == size:
+            return np.array(image, dtype=np.uint8)
+        image = Image.fromarray(image)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+    return np.array(image, dtype=np.uint8)  # a copy: torch.from_numpy warns on read-only arrays
 
 
 def try_decode(path: str | Path, size: int) -> tuple[Optional[np.ndarray], Optional[str]]:

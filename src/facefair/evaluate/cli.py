@@ -7,13 +7,11 @@ from __future__ import annotations
 def _evaluate(args) -> int:
     from pathlib import Path
 
-    from facefair.align.cli import detector_config
     from facefair.evaluate.run import dataset_name, evaluate_run
+    from facefair.inference.settings import InferenceSettings
 
-    common = dict(kind=args.kind, image_root=args.image_root, device=args.device, tta=args.tta,
-                  batch_size=args.batch_size, trust_checkpoint=args.trust_checkpoint,
-                  detect=detector_config(args) if args.detect else None, padding=args.padding,
-                  framing_check=args.framing_check)
+    common = dict(kind=args.kind, image_root=args.image_root, trust_checkpoint=args.trust_checkpoint,
+                  detect=args.detect, framing_check=args.framing_check, settings=InferenceSettings.from_object(args))
     if not args.data:
         if args.layout or args.label_map:
             raise ValueError("--layout and --label-map describe a --data dataset; add --data PATH")
@@ -86,7 +84,8 @@ def register(subparsers) -> None:
     from facefair.align.cli import add_detect_flags
     from facefair.audit.config import AuditConfig
     from facefair.audit.config import TransferConfig as TransferDefaults
-    from facefair.flags import add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
+    from facefair.flags import add_bf16_flag, add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
+    from facefair.inference.settings import DEFAULTS
 
     parser = subparsers.add_parser(
         "evaluate", help="evaluate a run's best epoch on a split or another dataset",
@@ -104,9 +103,10 @@ def register(subparsers) -> None:
     parser.add_argument("--image-root", help="image root for a CSV --data")
     parser.add_argument("--out", help="output folder (default RUN/eval-SPLIT, or RUN/eval-NAME per --data; with "
                                       "several --data, OUT/NAME)")
-    parser.add_argument("--batch-size", type=int, default=128, help="faces per forward pass")
-    add_device_flag(parser)
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="faces per forward pass")
+    add_device_flag(parser, DEFAULTS.device)
     add_tta_flag(parser)
+    add_bf16_flag(parser)
     add_trust_flag(parser)
     parser.add_argument("--no-framing-check", dest="framing_check", action="store_false",
                         help="--data of cropped faces: skip measuring (with a face detector, on a sample) whether "
@@ -123,7 +123,11 @@ def register(subparsers) -> None:
     transfer.add_argument("--n-boot", type=int, default=AuditConfig().n_boot, help="bootstrap resamples per side")
     photos = parser.add_argument_group("raw photos (--data with --detect)")
     add_detect_flags(photos, default=None, workers=False)
-    photos.add_argument("--padding", type=float, default=None,
+    photos.add_argument("--padding", type=float, default=DEFAULTS.padding,
                         help="chip padding (default: the one measured on the model's training chips, else "
                              "FairFace's 0.25)")
+    photos.add_argument("--max-side", type=int, default=DEFAULTS.max_side,
+                        help="photos are shrunk to this longer side before faces are detected and cut")
+    photos.add_argument("--chip-size", type=int, default=DEFAULTS.chip_size,
+                        help="aligned chip size before resizing to the model")
     parser.set_defaults(func=_evaluate)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from facefair.evaluate.inference import predict_batches
+from facefair.inference.engine import predict_batches
 from facefair.table import predictions_frame
 from facefair.evaluate.metrics import (all_task_metrics, gender_rates_by_race, selection_score,
                                        write_confusion_matrices)

@@ -8,32 +8,43 @@ face are counted and listed in OUT/no_face.csv, never silently scored.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
+from facefair.evaluate.metrics import all_task_metrics
 from facefair.evaluate.report import evaluate_split, print_headline, write_evaluation
+from facefair.table import predictions_frame
+from facefair.inference.settings import DEFAULTS, InferenceSettings
 from facefair.labels import RACE_SCHEMES, map_race, shared_scheme
 from facefair.run import Run
-from facefair.runtime import select_device
-from facefair.data.prepare import SplitData, frame_split, load_table, prepare_data, whole_table_split
+from facefair.data.prepare import load_table, prepare_data, whole_table_split
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from facefair.align.detectors import DetectorConfig
 
 
 def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = None, data: Optional[str] = None,
-                 kind: str = "auto", image_root: Optional[str] = None, device: str = "auto", tta: bool = True,
-                 batch_size: int = 128, trust_checkpoint: bool = False, detect: "Optional[str | DetectorConfig]" = None,
-                 padding: Optional[float] = None, framing_check: bool = True, layout: Optional[str] = None,
-                 label_map: Sequence[str] = ()) -> dict:
+                 kind: str = "auto", image_root: Optional[str] = None, device: str = DEFAULTS.device,
+                 tta: bool = DEFAULTS.tta, batch_size: int = DEFAULTS.batch_size, bf16: Optional[bool] = DEFAULTS.bf16,
+                 trust_checkpoint: bool = False, detect: "Optional[str | DetectorConfig]" = None,
+                 padding: Optional[float] = DEFAULTS.padding, framing_check: bool = True, layout: Optional[str] = None,
+                 label_map: Sequence[str] = (), settings: Optional[InferenceSettings] = None) -> dict:
     """Evaluate RUN's model on one of its splits, or on another dataset (``data``: read with
     ``layout``/``label_map`` like every reader), writing OUT/report.json and OUT/predictions.csv.
 
     Another dataset's race labels are compared with the model's on the scheme both share: FairFace
     race7 labels are read as race5 for a UTKFace model; a race5 dataset ("asian") against a race7
-    model has the model's decisions read in race5 (East and Southeast Asian -> Asian)."""
+    model has the model's decisions read in race5 (East and Southeast Asian -> Asian).
+
+    The model runs through :mod:`facefair.inference` with the defaults every command shares;
+    ``settings`` replaces ``device``, ``tta``, ``batch_size``, ``bf16`` and ``padding`` at once
+    (its ``max_side``/``chip_size`` apply to ``detect``)."""
+    from facefair.inference.engine import model_device
+    from facefair.inference.sources import load_model
+
     run = Run(run_dir)
     config = run.config()
     if data is None and config.data.data and not Path(config.data.data).exists():
@@ -41,8 +52,10 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
             f"the run's dataset {config.data.data} ({run.config_path}) is not found from here, from {run.folder} "
             f"or the folders above it: run evaluate from the folder training ran in, or pass --data PATH to "
             f"evaluate on the dataset where it is now (every image, not only the run's {split} split)")
-    torch_device = select_device(device)
-    model = run.load_model(torch_device, trust_checkpoint=trust_checkpoint)
+    if settings is None:
+        settings = DEFAULTS.with_options(device=device, tta=tta, batch_size=batch_size, bf16=bf16, padding=padding)
+    model = load_model(run.model_source(), settings, trust_checkpoint=trust_checkpoint)
+    torch_device = model_device(model)
     size = model.config.resolved_size()
     out = Path(out_dir) if out_dir else run.eval_dir(dataset_name(data) if data is not None else split)
     if detect is not None and data is None:
@@ -55,15 +68,22 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
         # The run's own layout and label map described its training data, not this one.
         config.data.layout, config.data.label_map, config.data.race_scheme = layout, list(label_map), None
         if detect is None:
-            chosen, table, skipped = whole_table_split(config.data, model.tasks, size, batch_size)
+            chosen, table, skipped = whole_table_split(config.data, model.tasks, size, settings.batch_size)
             extra["framing"] = _check_framing(chosen.frame["path"].tolist(), model, framing_check)
         else:
-            chosen, table, skipped, extra["detect"] = _detected_split(config.data, model, size, batch_size, detect,
-                                                                      padding, out)
+            predictions, table, extra["detect"] = _detected_predictions(config.data, model, detect, settings, out)
+            errors, skipped = [], []
         problems, split = table.problems, "all"
         compared_on = shared_scheme(table.race_scheme, model_scheme) if model_scheme else None
         if compared_on and table.race_scheme and table.race_scheme != compared_on:
-            chosen.frame["race"] = chosen.frame["race"].map(lambda r: map_race(r, table.race_scheme, compared_on))
+            def to_shared(race):
+                return map_race(race, table.race_scheme, compared_on)
+            if detect is None:
+                chosen.frame["race"] = chosen.frame["race"].map(to_shared)
+            else:  # the truth columns the table was built with
+                for column in ("race", "race_true"):
+                    if column in predictions:
+                        predictions[column] = predictions[column].map(to_shared)
         extra["race_scheme"] = {"data": table.race_scheme, "model": model_scheme, "compared_on": compared_on}
         extra["layout"] = table.layout
         print(f"{data}: {len(table.frame)} images" + (f", label folders read as {'/'.join(table.layout)}"
@@ -75,19 +95,22 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
             print(f"  {problem}", file=sys.stderr, flush=True)
     else:
         config.data.splits_file = str(run.splits_path)
-        prepared = prepare_data(config.data, [t.name for t in model.tasks], size, batch_size,
+        prepared = prepare_data(config.data, [t.name for t in model.tasks], size, settings.batch_size,
                                 seed=config.train.seed, splits_wanted=(split,))
         chosen, problems, skipped = prepared.splits[split], prepared.problems, prepared.skipped_images
-    predictions, metrics, errors = evaluate_split(model, chosen, torch_device, tta=tta,
-                                                  amp=config.train.amp, bf16=config.train.bf16)
+    if detect is None:
+        # The inference defaults' precision, as in predict and serve (not the training config's).
+        predictions, metrics, errors = evaluate_split(model, chosen, torch_device, tta=settings.tta,
+                                                      amp=config.train.amp, bf16=settings.bf16)
     schemes = extra.get("race_scheme") or {}
     if schemes.get("compared_on") and schemes["compared_on"] != schemes["model"]:
-        from facefair.evaluate.metrics import all_task_metrics
         from facefair.table import collapse_race_scheme
         predictions = collapse_race_scheme(predictions, schemes["model"], schemes["compared_on"])
         metrics = all_task_metrics(predictions)
+    elif detect is not None:
+        metrics = all_task_metrics(predictions)
     report = write_evaluation(out, predictions, metrics, {**extra,
-        "run": str(run.folder), "split": split, "data": config.data.data, "tta": tta,
+        "run": str(run.folder), "split": split, "data": config.data.data, "tta": settings.tta,
         "skipped_images": {"count": len(skipped) + len(errors), "items": skipped + errors},
         "data_problems": {"count": len(problems), "items": [str(p) for p in problems]}})
     print_headline(split, metrics)
@@ -109,36 +132,45 @@ def _check_framing(paths: list[str], model, enabled: bool) -> Optional[dict]:
     return report
 
 
-def _detected_split(data_config, model, size: int, batch_size: int, detect, padding: Optional[float],
-                    out: Path) -> tuple[SplitData, object, list[str], dict]:
-    """The dataset's photos, each replaced by the aligned chip of its largest face (written to
-    OUT/chips), with the photo's labels; photos with no face go to OUT/no_face.csv."""
-    from facefair.align.detectors import DetectorConfig, resolve_backend
-    from facefair.align.framing import chip_padding
-    from facefair.align.pipeline import AlignConfig, align_paths
+def _detected_predictions(data_config, model, detect: "str | DetectorConfig", settings: InferenceSettings,
+                          out: Path) -> tuple["pd.DataFrame", object, dict]:
+    """The dataset's photos through the inference module's photo path (detect, align, predict:
+    the same as ``facefair predict --detect``); each photo is scored on its largest face, whose
+    chip is written to OUT/chips (the table's ``path``; ``source_photo`` names the photo).
+    Photos with no face go to OUT/no_face.csv, never silently scored."""
+    import dataclasses
+
+    import numpy as np
+
+    from facefair.align.detectors import resolve_backend
+    from facefair.inference.engine import model_device
+    from facefair.inference.photos import chip_padding_for, detector_config, predict_photos_detailed
 
     table = load_table(data_config)
-    chosen_padding = padding if padding is not None else chip_padding(getattr(model, "framing", None))
-    detector = detect if isinstance(detect, DetectorConfig) else DetectorConfig(backend=detect)
-    backend = resolve_backend(detector.backend)
-    detector = dataclasses.replace(detector, backend=backend)
-    result = align_paths(table.frame["path"].tolist(), out / "chips", detector,
-                         AlignConfig(size=max(size, 112), padding=chosen_padding))
-    faces = result.manifest.assign(area=(result.manifest.box_x1 - result.manifest.box_x0)
-                                   * (result.manifest.box_y1 - result.manifest.box_y0))
-    largest = faces.sort_values("area", ascending=False).drop_duplicates("source")
-    chip_of = dict(zip(largest["source"], largest["file"].map(lambda name: str(out / "chips" / name))))
-    frame = table.frame[table.frame["path"].isin(chip_of)].copy()
-    frame["source_photo"] = frame["path"]
-    frame["path"] = frame["path"].map(chip_of)
-    no_face = result.skipped
-    no_face.to_csv(out / "no_face.csv", index=False)
-    if frame.empty:
-        raise ValueError(f"{backend} found no face in any of the {len(table.frame)} photos of {data_config.data} "
-                         f"(see {out / 'no_face.csv'})")
-    chosen, skipped = frame_split(frame, data_config, model.tasks, size, batch_size)
-    print(f"{backend}: a face in {len(chosen.frame)} of {len(table.frame)} photos (padding {chosen_padding:g}); "
+    detector = (detector_config(detect, model_device(model), settings) if isinstance(detect, str)
+                else dataclasses.replace(detect, backend=resolve_backend(detect.backend)))
+    out.mkdir(parents=True, exist_ok=True)
+    faces, no_face = predict_photos_detailed(model, table.frame["path"].tolist(), detector, settings,
+                                             chip_dir=out / "chips", progress=False)
+    no_face.rename(columns={"path": "source"}).to_csv(out / "no_face.csv", index=False)
+    if faces.empty:
+        raise ValueError(f"{detector.backend} found no face in any of the {len(table.frame)} photos of "
+                         f"{data_config.data} (see {out / 'no_face.csv'})")
+    area = (faces["box_x1"] - faces["box_x0"]) * (faces["box_y1"] - faces["box_y0"])
+    largest = faces.assign(_area=area).sort_values("_area", ascending=False, kind="stable").drop_duplicates("path")
+    largest = largest.set_index("path")
+    frame = table.frame[table.frame["path"].isin(largest.index)].reset_index(drop=True)
+    chosen = largest.loc[frame["path"]]
+    outputs = {t.name: (chosen[[f"{t.name}_prob_{c}" for c in t.classes]].to_numpy(np.float32)
+                        if t.kind == "classification" else chosen[f"{t.name}_pred"].to_numpy(np.float32))
+               for t in model.tasks}
+    frame = frame.assign(source_photo=frame["path"], path=chosen["face_name_align"].to_numpy())
+    predictions = predictions_frame(frame, model.tasks, outputs)
+    padding = chip_padding_for(model, settings)
+    print(f"{detector.backend}: a face in {len(frame)} of {len(table.frame)} photos (padding {padding:g}); "
           f"{len(no_face)} without one -> {out / 'no_face.csv'}", flush=True)
-    summary = {"backend": backend, "padding": chosen_padding, "photos": len(table.frame), "faces": len(chosen.frame),
-               "no_face": {"count": len(no_face), "items": no_face.to_dict("records")[:50]}}
-    return chosen, table, skipped, summary
+    summary = {"backend": detector.backend, "padding": padding, "photos": len(table.frame), "faces": len(frame),
+               "max_side": settings.max_side, "chip_size": settings.chip_size,
+               "no_face": {"count": len(no_face), "items": no_face.rename(columns={"path": "source"})
+                           .to_dict("records")[:50]}}
+    return predictions, table, summary

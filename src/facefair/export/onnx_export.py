@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD
-from facefair.evaluate.inference import predict_tensor
+from facefair.inference.engine import predict_tensor
 from facefair.flags import TTA_DEFAULT
 from facefair.models.multitask import MultiTaskModel, load_model
 

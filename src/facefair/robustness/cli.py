@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from facefair.flags import TRUST_HELP, add_device_flag, add_tta_flag
+from facefair.flags import TRUST_HELP, add_bf16_flag, add_device_flag, add_tta_flag
 from facefair.robustness.config import REFRAME, RobustnessConfig
 from facefair.robustness.corruptions import CORRUPTIONS
 from facefair.robustness.reframe import ReframeConfig
@@ -52,6 +52,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     add_device_flag(parser, d.device)
     add_tta_flag(parser)
+    add_bf16_flag(parser)
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     parser.add_argument("--from-predictions", metavar="DIR",
                         help="audit a folder of per-condition predictions CSVs (any model) instead of running one")
@@ -64,7 +65,7 @@ def config_from_args(args) -> RobustnessConfig:
         corruptions=tuple(args.corruptions), severities=tuple(args.severities), limit=args.limit, split=args.split,
         tasks=tuple(args.tasks) if args.tasks else None,
         work_size=args.work_size, n_boot=args.n_boot, seed=args.seed, min_group_size=args.min_group_size,
-        batch_size=args.batch_size, device=args.device, tta=args.tta, trust_checkpoint=args.trust_checkpoint,
+        batch_size=args.batch_size, device=args.device, tta=args.tta, bf16=args.bf16, trust_checkpoint=args.trust_checkpoint,
         reframe=ReframeConfig(detectors=tuple(args.detectors), paddings=tuple(args.paddings), border=args.border,
                              cache_dir=args.detection_cache))
 

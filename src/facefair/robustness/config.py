@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-from facefair.flags import TTA_DEFAULT
+from facefair.inference.settings import DEFAULTS, InferenceSettings
 from facefair.robustness.corruptions import DEFAULT_CORRUPTIONS, SEVERITIES, check_names
 from facefair.robustness.reframe import ReframeConfig
 
@@ -36,9 +36,11 @@ class RobustnessConfig:
     seed: int = 0
     ci_level: float = 0.95
     min_group_size: int = 30
-    batch_size: int = 128
-    device: str = "auto"
-    tta: bool = TTA_DEFAULT
+    # How the model runs: the defaults every command that predicts shares (facefair.inference).
+    batch_size: int = DEFAULTS.batch_size
+    device: str = DEFAULTS.device
+    tta: bool = DEFAULTS.tta
+    bf16: Optional[bool] = DEFAULTS.bf16
     #: Old pickled ``.pt`` checkpoints beyond plain tensors load only when trusted (``--trust-checkpoint``).
     trust_checkpoint: bool = False
     reframe: ReframeConfig = field(default_factory=ReframeConfig)
@@ -60,6 +62,10 @@ class RobustnessConfig:
             raise ValueError(f"n_boot must be >= 0, got {self.n_boot}")
         if not 0 < self.ci_level < 1:
             raise ValueError(f"ci_level must be between 0 and 1, got {self.ci_level}")
+
+    def settings(self) -> InferenceSettings:
+        """The inference settings the model runs with (batch size, device, TTA, precision)."""
+        return InferenceSettings.from_object(self)
 
     @property
     def image_corruptions(self) -> tuple[str, ...]:

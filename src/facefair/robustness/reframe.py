@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from facefair.align.chips import align_faces
-from facefair.align.detectors import DetectorConfig, Face, MissingBackend, make_detector
+from facefair.align.detectors import DetectorConfig, Face
 from facefair.align.framing import main_face, pad_edges
 
 #: Condition names: ``reframe-<detector>``; the severity column holds the padding.
@@ -118,10 +118,8 @@ def reframe_images(images: np.ndarray, detector: str, paddings: Sequence[float],
         known, face = cache.get(key) if cache is not None else (False, None)
         if not known:
             if found_detector is None:
-                try:
-                    found_detector = make_detector(DetectorConfig(backend=detector, upsample=config.upsample))
-                except MissingBackend as error:
-                    raise ValueError(str(error)) from None
+                from facefair.inference.photos import build_detector
+                found_detector = build_detector(DetectorConfig(backend=detector, upsample=config.upsample))
             face = main_face(found_detector.detect(padded))
             if cache is not None and key is not None:
                 cache.put(key, face)

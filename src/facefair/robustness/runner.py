@@ -113,19 +113,16 @@ def conditions(images: np.ndarray, ok: np.ndarray, config: RobustnessConfig, pro
                 yield Condition(f"{PREFIX}{detector}", padding, chips[padding], found & ok)
 
 
-def predict_condition(model, condition: Condition, faces: pd.DataFrame, device, config: RobustnessConfig,
-                      amp: bool, bf16: bool) -> pd.DataFrame:
-    """The audit's predictions table for one condition (rows without an image get no prediction)."""
-    from facefair.data.batches import ArrayBatches
+def predict_condition(model, condition: Condition, faces: pd.DataFrame, config: RobustnessConfig) -> pd.DataFrame:
+    """The audit's predictions table for one condition (rows without an image get no prediction),
+    predicted through the inference module with the settings every command shares."""
     from facefair.data.images import resize_batch
-    from facefair.evaluate.inference import predict_batches
+    from facefair.inference.engine import predict_arrays
     from facefair.table import predictions_frame
 
     size = model.config.resolved_size()
     resized = resize_batch(condition.images, size)
-    batches = ArrayBatches(resized, np.arange(len(resized)), config.batch_size)
-    outputs, _ = predict_batches(model, batches, len(resized), device, tta=config.tta, amp=amp, bf16=bf16,
-                                 rows=np.flatnonzero(condition.available))
+    outputs = predict_arrays(model, resized, config.settings(), rows=np.flatnonzero(condition.available))
     frame = predictions_frame(faces, model.tasks, outputs)
     frame.insert(1, "corruption", condition.corruption)
     frame.insert(2, "severity", condition.severity)
@@ -144,7 +141,8 @@ def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[Ro
     config = config or RobustnessConfig()
     started = time.perf_counter()
     run, out = Run(run_dir), Path(out_dir)
-    faces, precision = load_faces(run, config)
+    # The precision is the inference default, as in predict and evaluate.
+    faces, _ = load_faces(run, config)
     device = select_device(config.device)
     model = run.load_model(device, trust_checkpoint=config.trust_checkpoint)
     images, ok, errors = decode_faces(faces["path"].tolist(), config.work_size)
@@ -155,7 +153,7 @@ def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[Ro
     say = (lambda text: print(f"robustness: {text} ({time.perf_counter() - started:.0f} s)", flush=True)) \
         if progress else None
     for condition in conditions(images, ok, config, progress=say, paths=faces["path"].tolist()):
-        frame = predict_condition(model, condition, faces, device, config, **precision)
+        frame = predict_condition(model, condition, faces, config)
         path = out / "predictions" / f"{condition.name}.csv"
         # atomic: a run killed mid-way leaves only whole CSVs, which --from-predictions can audit
         write_predictions(frame, path)

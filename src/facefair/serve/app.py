@@ -17,10 +17,11 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from facefair.models.multitask import load_model
+from facefair.inference.engine import model_device
+from facefair.inference.sources import load_model
 from facefair.runtime import select_device
 from facefair.serve.config import ServeConfig
-from facefair.serve.predictor import Predictor, make_detector
+from facefair.serve.predictor import Predictor
 from facefair.serve.uploads import UploadError, describe_bytes, read_upload
 
 if TYPE_CHECKING:
@@ -132,8 +133,9 @@ def create_app(checkpoint: "str | Path | nn.Module", *, config: Optional[ServeCo
     """The app serving ``checkpoint``: a run or model folder / ``.pt`` path, or a loaded model of
     any registered architecture (MultiTaskModel, FineFACE, the adversarial model).
 
-    Settings are :class:`ServeConfig` fields (``detect='none'``, ``max_bytes``, ``max_side``,
-    ``max_pixels``, ``device``, ``tta``, ``demo_image`` ...), or pass a whole ``config``.
+    Settings are :class:`ServeConfig` fields (``detect='none'``, ``max_bytes``, ``max_upload_side``,
+    ``max_pixels``, ``device``, ``tta``, ``max_side``, ``demo_image`` ...), or pass a whole ``config``;
+    the inference ones default to :data:`facefair.inference.DEFAULTS`, as in ``facefair predict``.
     ``detector``: an object with ``detect(rgb_uint8) -> [facefair.align.detectors.Face]`` to use
     instead of building ``config.detect`` (tests, custom detectors)."""
     if config is None:
@@ -143,12 +145,11 @@ def create_app(checkpoint: "str | Path | nn.Module", *, config: Optional[ServeCo
         raise TypeError("give either config or keyword settings, not both")
     if config.demo_image is not None and not Path(config.demo_image).is_file():
         raise FileNotFoundError(f"demo image {config.demo_image} not found")
-    device = select_device(config.device)
-    model = (load_model(checkpoint, device, trust_checkpoint=config.trust_checkpoint)
-             if isinstance(checkpoint, (str, Path)) else checkpoint)
-    model = model.to(device).eval()
+    model = (load_model(checkpoint, config.settings(), trust_checkpoint=config.trust_checkpoint)
+             if isinstance(checkpoint, (str, Path)) else checkpoint.to(select_device(config.device)).eval())
     if detector is None and config.detect != "none":
-        detector = make_detector(config.detect, str(device))
+        from facefair.inference.photos import build_detector
+        detector = build_detector(config.detect, model_device(model), config.settings())
     predictor = Predictor(model, config, detector)
     static = resources.files("facefair.serve") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")

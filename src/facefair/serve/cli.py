@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 
-from facefair.flags import add_device_flag, add_trust_flag, add_tta_flag
+from facefair.flags import add_bf16_flag, add_device_flag, add_trust_flag, add_tta_flag
 from facefair.serve.config import DETECT_CHOICES, ServeConfig
 
 
@@ -15,10 +15,12 @@ def _serve(args) -> int:
     except ImportError as error:
         raise ValueError(f"facefair serve needs the serving packages ({error.name} is missing): "
                          "pip install fastapi uvicorn python-multipart") from error
-    config = ServeConfig(checkpoint=args.checkpoint, detect=args.detect, device=args.device,
-                         max_bytes=int(args.max_mb * 2**20), max_side=args.max_side,
-                         max_pixels=int(args.max_megapixels * 1e6), max_faces=args.max_faces, max_decodes=args.max_decodes,
-                         tta=args.tta, demo_image=args.demo_image, trust_checkpoint=args.trust_checkpoint)
+    config = ServeConfig(checkpoint=args.checkpoint, detect=args.detect, device=args.device, tta=args.tta,
+                         bf16=args.bf16, max_side=args.max_side, chip_size=args.chip_size, padding=args.padding,
+                         min_face=args.min_face, max_bytes=int(args.max_mb * 2**20),
+                         max_upload_side=args.max_upload_side, max_pixels=int(args.max_megapixels * 1e6),
+                         max_faces=args.max_faces, max_decodes=args.max_decodes, demo_image=args.demo_image,
+                         trust_checkpoint=args.trust_checkpoint)
     app = create_app(args.checkpoint, config=config)
     print(f"facefair serve: http://{args.host}:{args.port}/  (POST /predict, GET /health)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -38,14 +40,26 @@ def register(subparsers) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--detect", choices=DETECT_CHOICES, default="none",
                         help="face detector from facefair.align (none: uploads are face crops)")
-    add_device_flag(parser, "cpu")
-    parser.add_argument("--max-mb", type=float, default=defaults.max_bytes / 2**20, help="largest upload, MiB")
-    parser.add_argument("--max-side", type=int, default=defaults.max_side, help="largest image side, pixels")
-    parser.add_argument("--max-megapixels", type=float, default=defaults.max_pixels / 1e6)
-    parser.add_argument("--max-faces", type=int, default=defaults.max_faces, help="faces predicted per photo")
+    # The inference flags mean what they mean in `facefair predict`, with the same defaults.
+    add_device_flag(parser, defaults.device)
     add_tta_flag(parser)
+    add_bf16_flag(parser)
+    parser.add_argument("--max-side", type=int, default=defaults.max_side,
+                        help="photos are shrunk to this longer side before faces are detected and cut (as in "
+                             "facefair predict; 0: never)")
+    parser.add_argument("--chip-size", type=int, default=defaults.chip_size,
+                        help="aligned chip size before resizing to the model")
+    parser.add_argument("--padding", type=float, default=defaults.padding,
+                        help="chip padding (default: the one measured on the model's training chips, else 0.25)")
+    parser.add_argument("--min-face", type=int, default=defaults.min_face, help="skip faces smaller than this (px)")
+    limits = parser.add_argument_group("limits (uploads past them are refused)")
+    limits.add_argument("--max-mb", type=float, default=defaults.max_bytes / 2**20, help="largest upload, MiB")
+    limits.add_argument("--max-upload-side", type=int, default=defaults.max_upload_side,
+                        help="largest image side accepted, pixels")
+    limits.add_argument("--max-megapixels", type=float, default=defaults.max_pixels / 1e6)
+    limits.add_argument("--max-faces", type=int, default=defaults.max_faces, help="faces predicted per photo")
     parser.add_argument("--demo-image", help="an image served at /demo.jpg; open /?demo=1 to see it predicted")
-    parser.add_argument("--max-decodes", type=int, default=defaults.max_decodes,
+    limits.add_argument("--max-decodes", type=int, default=defaults.max_decodes,
                         help="uploads decoded at the same time; the rest wait (bounds memory under load)")
     add_trust_flag(parser)
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))

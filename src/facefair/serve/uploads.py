@@ -49,7 +49,8 @@ class Upload:
 
 def read_upload(data: bytes, config: ServeConfig, *, draft_size: Optional[int] = None) -> Upload:
     """``draft_size``: let libjpeg decode at a reduced scale that still covers this size, exactly as
-    :func:`facefair.data.images.decode` does, so a whole-image face gets the training pixels."""
+    :func:`facefair.data.images.decode` (a face) and :func:`facefair.align.pipeline.load_photo` (a
+    photo) do, so an upload gets the pixels the same file gets in ``facefair predict``."""
     if not data:
         raise UploadError(422, "the uploaded file is empty")
     if len(data) > config.max_bytes:
@@ -69,8 +70,8 @@ def read_upload(data: bytes, config: ServeConfig, *, draft_size: Optional[int] =
     if image_format not in _OPENED_AS:
         raise UploadError(415, f"{image.format} images are not supported (supported: {', '.join(FORMATS)})")
     width, height = image.size
-    if max(width, height) > config.max_side or width * height > config.max_pixels:
-        raise UploadError(413, f"image is {width}x{height}; limits are {config.max_side} px per side and "
+    if max(width, height) > config.max_upload_side or width * height > config.max_pixels:
+        raise UploadError(413, f"image is {width}x{height}; limits are {config.max_upload_side} px per side and "
                                f"{config.max_pixels} pixels")
     if width == 0 or height == 0:
         raise UploadError(422, "image has no pixels")

@@ -23,7 +23,7 @@ async function loadHealth() {
                                                   : `face detection: ${health.model.detect}`;
     $("model").textContent = `${health.model.backbone}, ${health.model.input_size}px · ${detect}`;
     $("limits").textContent = `up to ${(limits.max_bytes / 2 ** 20).toFixed(0)} MB and ` +
-      `${limits.max_side} px per side`;
+      `${limits.max_upload_side} px per side`;
   } catch (error) {
     $("model").textContent = "model information unavailable";
   }

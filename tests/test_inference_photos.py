@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-
 from photo_compose import compose_set, match_detections
 from facefair.align.detectors import DetectorConfig, available_backends, make_detector
-from facefair.align.photos import FAIRFACE_COLUMNS, predict_photos
+from facefair.inference import InferenceSettings
+from facefair.inference.engine import predict_files
+from facefair.inference.photos import FAIRFACE_COLUMNS, predict_photos
 from facefair.models.multitask import load_model
 
 pytestmark = pytest.mark.skipif("dlib-hog" not in available_backends(), reason="dlib not installed")
@@ -31,8 +31,8 @@ def test_predict_photos_one_row_per_face(tiny_run, photos):
     model = load_model(tiny_run / "best.pt", "cpu")
     paths = sorted(str(p) for p in out.glob("*.jpg"))
     detector = make_detector(DetectorConfig(backend="dlib-hog"))
-    faces, no_face = predict_photos(model, paths, detector, device=torch.device("cpu"), batch_size=4,
-                                    min_face=0, max_side=800, progress=False)
+    faces, no_face = predict_photos(model, paths, detector, InferenceSettings(batch_size=4, min_face=0, max_side=800),
+                                    progress=False)
     matched = match_detections(truth, faces)
     assert matched["detected"].mean() >= 0.8
     assert len(faces) == len(matched[matched["detected"]]) + matched.attrs["false_positives"]
@@ -58,15 +58,11 @@ def test_predict_photos_one_row_per_face(tiny_run, photos):
 def test_chips_get_the_same_prediction_as_saved_files(tiny_run, photos, tmp_path):
     """A chip predicted in memory equals the same chip saved and run through `facefair predict`
     (same resize, same normalisation), up to JPEG loss."""
-    from facefair.predict import predict_paths
-
     out, _ = photos
     model = load_model(tiny_run / "best.pt", "cpu")
     paths = sorted(str(p) for p in out.glob("photo_*.jpg"))[:2]
-    faces, _ = predict_photos(model, paths, "dlib-hog", device=torch.device("cpu"), chip_dir=tmp_path,
-                              progress=False)
-    again = predict_paths(model, faces["face_name_align"].tolist(), device=torch.device("cpu"), workers=0,
-                          progress=False)
+    faces, _ = predict_photos(model, paths, "dlib-hog", chip_dir=tmp_path, progress=False)
+    again = predict_files(model, faces["face_name_align"].tolist(), workers=0, progress=False)
     assert faces["face_name_align"].map(os.path.exists).all()
     np.testing.assert_allclose(faces["gender_prob_Male"], again["gender_prob_Male"], atol=0.05)
 
@@ -94,7 +90,7 @@ def test_run_predict_detect_and_cli(tiny_run, photos, tmp_path, capsys):
 def test_fairface_columns_never_take_a_true_label_name(tiny_run):
     # Issue 32: `predict --detect` wrote predicted labels into `race`, `gender`, `age`, the columns a
     # predictions table (and the audit) reads as true labels.
-    from facefair.align.photos import fairface_columns
+    from facefair.inference.photos import fairface_columns
     from facefair.table import tasks_in
     from facefair.labels import ATTRIBUTES
     model = load_model(tiny_run / "best.pt", "cpu")
