@@ -98,3 +98,31 @@ def test_max_side_means_shrink_everywhere_and_uploads_have_their_own_limit():
         InferenceSettings(max_side=-1)
     with pytest.raises(TypeError, match="unknown inference setting"):
         DEFAULTS.with_options(max_sid=3)
+
+
+def test_default_precision_follows_the_training_precision(tiny_run, tmp_path):
+    """fp32 and bf16 give different labels beyond noise on a real test split (docs/evaluate.md), and
+    a run's own report is computed in its training precision: so the default is "as trained"."""
+    import shutil
+
+    import yaml
+
+    from facefair.inference.engine import precision_name
+    from facefair.inference.settings import resolve_bf16
+    from facefair.inference.sources import load_model
+    from facefair.runtime import cpu_has_native_bf16
+
+    assert DEFAULTS.bf16 is None
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("tb", "*.csv"))
+    for trained in (False, True):
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["train"]["bf16"] = trained
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        model = load_model(run, DEFAULTS.with_options(device="cpu"))
+        assert model.trained_bf16 is trained
+        assert resolve_bf16(None, model) == (trained and cpu_has_native_bf16())
+        assert resolve_bf16(False, model) is False and resolve_bf16(True, model) is True
+        assert precision_name(model) == ("bf16" if trained and cpu_has_native_bf16() else "fp32")
+    (run / "config.yaml").unlink()  # an exported model keeps no training record: fp32
+    assert load_model(run, DEFAULTS.with_options(device="cpu")).trained_bf16 is False

@@ -27,13 +27,13 @@ def add_tta_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=TTA_DEFAULT, help=TTA_HELP)
 
 
-BF16_HELP = ("bfloat16 autocast on the CPU (default: on where the CPU computes bfloat16 natively, AVX512-BF16/AMX, "
-             "about 2x faster there with the same labels; docs/evaluate.md has the paired check); --no-bf16: fp32")
+BF16_HELP = ("bfloat16 autocast on the CPU, where the CPU computes it natively (AVX512-BF16/AMX; ignored, with a "
+             "warning, elsewhere); docs/evaluate.md has the paired fp32-vs-bf16 check behind the default")
 
 
-def add_bf16_flag(parser: argparse.ArgumentParser) -> None:
-    """``--bf16/--no-bf16``; the default (None: where native) is facefair.inference's."""
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help=BF16_HELP)
+def add_bf16_flag(parser: argparse.ArgumentParser, default) -> None:
+    """``--bf16/--no-bf16`` with ``default`` (facefair.inference.DEFAULTS.bf16: None means where native)."""
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=default, help=BF16_HELP)
 
 
 def add_device_flag(parser: argparse.ArgumentParser, default: str = "auto") -> None:

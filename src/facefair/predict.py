@@ -40,7 +40,7 @@ class PredictConfig:
     device: str = DEFAULTS.device
     batch_size: int = DEFAULTS.batch_size
     tta: bool = DEFAULTS.tta
-    bf16: Optional[bool] = DEFAULTS.bf16     # None: bfloat16 where the CPU computes it natively
+    bf16: Optional[bool] = DEFAULTS.bf16     # None: as the model was trained, where the CPU computes bf16 natively
     thresholds: Optional[str] = None         # thresholds.json from `facefair mitigate thresholds`
     group_column: Optional[str] = None       # column with each face's group for thresholds
     logit_adjust: Optional[str] = None       # adjustment.json from `facefair mitigate logit-adjust`
@@ -187,7 +187,7 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     """Predict, write ``OUT/predictions.csv`` (and ``OUT/no_face.csv`` with ``detect``), print counts
     and speed; returns the predictions."""
     from facefair.align.framing import framing_report
-    from facefair.inference.engine import model_device, precision_name
+    from facefair.inference.engine import precision_name
     from facefair.inference.sources import list_images, load_model, predict_paths
     from facefair.table import write_predictions
 
@@ -218,7 +218,7 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
                               decode_workers=config.decode_workers, save_chips=config.save_chips,
                               progress=config.progress)
     frame, no_face = predicted.frame, predicted.no_face
-    precision = precision_name(model_device(model), settings)
+    precision = precision_name(model, settings)
     seconds = max(time.perf_counter() - started, 1e-9)
     frame = attach_truth(frame, model, config)
     if config.thresholds is not None:
@@ -284,7 +284,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="faces per forward pass")
     add_device_flag(parser, d.device)
     add_tta_flag(parser)
-    add_bf16_flag(parser)
+    add_bf16_flag(parser, d.bf16)
     parser.add_argument("--thresholds", help="group-specific decision thresholds (thresholds.json from "
                                              "`facefair mitigate thresholds`) applied to its binary task")
     parser.add_argument("--group-column", help="column that gives each face's group for --thresholds (default: the "

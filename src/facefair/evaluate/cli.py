@@ -106,7 +106,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="faces per forward pass")
     add_device_flag(parser, DEFAULTS.device)
     add_tta_flag(parser)
-    add_bf16_flag(parser)
+    add_bf16_flag(parser, DEFAULTS.bf16)
     add_trust_flag(parser)
     parser.add_argument("--no-framing-check", dest="framing_check", action="store_false",
                         help="--data of cropped faces: skip measuring (with a face detector, on a sample) whether "

@@ -39,9 +39,10 @@ def predict_batches(model, batches, n_rows: int, device: torch.device, *, tta: b
     """Probabilities (classification) or years (age) for every row (or just ``rows``); rows whose
     image could not be read, or that were not asked for, stay NaN; read errors are returned.
 
-    ``amp``: fp16 autocast on CUDA; ``bf16``: bfloat16 autocast on the CPU (``None``: where native)."""
+    ``amp``: fp16 autocast on CUDA; ``bf16``: bfloat16 autocast on the CPU (``None``: as the model
+    was trained, where the CPU computes bfloat16 natively; see :func:`resolve_bf16`)."""
     model.eval()
-    bf16 = resolve_bf16(bf16)
+    bf16 = resolve_bf16(bf16, model)
     outputs = {t.name: np.full((n_rows, t.num_classes) if t.kind == "classification" else (n_rows,), np.nan,
                                dtype=np.float32) for t in model.tasks}
     errors: list[str] = []
@@ -63,13 +64,14 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def precision_name(device: torch.device, settings: InferenceSettings = DEFAULTS, amp: bool = True) -> str:
-    """What :func:`predict_batches` computes in on ``device``: ``fp16`` (CUDA autocast), ``bf16`` or ``fp32``."""
+def precision_name(model, settings: InferenceSettings = DEFAULTS, amp: bool = True) -> str:
+    """What :func:`predict_batches` computes ``model`` in: ``fp16`` (CUDA autocast), ``bf16`` or ``fp32``."""
     from facefair.runtime import cpu_has_native_bf16
 
+    device = model_device(model)
     if device.type == "cuda" and amp:
         return "fp16"
-    if device.type == "cpu" and resolve_bf16(settings.bf16) and cpu_has_native_bf16():
+    if device.type == "cpu" and resolve_bf16(settings.bf16, model) and cpu_has_native_bf16():
         return "bf16"
     return "fp32"
 

@@ -26,9 +26,12 @@ class InferenceSettings:
     tta : bool
         Average each face with its mirror image.
     bf16 : bool or None
-        bfloat16 autocast on the CPU.  ``None``: where the CPU computes bfloat16 natively
-        (AVX512-BF16/AMX), full precision elsewhere (see docs/evaluate.md for the paired check
-        behind this default).  CUDA always runs fp16 autocast.
+        bfloat16 autocast on the CPU.  ``None`` (the default): the precision the model was trained
+        in, as its run's ``train.bf16`` records it, where the CPU computes bfloat16 natively
+        (AVX512-BF16/AMX); fp32 for a model with no training record (an export) or on other CPUs.
+        The paired check in docs/evaluate.md is why: on a real test split fp32 and bf16 give
+        different labels beyond noise, and the training report is computed in the training's
+        precision.  CUDA always runs fp16 autocast.
     max_side : int
         Raw photos are shrunk so their longer side is at most this before faces are detected and
         cut (FairFace's recipe: 800); 0 never shrinks.  The same meaning in every command.
@@ -85,10 +88,14 @@ class InferenceSettings:
 DEFAULTS = InferenceSettings()
 
 
-def resolve_bf16(bf16: Optional[bool]) -> bool:
-    """``None`` -> whether this CPU computes bfloat16 natively; a given value is kept (a requested
-    bf16 on a CPU without it is still refused, with a warning, by :func:`facefair.runtime.use_cpu_bf16`)."""
+def resolve_bf16(bf16: Optional[bool], model: Any = None) -> bool:
+    """``None`` -> the precision ``model`` was trained in (``model.trained_bf16``, set when it was
+    loaded from a run folder; fp32 when unknown), where this CPU computes bfloat16 natively.  A
+    given value is kept (a requested bf16 on a CPU without it is refused, with a warning, by
+    :func:`facefair.runtime.use_cpu_bf16`)."""
     if bf16 is not None:
         return bf16
+    if not getattr(model, "trained_bf16", False):
+        return False
     from facefair.runtime import cpu_has_native_bf16
     return cpu_has_native_bf16()

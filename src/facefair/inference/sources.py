@@ -56,12 +56,31 @@ class Predictions:
 
 
 def load_model(checkpoint, settings: InferenceSettings = DEFAULTS, *, trust_checkpoint: bool = False):
-    """A run folder, ``.pt`` or exported model folder -> the model in eval mode on ``settings.device``."""
+    """A run folder, ``.pt`` or exported model folder -> the model in eval mode on ``settings.device``,
+    with ``trained_bf16``: whether its run trained it under bfloat16 autocast (what the default
+    precision follows; False when the folder keeps no training config, e.g. an export)."""
     from facefair.models.multitask import load_model as load
     from facefair.runtime import select_device
 
     device = select_device(settings.device)
-    return load(checkpoint, device, trust_checkpoint=trust_checkpoint).to(device).eval()
+    model = load(checkpoint, device, trust_checkpoint=trust_checkpoint).to(device).eval()
+    model.trained_bf16 = trained_bf16(checkpoint)
+    return model
+
+
+def trained_bf16(checkpoint) -> bool:
+    """Whether the run ``checkpoint`` belongs to (its folder, or the folder of its ``.pt``) trained
+    with ``train.bf16``; False when there is no readable training config beside it (an export)."""
+    from facefair.run import Run
+
+    path = Path(checkpoint)
+    run = Run(path if path.is_dir() else path.parent)
+    if not run.is_training_run():
+        return False
+    try:
+        return bool(run.config().train.bf16)
+    except (OSError, ValueError):
+        return False
 
 
 def predict_paths(model, paths: list[str], settings: InferenceSettings = DEFAULTS, *,

@@ -52,7 +52,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     add_device_flag(parser, d.device)
     add_tta_flag(parser)
-    add_bf16_flag(parser)
+    add_bf16_flag(parser, d.bf16)
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     parser.add_argument("--from-predictions", metavar="DIR",
                         help="audit a folder of per-condition predictions CSVs (any model) instead of running one")

@@ -135,16 +135,15 @@ def run_robustness(run_dir: str | Path, out_dir: str | Path, config: Optional[Ro
     ``robustness.csv``, ``faces.csv`` and ``robustness.html``."""
     from facefair.robustness.html import write_html
     from facefair.robustness.results import robustness_table
-    from facefair.runtime import select_device
+    from facefair.inference.sources import load_model
     from facefair.table import write_predictions
 
     config = config or RobustnessConfig()
     started = time.perf_counter()
     run, out = Run(run_dir), Path(out_dir)
-    # The precision is the inference default, as in predict and evaluate.
     faces, _ = load_faces(run, config)
-    device = select_device(config.device)
-    model = run.load_model(device, trust_checkpoint=config.trust_checkpoint)
+    # The precision is the inference default (config.bf16: as trained), as in predict and evaluate.
+    model = load_model(run.model_source(), config.settings(), trust_checkpoint=config.trust_checkpoint)
     images, ok, errors = decode_faces(faces["path"].tolist(), config.work_size)
     notes = [f"{len(errors)} unreadable images have no prediction: {'; '.join(errors[:3])}"] if errors else []
     (out / "predictions").mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     # The inference flags mean what they mean in `facefair predict`, with the same defaults.
     add_device_flag(parser, defaults.device)
     add_tta_flag(parser)
-    add_bf16_flag(parser)
+    add_bf16_flag(parser, defaults.bf16)
     parser.add_argument("--max-side", type=int, default=defaults.max_side,
                         help="photos are shrunk to this longer side before faces are detected and cut (as in "
                              "facefair predict; 0: never)")
