@@ -97,7 +97,7 @@ def test_every_option_says_its_default_once_and_the_way_it_is_typed():
 @pytest.mark.parametrize("command, option, shown", [
     (("predict",), "--no-progress", "no progress bar"),
     (("predict",), "--tta", "(default: --tta)"),
-    (("predict",), "--bf16", "(default: --no-bf16)"),
+    (("predict",), "--bf16", "(default: as the model was trained, its run's train.bf16; fp32 for an export)"),
     (("train",), "--amp", "(default: --amp)"),
     (("audit",), "--n-boot", "(0: no intervals; default 1000)"),
 ])

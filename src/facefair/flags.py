@@ -28,7 +28,8 @@ def add_tta_flag(parser: argparse.ArgumentParser) -> None:
 
 
 BF16_HELP = ("bfloat16 autocast on the CPU, where the CPU computes it natively (AVX512-BF16/AMX; ignored, with a "
-             "warning, elsewhere); docs/evaluate.md has the paired fp32-vs-bf16 check behind the default")
+             "warning, elsewhere); docs/evaluate.md has the paired fp32-vs-bf16 check behind this rule "
+             "(default: as the model was trained, its run's train.bf16; fp32 for an export)")
 
 
 def add_bf16_flag(parser: argparse.ArgumentParser, default) -> None:
