@@ -198,9 +198,9 @@ def _read_task(frame: pd.DataFrame, name: str, positive_classes: dict[str, str],
         prob_classes = tuple(normalize_labels(pd.Series(raw), vocabulary))
         proba = np.column_stack([_numeric(frame[c]) for c in prob_columns])
     seen = list(pd.unique(np.concatenate([y_true[valid], y_pred[valid]])))
-    classes = tuple(prob_classes) + tuple(c for c in canonical_order(vocabulary, seen) if c not in prob_classes)
-    if not prob_classes:
-        classes = tuple(canonical_order(vocabulary, seen))
+    # One class order whether or not the table has probability columns (and whatever their order):
+    # the resampled cells follow it, so an interval must not depend on it.
+    classes = tuple(canonical_order(vocabulary, seen + [c for c in prob_classes if c not in seen]))
     if proba is not None:
         # Post-processed tables (group thresholds, logit adjustment) keep the model's own label in T_pred_raw:
         # that is the label the probabilities must agree with.
