@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -228,11 +230,19 @@ def _count_duplicates_once(df: pd.DataFrame, config: AuditConfig, notes: list[st
 
 
 def _input_clause(notes: list[str]) -> str:
-    """The summary's last sentences: what the table lacked or got wrong, so nobody quotes a figure
-    without them (the same lines open the notes)."""
+    """The summary's last sentence: what the table lacked or got wrong, so nobody quotes a figure
+    without it.  One sentence of the notes' heads (their first sentence, without examples in
+    brackets); the whole notes open the notes list (HTML, JSON), where their counts and examples fit."""
     if not notes:
         return ""
-    return f" About the input table ({len(notes)} note{'s' if len(notes) > 1 else ''}): " + " ".join(notes)
+    heads = []
+    for note in notes:
+        head = re.sub(r"\s*\([^)]*\)", "", note)
+        head = re.split(r"(?<!e\.g)(?<!i\.e)[.!?](?:\s|$)", head, maxsplit=1)[0].strip().rstrip(".;:")
+        heads.append(head)
+    many = len(notes) > 1
+    return (f" The input table has {len(notes)} problem{'s' if many else ''}, listed first under Notes: "
+            + "; ".join(heads) + ".")
 
 
 def _parity_applies(task: TaskData, attribute: str) -> bool:
