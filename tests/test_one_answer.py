@@ -59,9 +59,9 @@ def test_same_photo_same_probabilities_through_predict_serve_and_python(tiny_run
     boxes = table[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy()
     np.testing.assert_allclose([face["box"] for face in body["faces"]], boxes, atol=0.1)
 
-    # The Python API (the inference module every command calls), every setting at its default.
-    from facefair.inference.sources import load_model, predict_source
-    frame = predict_source(load_model(tiny_run), big_photo, detect="dlib-hog", progress=False).frame
+    # The Python API, every setting at its default.
+    import facefair as ff
+    frame = ff.load(tiny_run).predict(big_photo, detect="dlib-hog")
     np.testing.assert_allclose(frame.sort_values("face_index")[columns].to_numpy(dtype=float), by_predict, atol=1e-4)
 
 
