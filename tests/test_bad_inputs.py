@@ -396,11 +396,11 @@ def test_predict_with_nothing_readable_fails(model_dir, tmp_path, capsys):
     assert main(["predict", str(model_dir), str(folder), "--out", str(out), "--no-progress"]) == 2
     _one_line_error(capsys, "no image", "2 unreadable", "error column")
     assert pd.read_csv(out / "predictions.csv")["error"].notna().sum() == 2   # each row says why
-    # Raw photos: nothing predicted is an error too.
+    # Raw photos: none readable is an error too (photos read without a face are an answer: exit 0).
     pytest.importorskip("dlib")
     assert main(["predict", str(model_dir), str(folder), "--out", str(tmp_path / "photos"), "--detect", "dlib-hog",
                  "--no-progress"]) == 2
-    _one_line_error(capsys, "no face predicted in the 2 photos", "no_face.csv")
+    _one_line_error(capsys, "none of the 2 photos", "could be read", "no_face.csv")
 
 
 def test_dangling_symlink_gets_a_row_and_is_counted(model_dir, tmp_path, capsys):

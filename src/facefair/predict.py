@@ -242,8 +242,9 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
         print(f"{len(paths)} photos, {len(frame)} faces in {seconds:.1f} s ({len(frame) / seconds:.1f} faces/s, "
               f"{len(paths) / seconds:.1f} photos/s, {precision}) -> {out / PREDICTIONS_NAME}; "
               f"{len(no_face)} without a face -> {out / NO_FACE_NAME}", flush=True)
-        if frame.empty:  # nothing predicted is a failure, whatever the reasons (issue 32)
-            raise ValueError(f"no face predicted in the {len(paths)} photos of {config.source} (each is listed with "
+        # Photos without a face are an answer (an empty table); photos that could not be read are not.
+        if frame.empty and len(no_face) and no_face["reason"].astype(str).str.startswith("unreadable").all():
+            raise ValueError(f"none of the {len(paths)} photos in {config.source} could be read (each is listed with "
                              f"its reason in {out / NO_FACE_NAME})")
     _say_notes(frame)
     return frame
