@@ -99,6 +99,22 @@ LABEL_MAP_HELP = ("label spellings the built-in vocabularies do not read: YAML f
                   "ATTRIBUTE:RAW=LABEL, e.g. race:latinx=hispanic")
 
 
+def add_chip_flags(parser, defaults, min_face: bool = True) -> None:
+    """``--max-side``, ``--chip-size``, ``--padding`` (and ``--min-face``): how a raw photo becomes
+    face chips, with one meaning and one set of defaults (``facefair.inference.DEFAULTS``, passed in
+    so this module stays below inference) in predict, evaluate and serve."""
+    if min_face:
+        parser.add_argument("--min-face", type=int, default=defaults.min_face, help="skip faces smaller than this (px)")
+    parser.add_argument("--max-side", type=int, default=defaults.max_side,
+                        help="photos are shrunk to this longer side before faces are detected and cut "
+                             "(the same in predict, evaluate and serve; 0: never)")
+    parser.add_argument("--chip-size", type=int, default=defaults.chip_size,
+                        help="aligned chip size before resizing to the model")
+    parser.add_argument("--padding", type=float, default=defaults.padding,
+                        help="chip padding (default: the one measured on the model's training chips, else "
+                             "FairFace's 0.25)")
+
+
 def add_layout_flags(parser) -> None:
     """``--layout`` and ``--label-map``: how a dataset's folders and spellings read as labels
     (the same two settings as ``data.layout`` / ``data.label_map`` in a training config)."""

@@ -269,7 +269,7 @@ def config_from_args(args) -> PredictConfig:
 def register(subparsers) -> None:
 
     from facefair.align.cli import add_detect_flags
-    from facefair.flags import add_bf16_flag, add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
+    from facefair.flags import add_bf16_flag, add_chip_flags, add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
 
     d = PredictConfig("", "")
     parser = subparsers.add_parser(
@@ -308,15 +308,7 @@ def register(subparsers) -> None:
     add_detect_flags(photos, default=None, workers=False)
     photos.add_argument("--detect-workers", type=int, default=d.detect_workers,
                         help="detector processes (photos are spread over them; MTCNN on a GPU: 1)")
-    photos.add_argument("--min-face", type=int, default=d.min_face, help="skip faces smaller than this (px)")
-    photos.add_argument("--max-side", type=int, default=d.max_side,
-                        help="photos are shrunk to this longer side before faces are detected and cut "
-                             "(same meaning in serve; 0: never)")
-    photos.add_argument("--chip-size", type=int, default=d.chip_size,
-                        help="aligned chip size before resizing to the model")
-    photos.add_argument("--padding", type=float, default=d.padding,
-                        help="chip padding (default: the one measured on the model's training chips, else "
-                             "FairFace's 0.25)")
+    add_chip_flags(photos, d)
     photos.add_argument("--save-chips", metavar="DIR", help="also write the aligned chips here")
     parser.set_defaults(func=_predict)
 

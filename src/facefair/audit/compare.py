@@ -44,7 +44,8 @@ def run_name(path: str | Path) -> str:
     return path.resolve().parent.name if path.name == PREDICTIONS else path.stem
 
 
-def _unique(names: list[str]) -> list[str]:
+def unique_names(names: list[str]) -> list[str]:
+    """Names made unique (two folders both called ``test``) by numbering the repeats: ``test``, ``test-2``."""
     seen: dict[str, int] = {}
     out = []
     for name in names:
@@ -80,7 +81,7 @@ def parse_compare_items(items: Sequence[str], names: Optional[Sequence[str]] = N
     bare = [runs[0] for name, runs in parsed if name is None]
     if names and len(names) != len(bare):
         raise ValueError(f"--names gives {len(names)} names for {len(bare)} runs given without NAME=")
-    bare_names = iter(list(names) if names else _unique([run_name(p) for p in bare]))
+    bare_names = iter(list(names) if names else unique_names([run_name(p) for p in bare]))
     entries: dict[str, list[Path]] = {}
     for name, runs in parsed:
         name = name if name is not None else next(bare_names)

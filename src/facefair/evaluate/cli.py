@@ -7,6 +7,7 @@ from __future__ import annotations
 def _evaluate(args) -> int:
     from pathlib import Path
 
+    from facefair.audit.compare import unique_names
     from facefair.evaluate.run import dataset_name, evaluate_run
     from facefair.inference.settings import InferenceSettings
 
@@ -17,7 +18,7 @@ def _evaluate(args) -> int:
             raise ValueError("--layout and --label-map describe a --data dataset; add --data PATH")
         evaluate_run(args.run, split=args.split, out_dir=args.out, **common)
         return 0
-    names = _unique([dataset_name(d) for d in args.data])
+    names = unique_names([dataset_name(d) for d in args.data])
     reference = _reference(args.run) if args.transfer else None  # before minutes of inference, not after
     evaluated = {}
     for data, name in zip(args.data, names):
@@ -68,23 +69,13 @@ def _transfer(args, reference, evaluated: dict) -> None:
     print(f"transfer report: {out / 'transfer.html'} (tables: transfer_groups.csv, transfer.json)", flush=True)
 
 
-def _unique(names: list[str]) -> list[str]:
-    """Dataset names made unique (two folders both called ``test``) by numbering the repeats."""
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
-    return out
-
-
 def register(subparsers) -> None:
     import argparse
 
     from facefair.align.cli import add_detect_flags
     from facefair.audit.config import AuditConfig
     from facefair.audit.config import TransferConfig as TransferDefaults
-    from facefair.flags import add_bf16_flag, add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
+    from facefair.flags import add_bf16_flag, add_chip_flags, add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
     from facefair.inference.settings import DEFAULTS
 
     parser = subparsers.add_parser(
@@ -123,11 +114,5 @@ def register(subparsers) -> None:
     transfer.add_argument("--n-boot", type=int, default=AuditConfig().n_boot, help="bootstrap resamples per side")
     photos = parser.add_argument_group("raw photos (--data with --detect)")
     add_detect_flags(photos, default=None, workers=False)
-    photos.add_argument("--padding", type=float, default=DEFAULTS.padding,
-                        help="chip padding (default: the one measured on the model's training chips, else "
-                             "FairFace's 0.25)")
-    photos.add_argument("--max-side", type=int, default=DEFAULTS.max_side,
-                        help="photos are shrunk to this longer side before faces are detected and cut")
-    photos.add_argument("--chip-size", type=int, default=DEFAULTS.chip_size,
-                        help="aligned chip size before resizing to the model")
+    add_chip_flags(photos, DEFAULTS, min_face=False)
     parser.set_defaults(func=_evaluate)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 
-from facefair.flags import add_bf16_flag, add_device_flag, add_trust_flag, add_tta_flag
+from facefair.flags import add_bf16_flag, add_chip_flags, add_device_flag, add_trust_flag, add_tta_flag
 from facefair.serve.config import DETECT_CHOICES, ServeConfig
 
 
@@ -44,14 +44,7 @@ def register(subparsers) -> None:
     add_device_flag(parser, defaults.device)
     add_tta_flag(parser)
     add_bf16_flag(parser, defaults.bf16)
-    parser.add_argument("--max-side", type=int, default=defaults.max_side,
-                        help="photos are shrunk to this longer side before faces are detected and cut (as in "
-                             "facefair predict; 0: never)")
-    parser.add_argument("--chip-size", type=int, default=defaults.chip_size,
-                        help="aligned chip size before resizing to the model")
-    parser.add_argument("--padding", type=float, default=defaults.padding,
-                        help="chip padding (default: the one measured on the model's training chips, else 0.25)")
-    parser.add_argument("--min-face", type=int, default=defaults.min_face, help="skip faces smaller than this (px)")
+    add_chip_flags(parser, defaults)
     limits = parser.add_argument_group("limits (uploads past them are refused)")
     limits.add_argument("--max-mb", type=float, default=defaults.max_bytes / 2**20, help="largest upload, MiB")
     limits.add_argument("--max-upload-side", type=int, default=defaults.max_upload_side,
