@@ -116,16 +116,16 @@ def docs_page(schema: dict) -> str:
                 fields.append(f"{escape(content_type)}: {escape(names)}")
             rows.append(f"<tr><td><code>{escape(method.upper())}</code></td><td><code>{escape(path)}</code></td>"
                         f"<td>{escape(operation.get('summary', ''))}</td><td>{'<br>'.join(fields) or '-'}</td></tr>")
-    return ("<!doctype html><meta charset='utf-8'><title>facefair API</title>"
-            "<style>body{font:15px system-ui,sans-serif;margin:2em;max-width:60em}td,th{padding:.3em .8em;"
-            "text-align:left;border-bottom:1px solid #ddd}</style>"
-            f"<h1>{escape(schema.get('info', {}).get('title', 'API'))} API</h1>"
-            f"<p>{escape(schema.get('info', {}).get('description', ''))}</p>"
-            "<p>The OpenAPI schema is at <a href='/openapi.json'>/openapi.json</a> (load it into any OpenAPI "
-            "viewer). The interactive Swagger UI page is off: it loads its scripts from a CDN, and this server "
-            "works offline.</p><table><tr><th>method</th><th>path</th><th>what</th><th>body</th></tr>"
-            + "".join(rows) + "</table>"
-            "<p>Example: <code>curl -F file=@photo.jpg http://HOST:PORT/predict</code></p>")
+    from facefair.pages import document, header
+
+    title = f"{schema.get('info', {}).get('title', 'API')} API"
+    return document(title, [
+        header(title, escape(schema.get("info", {}).get("description", ""))),
+        "<p>The OpenAPI schema is at <a href='/openapi.json'>/openapi.json</a> (load it into any OpenAPI "
+        "viewer). The interactive Swagger UI page is off: it loads its scripts from a CDN, and this server "
+        "works offline.</p><table><tr><th>method</th><th>path</th><th>what</th><th>body</th></tr>"
+        + "".join(rows) + "</table>",
+        "<p>Example: <code>curl -F file=@photo.jpg http://HOST:PORT/predict</code></p>"])
 
 
 def create_app(checkpoint: "str | Path | nn.Module", *, config: Optional[ServeConfig] = None,
