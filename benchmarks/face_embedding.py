@@ -72,6 +72,7 @@ def recall_table(tables: dict[str, list[pd.DataFrame]], task: str) -> list[str]:
 
 def main(argv=None) -> int:
     from facefair.audit.compare import compare_runs
+    from facefair.audit.config import AuditConfig
     from facefair.audit.groups import load_predictions
     from facefair.baselines.data import DataSelection, load_split_table
     from facefair.baselines.face_embedding import EmbeddingConfig, run_face_embedding
@@ -137,8 +138,6 @@ def main(argv=None) -> int:
                          f"face found by HOG on {result.info['face_detected_share']['test']:.1%} (test), "
                          f"{result.info['face_detected_share']['other']:.1%} (other)")
         for side, title in (("test", "the run's test split (in distribution)"), ("other", f"{other_root.name}")):
-            from facefair.audit.config import AuditConfig
-
             table = compare_runs(entries[side], AuditConfig(n_boot=args.n_boot, tasks=("gender", "race")),
                                  reference="cnn")
             frames = {m: [load_predictions(Path(p))[0] for p in paths] for m, paths in entries[side].items()}

@@ -214,24 +214,23 @@ def fit_task(task: TaskSpec, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_
         raise ValueError(f"task {task.name}: only {int(keep.sum())} labelled training rows")
     x, y, x_val, y_val = x[keep], y[keep], x_val[keep_val], y_val[keep_val]
     if task.kind == "regression":
-        tried = {}
+        tried, models = {}, {}
         for alpha in config.alpha_grid:
-            model = TaskModel(task, _regressor(alpha).fit(x, y), np.empty(0, dtype=np.int64))
-            tried[alpha] = float(np.abs(model.predict(x_val) - y_val).mean()) if len(y_val) else float("nan")
+            models[alpha] = TaskModel(task, _regressor(alpha).fit(x, y), np.empty(0, dtype=np.int64))
+            tried[alpha] = float(np.abs(models[alpha].predict(x_val) - y_val).mean()) if len(y_val) else float("nan")
         best = min(tried, key=lambda a: (np.nan_to_num(tried[a], nan=np.inf), a))
-        return TaskModel(task, _regressor(best).fit(x, y), np.empty(0, dtype=np.int64)), {
-            "chosen_alpha": best, "val_mae": tried}
+        return models[best], {"chosen_alpha": best, "val_mae": tried}
     present = np.unique(y)
     if len(present) == 1:
         return TaskModel(task, None, present), {"single_class": int(present[0])}
     dense = np.searchsorted(present, y)
-    tried = {}
+    tried, models = {}, {}
     for c in config.c_grid:
-        model = TaskModel(task, _classifier(c).fit(x, dense), present)
-        tried[c] = float((model.predict(x_val).argmax(axis=1) == y_val).mean()) if len(y_val) else float("nan")
+        models[c] = TaskModel(task, _classifier(c).fit(x, dense), present)
+        tried[c] = float((models[c].predict(x_val).argmax(axis=1) == y_val).mean()) if len(y_val) else float("nan")
     # Ties (and a missing validation split) go to the stronger regularisation.
     best = max(tried, key=lambda c: (np.nan_to_num(tried[c], nan=-1.0), -c))
-    return TaskModel(task, _classifier(best).fit(x, dense), present), {"chosen_C": best, "val_accuracy": tried}
+    return models[best], {"chosen_C": best, "val_accuracy": tried}
 
 
 def _subsample(frame: pd.DataFrame, limit: Optional[int], seed: int) -> pd.DataFrame:
@@ -306,13 +305,18 @@ def run_face_embedding(train: pd.DataFrame, val: pd.DataFrame, scored: dict[str,
     started = time.perf_counter()
     train = _subsample(train, config.max_train, config.seed)
     val = _subsample(val, config.max_val, config.seed)
-    described = {}
-    skipped: list[str] = []
-    for name, frame in {"train": train, "val": val, **scored}.items():
+    # One call for every table: the cache's shards are read once and new faces go in one shard.
+    frames = {"train": train, "val": val, **scored}
+    for name, frame in frames.items():
         log(f"{name}: {len(frame)} faces")
-        described[name] = face_descriptors(frame["path"].tolist(), cache_dir, config.model_dir,
-                                           config.batch_size, progress)
-        skipped += list(described[name].bad.values())
+    everything = face_descriptors([p for f in frames.values() for p in f["path"]], cache_dir, config.model_dir,
+                                  config.batch_size, progress)
+    skipped = list(everything.bad.values())
+    described, start = {}, 0
+    for name, frame in frames.items():
+        rows = slice(start, start + len(frame))
+        described[name] = Descriptors(everything.vectors[rows], everything.detected[rows])
+        start += len(frame)
     heads, fit_info = fit_heads(train, described["train"].vectors, val, described["val"].vectors,
                                 race_scheme, config, log)
     predictions, metrics, detected = {}, {}, {}
