@@ -114,6 +114,30 @@ def test_quality_augmentations_each_do_their_one_change():
     assert 0 < int(gray_rows.sum()) < len(batch)
 
 
+def test_colour_and_sharpen_augmentations_each_do_their_one_change():
+    """White balance casts colour without changing brightness; gamma bends tones (mid-grey moves,
+    black and white stay); hue rotates colours; sharpening adds detail where blur removes it; all
+    seeded, and off by default so configs without them keep their random stream."""
+    batch = _faces()
+    run = lambda config, seed=0: _pixels(augment(batch, torch.device("cpu"), torch.Generator().manual_seed(seed), config))
+    plain = run(_only())
+    cast = run(_only(white_balance=0.3))
+    ratio = cast.mean((2, 3)) / plain.mean((2, 3))
+    assert (ratio.amax(1) - ratio.amin(1)).min() > 0.02          # channels scaled differently
+    assert (cast.mean((1, 2, 3)) - plain.mean((1, 2, 3))).abs().max() < 0.05
+    toned = run(_only(gamma=0.5))
+    assert (toned - plain).abs().mean() > 0.01
+    assert torch.allclose(run(_only(gamma=0.5))[plain < 0.002], plain[plain < 0.002], atol=0.01)
+    hued = run(_only(hue=0.3))
+    gray = lambda x: 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    assert (hued - plain).abs().mean() > 0.02 and (gray(hued) - gray(plain)).abs().mean() < 0.1
+    sharp = run(_only(sharpen=1.0, sharpen_amount=(2.0, 2.0)))
+    assert _detail(sharp) > 1.2 * _detail(plain) and (sharp - plain).abs().mean() < 0.1
+    both = _only(white_balance=0.2, gamma=0.3, hue=0.05, sharpen=0.5)
+    assert torch.equal(run(both, 3), run(both, 3)) and not torch.equal(run(both, 3), run(both, 4))
+    assert torch.equal(run(AugmentConfig(), 7), run(AugmentConfig(white_balance=0, gamma=0, hue=0, sharpen=0), 7))
+
+
 def test_batched_jpeg_gives_each_image_what_pillow_gives_it_alone():
     """The JPEG change runs a whole batch's chosen images in one host round trip; each image must
     still come out exactly as Pillow encodes and decodes it on its own, at its own quality."""
@@ -157,6 +181,10 @@ def test_zoom_out_shrinks_the_face_into_a_wider_frame_on_its_share_of_rows():
     ({"jpeg_quality": [0, 50]}, "augment.jpeg_quality"),
     ({"low_resolution_scale": [0.5, 1.5]}, "augment.low_resolution_scale"),
     ({"zoom_out": 2}, "augment.zoom_out is a probability"),
+    ({"sharpen": -0.1}, "augment.sharpen is a probability"),
+    ({"gamma": 1.0}, "augment.gamma needs"),
+    ({"hue": 0.7}, "augment.hue is a share"),
+    ({"sharpen_amount": [2.0, 1.0]}, "augment.sharpen_amount"),
     ({"zoom_out_scale": [0.8, 2.0]}, "augment.zoom_out_scale"),
 ])
 def test_out_of_range_quality_settings_are_errors(values, message):

@@ -17,6 +17,16 @@ class AugmentConfig:
     # quality bring, and what `facefair robustness` measures.
     saturation: float = field(default=0.0, metadata={"help": "saturation jitter, +- this fraction"})
     grayscale: float = field(default=0.0, metadata={"help": "probability of a grayscale image"})
+    # Colour of the light and the camera's rendering: UTKFace's groups differ in where their
+    # photos came from, so a model can read a colour cast or tone curve as race (docs/transfer.md).
+    white_balance: float = field(default=0.0, metadata={"help": "colour cast: each channel's gain +- this fraction"})
+    gamma: float = field(default=0.0, metadata={"help": "tone curve: gamma drawn log-uniformly in "
+                                                        "[1/(1+G), 1+G]"})
+    hue: float = field(default=0.0, metadata={"help": "hue shift, +- this fraction of the colour wheel (<= 0.5)"})
+    # Quality in the other direction than blur: studio photos are sharper than web photos.
+    sharpen: float = field(default=0.0, metadata={"help": "probability of an unsharp mask"})
+    sharpen_amount: tuple[float, float] = field(default=(0.5, 2.0),
+                                                metadata={"help": "unsharp-mask strength range LOW HIGH"})
     blur: float = field(default=0.0, metadata={"help": "probability of a Gaussian blur"})
     blur_sigma: tuple[float, float] = field(default=(0.4, 2.5),
                                             metadata={"help": "blur sigma range LOW HIGH, in percent of the image side"})
@@ -37,9 +47,17 @@ class AugmentConfig:
         self.check()
 
     def check(self) -> None:
-        for name in ("grayscale", "blur", "low_resolution", "jpeg", "zoom_out"):
+        for name in ("grayscale", "blur", "low_resolution", "jpeg", "zoom_out", "sharpen"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"augment.{name} is a probability in [0, 1], got {getattr(self, name)}")
+        for name in ("white_balance", "gamma"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"augment.{name} needs 0 <= value < 1, got {getattr(self, name)}")
+        if not 0 <= self.hue <= 0.5:
+            raise ValueError(f"augment.hue is a share of the colour wheel in [0, 0.5], got {self.hue}")
+        low, high = self.sharpen_amount
+        if not 0 <= low <= high:
+            raise ValueError(f"augment.sharpen_amount needs 0 <= LOW <= HIGH, got {self.sharpen_amount}")
         low, high = self.jpeg_quality
         if not 1 <= low <= high <= 100:
             raise ValueError(f"augment.jpeg_quality needs 1 <= LOW <= HIGH <= 100, got {self.jpeg_quality}")
