@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from facefair.baselines import face_embedding as fe
+from facefair.models import face_features
 from facefair.tasks import make_tasks
 
 
@@ -40,8 +41,8 @@ def test_descriptors_of_real_faces_are_cached_and_name_unreadable_files(few_face
     ImageOps.mirror(Image.open(paths[0])).save(mirrored, quality=95)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    first = fe.face_descriptors(paths + [str(mirrored), str(broken)], tmp_path / "cache", progress=False)
-    assert first.vectors.shape == (8, fe.DIMENSIONS)
+    first = face_features.face_descriptors(paths + [str(mirrored), str(broken)], tmp_path / "cache", progress=False)
+    assert first.vectors.shape == (8, face_features.DIMENSIONS)
     assert np.isfinite(first.vectors[:7]).all() and np.isnan(first.vectors[7]).all()
     assert list(first.bad) == [str(broken)] and "broken.jpg" in first.bad[str(broken)]
     # It describes the person: the mirror image of a face is the same person (under dlib's 0.6
@@ -49,18 +50,18 @@ def test_descriptors_of_real_faces_are_cached_and_name_unreadable_files(few_face
     distance = np.linalg.norm(first.vectors[:6] - first.vectors[6], axis=1)
     assert distance[0] < 0.6 and distance[0] < distance[1:].min()
     # Cached: the second call must not load the networks at all.
-    monkeypatch.setattr(fe, "FaceEmbedder", lambda *a, **k: pytest.fail("recomputed cached descriptors"))
-    again = fe.face_descriptors(paths, tmp_path / "cache", progress=False)
+    monkeypatch.setattr(face_features, "FaceEmbedder", lambda *a, **k: pytest.fail("recomputed cached descriptors"))
+    again = face_features.face_descriptors(paths, tmp_path / "cache", progress=False)
     np.testing.assert_array_equal(again.vectors, first.vectors[:6])
-    shard = next((tmp_path / "cache" / fe.CACHE_VERSION).glob("*.npz"))
+    shard = next((tmp_path / "cache" / face_features.CACHE_VERSION).glob("*.npz"))
     with np.load(shard, allow_pickle=False) as data:  # plain arrays, no pickled objects
         assert data["X"].dtype == np.float32
 
 
 def _clusters(rng, classes, n, centre_scale=3.0):
-    centres = rng.normal(size=(len(classes), fe.DIMENSIONS)) * centre_scale
+    centres = rng.normal(size=(len(classes), face_features.DIMENSIONS)) * centre_scale
     labels = rng.integers(0, len(classes), size=n)
-    return centres[labels] + rng.normal(size=(n, fe.DIMENSIONS)), np.asarray(classes, dtype=object)[labels]
+    return centres[labels] + rng.normal(size=(n, face_features.DIMENSIONS)), np.asarray(classes, dtype=object)[labels]
 
 
 def test_heads_choose_strength_on_validation_and_keep_class_order():
@@ -72,9 +73,11 @@ def test_heads_choose_strength_on_validation_and_keep_class_order():
     heads, info = fe.fit_heads(train, x[:300].astype(np.float32), val, x[300:].astype(np.float32), "race5",
                                fe.EmbeddingConfig(tasks=("race",)), progress=lambda m: None)
     chosen = info["selection"]["race"]
-    assert set(chosen["val_accuracy"]) == set(fe.EmbeddingConfig().c_grid)
-    assert chosen["val_accuracy"][chosen["chosen_C"]] == max(chosen["val_accuracy"].values())
-    probs = heads.outputs(np.vstack([x[300:], np.full((1, fe.DIMENSIONS), np.nan)]).astype(np.float32))["race"]
+    config = fe.EmbeddingConfig()
+    assert set(chosen["val_accuracy"]) == {f"logistic C={c:g}" for c in config.c_grid} | {"mlp 256 alpha=0.01"}
+    assert chosen["val_accuracy"][chosen["chosen"]] == max(chosen["val_accuracy"].values())
+    assert heads.heads["race"].chosen == chosen["chosen"]
+    probs = heads.outputs(np.vstack([x[300:], np.full((1, face_features.DIMENSIONS), np.nan)]).astype(np.float32))["race"]
     assert np.isnan(probs[-1]).all()  # an image without a descriptor gets no prediction
     predicted = np.asarray(race.classes, dtype=object)[probs[:-1].argmax(axis=1)]
     assert (predicted == y[300:]).mean() > 0.95
@@ -118,7 +121,7 @@ def test_cli_writes_the_contract_and_a_transfer_report(few_faces, tmp_path):
     table = pd.read_csv(out / "predictions.csv")
     assert {"gender_true", "gender_pred", "gender_prob_Female", "race_pred"} <= set(table.columns)
     report = json.loads((out / "report.json").read_text())
-    assert report["baseline"]["name"] == "dlib-face-embedding-logreg"
+    assert report["baseline"]["name"] == "dlib-face-embedding-logreg-mlp"
     assert (out / "eval-other" / "predictions.csv").is_file()
     assert (out / "transfer" / "transfer.html").is_file()
     assert "transfer: other" in done.stdout

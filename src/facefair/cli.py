@@ -47,6 +47,7 @@ _COMMAND_MODULES = (
     "facefair.export.cli",
     "facefair.mitigate.cli",
     "facefair.robustness.cli",
+    "facefair.train.face_heads",
 )
 
 

@@ -68,6 +68,9 @@ class TrainConfig:
     warmup_epochs: float = _help("linear warm-up before the cosine decay", default=1.0)
     label_smoothing: float = _help("cross-entropy label smoothing", default=0.1)
     task_weights: dict[str, float] = _help("loss weight per task, e.g. age=0.5", default_factory=dict)
+    face_heads: dict[str, float] = _help(
+        "after training, fit face heads (dlib face descriptors) for these tasks and blend them in with these "
+        "weights, e.g. race=1 gender=0.5 (docs/transfer.md; empty: the CNN alone)", default_factory=dict)
     class_weights: bool = _help("inverse-frequency class weights in the classification losses", default=False)
     sampler: str = _help("none or balanced (WeightedRandomSampler over --sampler-by groups)", default="none")
     sampler_by: list[str] = _help("columns whose joint groups the balanced sampler equalises",

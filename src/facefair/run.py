@@ -38,6 +38,8 @@ MODEL_CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 LAST = "last.pt"
 LEGACY_BEST = "best.pt"
+#: Face heads the model defers to for some tasks (facefair.models.face_heads), beside its weights.
+FACE_HEADS = "face_heads.safetensors"
 CARD = "MODEL_CARD.md"
 AUDIT_DIR = "audit"
 AUDIT_JSON = "audit.json"
@@ -100,6 +102,10 @@ class Run:
         return self.folder / WEIGHTS
 
     @property
+    def face_heads_path(self) -> Path:
+        return self.folder / FACE_HEADS
+
+    @property
     def last_path(self) -> Path:
         return self.folder / LAST
 
@@ -132,7 +138,7 @@ class Run:
     def own_files(self) -> list[Path]:
         """Every file that training, evaluation, the audit and the card write into the run itself:
         commands that write elsewhere (``predict --out``) must not replace these."""
-        names = (CONFIG, SPLITS, PREDICTIONS, REPORT, MODEL_CONFIG, WEIGHTS, LAST, LEGACY_BEST, CARD)
+        names = (CONFIG, SPLITS, PREDICTIONS, REPORT, MODEL_CONFIG, WEIGHTS, FACE_HEADS, LAST, LEGACY_BEST, CARD)
         return [self.folder / n for n in names] + [self.audit_dir / n for n in (AUDIT_JSON, AUDIT_HTML,
                                                                                *AUDIT_TABLES)]
 
@@ -253,5 +259,6 @@ class Run:
         return json.loads(self.audit_json_path.read_text(encoding="utf-8"))
 
 
-__all__ = ["Run", "CONFIG", "SPLITS", "PREDICTIONS", "REPORT", "MODEL_CONFIG", "WEIGHTS", "LAST", "LEGACY_BEST",
+__all__ = ["Run", "CONFIG", "SPLITS", "PREDICTIONS", "REPORT", "MODEL_CONFIG", "WEIGHTS", "FACE_HEADS", "LAST",
+           "LEGACY_BEST",
            "CARD", "TRANSFER_DIR", "AUDIT_DIR", "AUDIT_JSON", "AUDIT_HTML", "AUDIT_TABLES"]

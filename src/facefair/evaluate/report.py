@@ -13,16 +13,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from facefair.inference.engine import predict_batches
+from facefair.inference.engine import blend_face_heads, predict_batches
 from facefair.table import predictions_frame
 from facefair.evaluate.metrics import (all_task_metrics, gender_rates_by_race, selection_score,
                                        write_confusion_matrices)
 from facefair.run import Run
 
 
-def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None):
+def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None,
+                   descriptor_cache: Optional[str] = None):
     """(predictions table, metrics, unreadable-image errors) for one split; under DDP each rank
-    predicts its share of the rows and all ranks get the merged result."""
+    predicts its share of the rows and all ranks get the merged result.  A model with face heads
+    has its descriptors read from (and cached in) ``descriptor_cache``."""
     rows = np.arange(len(split.frame))
     if distributed is not None and distributed.enabled:
         rows = rows[distributed.rank::distributed.world_size]
@@ -30,6 +32,7 @@ def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, 
                                       rows=rows)
     if distributed is not None and distributed.enabled:
         outputs, errors = distributed.merge_rows(outputs), distributed.gather_list(errors)
+    outputs = blend_face_heads(model, outputs, paths=split.frame["path"].tolist(), cache_dir=descriptor_cache)
     predictions = predictions_frame(split.frame, model.tasks, outputs)
     return predictions, all_task_metrics(predictions), errors
 

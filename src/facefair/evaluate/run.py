@@ -101,7 +101,8 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
     if detect is None:
         # The inference defaults' precision, as in predict and serve (not the training config's).
         predictions, metrics, errors = evaluate_split(model, chosen, torch_device, tta=settings.tta,
-                                                      amp=config.train.amp, bf16=settings.bf16)
+                                                      amp=config.train.amp, bf16=settings.bf16,
+                                                      descriptor_cache=config.data.cache_dir)
     schemes = extra.get("race_scheme") or {}
     if schemes.get("compared_on") and schemes["compared_on"] != schemes["model"]:
         from facefair.table import collapse_race_scheme

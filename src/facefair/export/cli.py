@@ -41,7 +41,11 @@ def export_safetensors(checkpoint: str, out_dir: str, trust_checkpoint: bool = F
     model = load_model(checkpoint, "cpu", trust_checkpoint=trust_checkpoint)
     source = read_checkpoint(checkpoint, "cpu", trust=trust_checkpoint)
     kept = {k: source[k] for k in ("epoch", "best_score", "config", "framing") if k in source}
-    return save_pretrained(model.state_dict(), {**model.describe(), **kept}, out_dir)
+    written = save_pretrained(model.state_dict(), {**model.describe(), **kept}, out_dir)
+    if getattr(model, "face_heads", None) is not None:  # the export answers as the run does
+        from facefair.run import Run
+        model.face_heads.save(Run(out_dir).face_heads_path)
+    return written
 
 
 def _export_onnx(args, onnx_path: Path) -> dict:

@@ -143,6 +143,13 @@ def export_onnx(model_or_checkpoint: MultiTaskModel | str | Path, onnx_path: str
     else:
         model = model_or_checkpoint
     model = model.cpu().eval()
+    if getattr(model, "face_heads", None) is not None:
+        # The graph would hold only the CNN: the exported model would answer differently from the
+        # run it came from (dlib's descriptor is not an ONNX graph).
+        raise ValueError(f"this model defers {', '.join(model.face_heads.heads)} to face heads (dlib face "
+                         f"descriptors, face_heads.safetensors), which ONNX cannot hold; serve it with "
+                         f"`facefair serve`, or export a copy of the run without face_heads.safetensors "
+                         f"(the CNN alone answers differently)")
     wrapper = PredictWrapper(model, config.input_dtype, tta=config.tta).eval()
     size = model.config.resolved_size()
     onnx_path = Path(onnx_path)

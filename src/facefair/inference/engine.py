@@ -60,6 +60,32 @@ def predict_batches(model, batches, n_rows: int, device: torch.device, *, tta: b
     return outputs, errors
 
 
+def blend_face_heads(model, outputs: dict[str, np.ndarray], *, paths: Optional[Sequence[str]] = None,
+                     images: Optional[np.ndarray] = None, cache_dir: Optional[str] = None,
+                     model_dir: Optional[str] = None, progress: bool = False) -> dict[str, np.ndarray]:
+    """``outputs`` with the tasks the model's face heads cover blended in (unchanged for a model
+    without face heads, see :mod:`facefair.models.face_heads`).  The descriptors come from the
+    image files (``paths``; cached per path under ``cache_dir`` when given) or from the uint8
+    NHWC faces the CNN saw (``images``); only rows the CNN has outputs for are described."""
+    heads = getattr(model, "face_heads", None)
+    if heads is None or not outputs:
+        return outputs
+    from facefair.models.face_features import DIMENSIONS, FaceEmbedder, describe_images, face_descriptors
+
+    first = next(iter(outputs.values()))
+    rows = np.flatnonzero(~np.isnan(first.reshape(len(first), -1)).any(axis=1))
+    vectors = np.full((len(first), DIMENSIONS), np.nan, dtype=np.float32)
+    if len(rows):
+        if paths is not None:
+            vectors[rows] = face_descriptors([paths[i] for i in rows], cache_dir, model_dir, progress=progress).vectors
+        else:
+            # dlib's networks load once per model object (a server answers many requests).
+            embedder = getattr(model, "_face_embedder", None) or FaceEmbedder(model_dir)
+            model._face_embedder = embedder
+            vectors[rows] = describe_images(np.asarray(images)[rows], embedder).vectors
+    return heads.blend(outputs, vectors)
+
+
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
@@ -85,14 +111,15 @@ def predict_arrays(model, images: np.ndarray, settings: InferenceSettings = DEFA
     batches = ArrayBatches(images, np.arange(len(images)), settings.batch_size)
     outputs, _ = predict_batches(model, batches, len(images), model_device(model), tta=settings.tta,
                                  bf16=settings.bf16, rows=rows, progress=progress)
-    return outputs
+    return blend_face_heads(model, outputs, images=images, model_dir=settings.model_dir)
 
 
 def predict_files(model, paths: Sequence[str], settings: InferenceSettings = DEFAULTS, *,
-                  workers: Optional[int] = None, progress: bool = True) -> "pd.DataFrame":
+                  workers: Optional[int] = None, progress: bool = True,
+                  descriptor_cache: Optional[str] = None) -> "pd.DataFrame":
     """One row per image file (a cropped face): ``path``, ``T_pred`` and ``T_prob_<class>`` per
     classification task, ``age_pred`` in years; images that cannot be read get an ``error`` and no
-    prediction."""
+    prediction.  ``descriptor_cache``: where a model with face heads caches the files' descriptors."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -112,6 +139,8 @@ def predict_files(model, paths: Sequence[str], settings: InferenceSettings = DEF
     outputs, errors = predict_batches(model, batches, len(paths), device, tta=settings.tta, bf16=settings.bf16,
                                       progress=bar)
     bar.close()
+    outputs = blend_face_heads(model, outputs, paths=paths, cache_dir=descriptor_cache, model_dir=settings.model_dir,
+                               progress=progress)
     frame = pd.DataFrame({"path": paths, **prediction_columns(model.tasks, outputs)})
     by_path = {e.split(": ", 1)[0]: e.split(": ", 1)[-1] for e in errors}
     frame["error"] = frame["path"].map(by_path)

@@ -74,4 +74,14 @@ def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "
                               f"({str(error).splitlines()[0]})") from None
     # How the training chips framed their faces (facefair.align.framing), None for older files.
     model.framing = checkpoint.get("framing")
+    model.face_heads = None
+    if resolved.is_dir():
+        from facefair.run import Run
+        heads_path = Run(resolved).face_heads_path
+        if heads_path.is_file():
+            from facefair.models.face_heads import FaceHeads, FaceHeadsError
+            try:
+                model.face_heads = FaceHeads.load(heads_path, tasks)
+            except FaceHeadsError as error:
+                raise CheckpointError(str(error)) from None
     return model.eval()

@@ -326,8 +326,10 @@ class Trainer:
         t = self.config.train
         best = read_checkpoint(self.out_dir, self.device)
         self.model.load_state_dict(best["model_state"])
+        face_heads = _fit_face_heads(self) if t.face_heads else None
         predictions, metrics, errors = evaluate_split(self.model, self.data.splits["test"], self.device,
-                                                      tta=t.tta, amp=t.amp, bf16=t.bf16, distributed=self.dist)
+                                                      tta=t.tta, amp=t.amp, bf16=t.bf16, distributed=self.dist,
+                                                      descriptor_cache=self.config.data.cache_dir)
         self._note_skipped(errors)
         if not self.dist.is_main:
             return {"metrics": metrics, "headline": headline(metrics)}
@@ -339,6 +341,7 @@ class Trainer:
                     "race_scheme": self.data.race_scheme, "cache": self.data.cache_dir,
                     "non_finite_steps": self.bad_steps_total, "processes": self.dist.world_size,
                     "framing": self.framing, **({"method": method_report} if method_report else {})},
+            **({"face_heads": face_heads} if face_heads else {}),
             "config": self.config.to_dict(),
             "history": self.history,
             "data_problems": {"count": len(self.data.problems), "items": [str(p) for p in self.data.problems]},
@@ -359,6 +362,30 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         return report
+
+
+def _fit_face_heads(trainer: "Trainer") -> Optional[dict]:
+    """``train.face_heads``: fit them on the train split (chosen on val) and attach them to the best
+    model before the test evaluation; the CNN-only test figures go in the report beside them."""
+    from facefair.train.face_heads import check_weights, fit_for_run
+
+    t = trainer.config.train
+    weights = check_weights(t.face_heads, [task.name for task in trainer.tasks])
+    cnn_predictions, cnn_metrics, _ = evaluate_split(trainer.model, trainer.data.splits["test"], trainer.device,
+                                                     tta=t.tta, amp=t.amp, bf16=t.bf16, distributed=trainer.dist)
+    heads, run = None, Run(trainer.out_dir)
+    if trainer.dist.is_main:
+        heads = fit_for_run(run, trainer.tasks, weights, trainer.config.data.cache_dir, progress=t.progress,
+                            seed=t.seed)
+        write_evaluation(run.eval_dir("test-cnn-only"), cnn_predictions, cnn_metrics,
+                         {"model": "the CNN alone, before the face heads"})
+        print_headline("test (CNN alone)", cnn_metrics)
+    trainer.dist.barrier()
+    if heads is None:  # the other DDP ranks read what the main one fitted
+        from facefair.models.face_heads import FaceHeads
+        heads = FaceHeads.load(run.face_heads_path, trainer.tasks)
+    trainer.model.face_heads = heads
+    return {**heads.info, "heads": heads.describe(), "cnn_only": {"headline": headline(cnn_metrics)}}
 
 
 def train(config: RunConfig) -> dict:

@@ -1,0 +1,140 @@
+"""Fit face heads for a trained model and attach them to its run: ``facefair face-heads RUN`` and
+``train.face_heads`` (docs/transfer.md).
+
+The heads are fitted on the run's own train split and chosen on its val split, never on the test
+split or another dataset; the run's test report is then recomputed with them, and the CNN-only
+figures are kept beside it (``eval-test-cnn-only/`` and ``report.json``'s ``cnn_only``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Callable, Optional, Sequence
+
+from facefair.run import Run
+
+#: The blend weights of the transfer recipe: race from the face head alone (the CNN's race reads
+#: capture, not faces), gender averaged (both transfer; the average beat either, docs/transfer.md).
+RECIPE_WEIGHTS = {"gender": 0.5, "race": 1.0}
+
+
+def check_weights(weights: dict[str, float], task_names: Sequence[str]) -> dict[str, float]:
+    """``weights`` as floats in (0, 1], each naming one of the model's classification tasks."""
+    checked = {}
+    for name, value in weights.items():
+        if name not in task_names:
+            raise ValueError(f"face heads: {name!r} is not one of the model's tasks ({', '.join(task_names)})")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"face heads: weight of {name} must be a number in (0, 1], got {value!r}") from None
+        if not 0 < value <= 1:
+            raise ValueError(f"face heads: weight of {name} must be in (0, 1] (1: the face head alone), got {value}")
+        checked[name] = value
+    return checked
+
+
+def fit_for_run(run: Run, tasks, weights: dict[str, float], cache_dir: Optional[str],
+                log: Callable[[str], None] = print, progress: bool = True, seed: int = 0):
+    """Face heads for ``tasks`` (the model's task specs) fitted on RUN's train split, each chosen
+    on its val split, saved to the run folder.  Returns :class:`FaceHeads`."""
+    from facefair.baselines.face_embedding import EmbeddingConfig, fit_heads
+    from facefair.models.face_features import face_descriptors
+
+    wanted = [t for t in tasks if t.name in weights]
+    if not wanted:
+        raise ValueError("face heads: no task to fit (give e.g. race=1 gender=0.5)")
+    not_classes = [t.name for t in wanted if t.kind != "classification"]
+    if not_classes:
+        raise ValueError(f"face heads cover classification tasks only, not {', '.join(not_classes)}: identity "
+                         f"features discard much of what ages a face (MAE 7.8 years against the CNN's 4.5)")
+    started = time.perf_counter()
+    config = run.config()
+    train, val = run.split_frame("train", config), run.split_frame("val", config)
+    log(f"face heads: describing {len(train)} train and {len(val)} val faces (dlib; cached in {cache_dir})")
+    described = face_descriptors(train["path"].tolist() + val["path"].tolist(), cache_dir, progress=progress)
+    for problem in list(described.bad.values())[:3]:
+        log(f"  {problem}")
+    vectors_train, vectors_val = described.vectors[:len(train)], described.vectors[len(train):]
+    heads, info = fit_heads(train, vectors_train, val, vectors_val, None,
+                            EmbeddingConfig(tasks=tuple(t.name for t in wanted), max_val=None, seed=seed),
+                            log, tasks=wanted, weights=weights)
+    heads.info = {**info, "weights": weights, "unreadable": len(described.bad),
+                  "fit_seconds": round(time.perf_counter() - started, 1)}
+    heads.save(run.face_heads_path)
+    log(f"face heads: {heads.describe()} -> {run.face_heads_path}")
+    return heads
+
+
+def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optional[str] = None,
+                  settings=None, progress: bool = True, seed: int = 0, log: Callable[[str], None] = print) -> dict:
+    """``facefair face-heads RUN``: fit, attach, and recompute the run's test report with them;
+    the CNN-only test predictions move to ``RUN/eval-test-cnn-only/``."""
+    from facefair.evaluate.report import evaluate_split, headline, print_headline, write_evaluation
+    from facefair.data.prepare import prepare_data
+    from facefair.inference.engine import model_device
+    from facefair.inference.settings import DEFAULTS
+    from facefair.inference.sources import load_model
+
+    run = Run(run_dir)
+    run.require(run.config_path, run.splits_path)
+    config = run.config()
+    cache_dir = cache_dir if cache_dir is not None else config.data.cache_dir
+    settings = settings or DEFAULTS
+    model = load_model(run.model_source(), settings)
+    weights = check_weights(weights, [t.name for t in model.tasks])
+    heads = fit_for_run(run, model.tasks, weights, cache_dir, log, progress, seed)
+    old_report = run.report()
+    kept = run.eval_dir("test-cnn-only")
+    if run.predictions_path.is_file() and not (kept / run.predictions_path.name).is_file() \
+            and not old_report.get("face_heads"):
+        kept.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(run.predictions_path, kept / run.predictions_path.name)
+        if run.report_path.is_file():
+            shutil.copy2(run.report_path, kept / run.report_path.name)
+    config.data.splits_file = str(run.splits_path)
+    prepared = prepare_data(config.data, [t.name for t in model.tasks], model.config.resolved_size(),
+                            settings.batch_size, seed=config.train.seed, splits_wanted=("test",))
+    model.face_heads = heads
+    predictions, metrics, errors = evaluate_split(model, prepared.splits["test"], model_device(model),
+                                                  tta=settings.tta, amp=config.train.amp, bf16=settings.bf16,
+                                                  descriptor_cache=cache_dir)
+    cnn_only = old_report.get("cnn_only") or {"headline": old_report.get("headline"),
+                                              "predictions": str(kept / run.predictions_path.name)}
+    extra = {k: v for k, v in old_report.items() if k not in ("metrics", "headline")}
+    extra.update({"face_heads": heads.info | {"heads": heads.describe()}, "cnn_only": cnn_only})
+    report = write_evaluation(run.folder, predictions, metrics, extra)
+    print_headline("test (CNN + face heads)", metrics)
+    if cnn_only.get("headline"):
+        changed = {k: (cnn_only["headline"].get(k), v) for k, v in headline(metrics).items()}
+        log("  was (CNN alone): " + ", ".join(f"{k} {a:.4f} -> {b:.4f}" for k, (a, b) in changed.items()
+                                               if a is not None))
+    if errors:
+        log(f"  {len(errors)} test images could not be read (listed in report.json)")
+    return report
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "face-heads", help="attach face heads (dlib face descriptors) to a trained run, so it transfers",
+        description="Fit one classifier per task on dlib's face-recognition descriptors of RUN's train split "
+                    "(chosen on its val split) and attach them to RUN: every command that loads RUN then "
+                    "outputs WEIGHT x face head + (1 - WEIGHT) x CNN for those tasks. The test report is "
+                    "recomputed; the CNN-only one is kept in RUN/eval-test-cnn-only/. See docs/transfer.md.")
+    parser.add_argument("run", help="a finished training run folder")
+    parser.add_argument("--weights", nargs="+", metavar="TASK=WEIGHT",
+                        default=[f"{k}={v:g}" for k, v in RECIPE_WEIGHTS.items()],
+                        help="blend weight per task, in (0, 1]; 1: the face head alone (default: %(default)s)")
+    parser.add_argument("--cache-dir", help="descriptor cache (default: the run's data.cache_dir)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the MLP candidates")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.set_defaults(func=_command)
+
+
+def _command(args) -> int:
+    from facefair.config import parse_pairs
+
+    attach_to_run(args.run, parse_pairs("--weights", args.weights), cache_dir=args.cache_dir,
+                  progress=args.progress, seed=args.seed)
+    return 0
