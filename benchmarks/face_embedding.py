@@ -133,8 +133,8 @@ def main(argv=None) -> int:
                 ens = Path(tmp) / f"ens-{side}-s{k}.csv"
                 mixed.to_csv(ens, index=False)
                 entries[side]["ensemble"].append(ens)
-            lines.append(f"- draw {k}: {result.info['n_train']} faces fitted; chosen strengths "
-                         f"{ {t: s.get('chosen_C') for t, s in result.info['selection'].items()} }; "
+            lines.append(f"- draw {k}: {result.info['n_train']} faces fitted; chosen heads "
+                         f"{ {t: s.get('chosen') for t, s in result.info['selection'].items()} }; "
                          f"face found by HOG on {result.info['face_detected_share']['test']:.1%} (test), "
                          f"{result.info['face_detected_share']['other']:.1%} (other)")
         for side, title in (("test", "the run's test split (in distribution)"), ("other", f"{other_root.name}")):

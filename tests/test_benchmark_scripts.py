@@ -28,6 +28,7 @@ import gpu_step  # noqa: E402
 import gpu_summary  # noqa: E402
 import robustness  # noqa: E402
 import subset_compare  # noqa: E402
+import transfer_levers  # noqa: E402
 
 RACES = ["White", "Black", "Asian", "Indian", "Others"]
 AGE_GROUPS = ["0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"]
@@ -69,6 +70,27 @@ def write_run(folder: Path, seed: int, conditions: tuple[str, ...] = ()) -> Path
         out.parent.mkdir(parents=True, exist_ok=True)
         predictions(seed + 10 * number, accuracy_rate=0.8 if condition == "clean" else 0.7).to_csv(out, index=False)
     return folder
+
+
+def test_transfer_levers_pairs_recipes_and_face_head_blends_on_both_sides(tmp_path):
+    runs = {}
+    for name, seed in (("ref0", 0), ("ref1", 1), ("lever0", 2), ("face0", 3), ("face1", 4)):
+        runs[name] = write_run(tmp_path / name, seed)
+        other = runs[name] / "eval-dev"
+        other.mkdir()
+        predictions(seed + 20, accuracy_rate=0.6).to_csv(other / "predictions.csv", index=False)
+    out = tmp_path / "levers.md"
+    assert transfer_levers.main([
+        "--reference", f"robust={runs['ref0']},{runs['ref1']}", "--method", f"capture={runs['lever0']}",
+        "--face-heads", f"{runs['face0']},{runs['face1']}", "--blend", "hybrid=gender:0.5,race:1",
+        "--other", "dev", "--n-boot", "50", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## dev" in text and "| hybrid | race | accuracy |" in text and "| capture | gender | accuracy |" in text
+    assert "| robust | 2 | 60.0, 60.0 |" in text and "The issue's targets" in text
+    # A blend at weight 1 is the face table's answer; the other tasks stay the CNN's.
+    cnn, face = predictions(0), predictions(3)
+    mixed = transfer_levers.blend(cnn, face, {"race": 1.0})
+    assert mixed["race_pred"].equals(face["race_pred"]) and mixed["gender_pred"].equals(cnn["gender_pred"])
 
 
 def test_accuracy_scores_a_finished_run_against_the_targets(tmp_path):

@@ -188,3 +188,12 @@ def test_face_heads_command_checks_its_weights(hybrid_run, tmp_path):
                                *weights, "--no-progress"], capture_output=True, text=True, timeout=300)
         assert done.returncode != 0 and message in done.stderr, (weights, done.stderr[-800:])
     assert json.loads((root / "run" / "report.json").read_text())["face_heads"]  # untouched
+
+
+@pytest.mark.parametrize("module", ["facefair.models.face_heads", "facefair.evaluate.ensemble"])
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted and result.failed == 0

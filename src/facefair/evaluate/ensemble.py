@@ -7,7 +7,7 @@ the same faces in the same order (runs sharing one split), or the average would 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,8 @@ import pandas as pd
 from facefair.table import classes_of, probability_columns, tasks_in
 
 
-def average_predictions(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+def average_predictions(frames: Sequence[pd.DataFrame], weights: Optional[dict[str, Sequence[float]]] = None
+                        ) -> pd.DataFrame:
     """The ensemble's predictions table: mean class probabilities and mean predicted values.
 
     Parameters
@@ -23,6 +24,9 @@ def average_predictions(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     frames : sequence of pandas.DataFrame
         Predictions tables of the members (``path``, ``T_true``, ``T_pred``, ``T_prob_<class>``),
         every one with the same ``path`` column in the same order.
+    weights : dict, optional
+        Per task, one weight per member (normalised to sum to 1), e.g. ``{"race": [0, 1]}`` keeps
+        the second member's race; tasks not named are plain means.
 
     Returns
     -------
@@ -45,6 +49,8 @@ def average_predictions(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     >>> average_predictions([member(0.9), member(0.3)])[["gender_pred", "gender_prob_Male"]]
       gender_pred  gender_prob_Male
     0        Male               0.6
+    >>> average_predictions([member(0.9), member(0.3)], {"gender": [3, 1]})["gender_prob_Male"].round(3).tolist()
+    [0.75]
     """
     frames = list(frames)
     if not frames:
@@ -55,16 +61,24 @@ def average_predictions(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
         if len(frame) != len(first) or not frame["path"].reset_index(drop=True).equals(paths):
             raise ValueError(f"ensemble member {number} holds different test rows from member 1 (or in another "
                              "order); members must share one split")
+    weights = weights or {}
+    for task, given in weights.items():
+        if len(given) != len(frames) or min(given) < 0 or sum(given) <= 0:
+            raise ValueError(f"ensemble weights of {task}: one non-negative weight per member ({len(frames)}), "
+                             f"not all zero; got {list(given)}")
     out = first.copy()
     for task in tasks_in(first):
         columns = probability_columns(first, task)
+        share = np.asarray(weights.get(task, np.ones(len(frames))), dtype=float)
+        share = share / share.sum()
         if columns:
-            mean = np.mean([frame[columns].to_numpy(dtype=float) for frame in frames], axis=0)
+            mean = np.tensordot(share, [frame[columns].to_numpy(dtype=float) for frame in frames], axes=1)
             out[columns] = mean
             predicted = np.asarray(classes_of(first, task), dtype=object)[np.nan_to_num(mean, nan=-1.0).argmax(axis=1)]
             # a face some member could not read has no ensemble prediction either
             predicted[np.isnan(mean).any(axis=1)] = None
             out[f"{task}_pred"] = predicted
         else:
-            out[f"{task}_pred"] = np.mean([frame[f"{task}_pred"].to_numpy(dtype=float) for frame in frames], axis=0)
+            out[f"{task}_pred"] = np.tensordot(share, [frame[f"{task}_pred"].to_numpy(dtype=float) for frame in frames],
+                                               axes=1)
     return out

@@ -1,0 +1,163 @@
+"""Transfer levers, paired on the same faces over seeds: the robust CNN recipe against other CNN
+recipes and against the CNN blended with face heads (docs/transfer.md), on the runs' shared test
+split and on another dataset.
+
+Every run is a finished training run evaluated on the other dataset (``RUN/eval-NAME/``); seeds
+share one split (``train --splits-file``), so every method is scored on the same faces.  Face-head
+blends are built per seed from the reference run's CNN table and a copy of that run with face
+heads at weight 1 (``facefair face-heads COPY --weights gender=1 race=1``):
+``w x face head + (1 - w) x CNN`` per task, exactly what a run with those weights outputs.
+Comparisons: :func:`facefair.audit.compare.compare_runs` (McNemar, paired bootstrap over the
+same rows and seeds, Holm over every comparison of a table).
+
+    python benchmarks/transfer_levers.py --other mebeauty-dev \\
+        --reference robust=runs/robust-s0,runs/robust-s1,runs/robust-s2 \\
+        --method capture=runs/capture-s0 \\
+        --face-heads runs/robust-s0-face,runs/robust-s1-face,runs/robust-s2-face \\
+        --blend hybrid=gender:0.5,race:1 --blend face=gender:1,race:1 \\
+        --out benchmarks/results/transfer_levers.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from face_embedding import markdown_table, recall_table  # noqa: E402  (the benchmarks' shared tables)
+
+TARGET_RACES = ("Asian", "Black", "Indian", "White")
+
+
+def _runs(spec: str) -> tuple[str, list[Path]]:
+    name, sep, runs = spec.partition("=")
+    if not sep or not runs:
+        raise SystemExit(f"{spec!r}: expected NAME=RUN[,RUN...]")
+    return name, [Path(r) for r in runs.split(",")]
+
+
+def _weights(spec: str) -> tuple[str, dict[str, float]]:
+    name, sep, pairs = spec.partition("=")
+    weights = {}
+    for pair in pairs.split(","):
+        task, _, value = pair.partition(":")
+        weights[task] = float(value)
+    if not sep or not weights:
+        raise SystemExit(f"{spec!r}: expected NAME=TASK:WEIGHT[,TASK:WEIGHT...]")
+    return name, weights
+
+
+def table_of(run: Path, side: str, other: str) -> Path:
+    from facefair.run import Run
+
+    folder = Run(run) if side == "test" else Run(Run(run).eval_dir(other))
+    if not folder.predictions_path.is_file():
+        raise SystemExit(f"{folder.predictions_path} not found: train the run and `facefair evaluate RUN --data` "
+                         f"the other dataset first")
+    return folder.predictions_path
+
+
+def blend(cnn: pd.DataFrame, face: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
+    """``weights[task] x face + (1 - weights[task]) x cnn`` per task (others: the CNN's)."""
+    from facefair.evaluate.ensemble import average_predictions
+
+    if not cnn["path"].equals(face["path"]):
+        face = face.set_index("path").loc[cnn["path"]].reset_index()
+    tasks = [c[: -len("_pred")] for c in cnn.columns if c.endswith("_pred")]
+    return average_predictions([cnn, face], {t: [1 - weights.get(t, 0.0), weights.get(t, 0.0)] for t in tasks})
+
+
+def targets_table(frames: dict[str, dict[str, list[pd.DataFrame]]], other: str) -> list[str]:
+    """The issue's targets per method, mean over seeds: other-dataset gender, worst race x gender
+    cell of gender, race-5, each target race's recall; in-distribution gender, race, MAE."""
+    from sklearn.metrics import recall_score
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    out = [f"| method | {other} gender | worst race x gender (gender) | race | recall "
+           f"{' / '.join(TARGET_RACES)} | test gender | test race | test MAE |", "|---|---|---|---|---|---|---|---|"]
+    for method in frames["test"]:
+        dev, test = frames["other"][method], frames["test"][method]
+        gender = mean([(f["gender_pred"] == f["gender_true"]).mean() for f in dev])
+        worst = mean([f.assign(ok=f["gender_pred"] == f["gender_true"]).groupby(["race_true", "gender_true"],
+                                                                               observed=True)["ok"].mean().min()
+                      for f in dev])
+        race = mean([(f["race_pred"] == f["race_true"]).mean() for f in dev])
+        recalls = [mean([recall_score(f["race_true"], f["race_pred"], labels=[r], average=None, zero_division=0)[0]
+                         for f in dev]) for r in TARGET_RACES]
+        t_gender = mean([(f["gender_pred"] == f["gender_true"]).mean() for f in test])
+        t_race = mean([(f["race_pred"] == f["race_true"]).mean() for f in test])
+        mae = mean([(f["age_pred"] - f["age_true"]).abs().mean() for f in test]) if "age_pred" in test[0] else float("nan")
+        out.append(f"| {method} | {gender:.3f} | {worst:.3f} | {race:.3f} | "
+                   f"{' / '.join(f'{r:.2f}' for r in recalls)} | {t_gender:.3f} | {t_race:.3f} | {mae:.2f} |")
+    return out
+
+
+def main(argv=None) -> int:
+    from facefair.audit.compare import compare_runs
+    from facefair.audit.config import AuditConfig
+    from facefair.audit.groups import load_predictions
+    from facefair.run import Run
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", required=True, help="NAME=RUN[,RUN...]: the recipe every lever is paired with")
+    parser.add_argument("--method", action="append", default=[], help="NAME=RUN[,RUN...]: another CNN recipe")
+    parser.add_argument("--face-heads", help="RUN[,RUN...]: per reference seed, its copy with face heads at weight 1")
+    parser.add_argument("--blend", action="append", default=[], help="NAME=TASK:W[,TASK:W]: a face-head blend")
+    parser.add_argument("--other", required=True, help="the other dataset's name (the runs' eval-NAME folders)")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--out", required=True, help="markdown summary to write")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    reference, ref_runs = _runs(args.reference)
+    methods = dict([(reference, ref_runs)] + [_runs(m) for m in args.method])
+    face_runs = [Path(r) for r in args.face_heads.split(",")] if args.face_heads else []
+    blends = dict(_weights(b) for b in args.blend)
+    if blends and len(face_runs) != len(ref_runs):
+        raise SystemExit(f"--face-heads needs one run per --reference seed ({len(ref_runs)}), got {len(face_runs)}")
+    lines = [f"# Transfer levers: `{reference}` against the others, paired on the same faces", "",
+             "Seeds share one split; each method's seeds are paired with the reference's seeds in order. "
+             "Blends: `w x face head + (1 - w) x CNN` per task, from the reference run of the same seed.", "",
+             "| method | seeds | training wall time per seed (s) |", "|---|---|---|"]
+    for name, runs in methods.items():
+        walls = [Run(r).report().get("run", {}).get("wall_seconds_this_session") for r in runs]
+        lines.append(f"| {name} | {len(runs)} | {', '.join(str(w) for w in walls)} |")
+    for name in blends:
+        fits = [Run(r).report().get("face_heads", {}).get("fit_seconds") for r in face_runs]
+        lines.append(f"| {name} | {len(face_runs)} | the reference's + face heads ({', '.join(map(str, fits))} s "
+                     f"to describe and fit; descriptors cached) |")
+    frames: dict[str, dict[str, list[pd.DataFrame]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for side, title in (("test", "the runs' test split (in distribution)"), ("other", args.other)):
+            entries = {name: [table_of(r, side, args.other) for r in runs] for name, runs in methods.items()}
+            for name, weights in blends.items():
+                entries[name] = []
+                for k, (ref, face) in enumerate(zip(ref_runs, face_runs)):
+                    mixed = blend(load_predictions(table_of(ref, side, args.other))[0],
+                                  load_predictions(table_of(face, side, args.other))[0], weights)
+                    path = Path(tmp) / f"{name}-{side}-s{k}.csv"
+                    mixed.to_csv(path, index=False)
+                    entries[name].append(path)
+            table = compare_runs(entries, AuditConfig(n_boot=args.n_boot, tasks=("gender", "race")),
+                                 reference=reference)
+            frames[side] = {m: [load_predictions(p)[0] for p in paths] for m, paths in entries.items()}
+            lines += ["", f"## {title}", "", *[line.replace("| CNN |", f"| {reference} |")
+                                              for line in markdown_table(table)],
+                      "", "Race recall:", "", *recall_table(frames[side], "race"),
+                      "", "Gender recall:", "", *recall_table(frames[side], "gender")]
+    lines += ["", "## The issue's targets (mean over seeds)", "", *targets_table(frames, args.other),
+              "", f"Summary written in {time.perf_counter() - started:.0f} s."]
+    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
