@@ -197,3 +197,15 @@ def test_doctests(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted and result.failed == 0
+
+
+def test_descriptors_from_a_process_pool_match_one_process(utk_sample, tmp_path):
+    from facefair.models.face_features import face_descriptors
+
+    paths = sorted(str(p) for p in utk_sample.iterdir())[:6]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    alone = face_descriptors(paths + [str(broken)], None, progress=False, workers=1, batch_size=2)
+    pooled = face_descriptors(paths + [str(broken)], None, progress=False, workers=2, batch_size=2)
+    np.testing.assert_array_equal(pooled.vectors, alone.vectors)
+    assert list(pooled.bad) == [str(broken)] and np.isnan(pooled.vectors[-1]).all()

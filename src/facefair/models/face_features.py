@@ -86,7 +86,7 @@ def _key(path: str) -> str:
 
 
 def face_descriptors(paths: Sequence[str], cache_dir: Optional[str | Path], model_dir: Optional[str] = None,
-                     batch_size: int = 64, progress: bool = True) -> Descriptors:
+                     batch_size: int = 64, progress: bool = True, workers: Optional[int] = None) -> Descriptors:
     """Descriptors of ``paths``, computing and caching only those not cached yet.
 
     Parameters
@@ -101,39 +101,32 @@ def face_descriptors(paths: Sequence[str], cache_dir: Optional[str | Path], mode
         Folder with dlib's ``.dat`` files (default: the ``face-recognition-models`` package).
     batch_size : int
         Chips described per call of the network.
+    workers : int, optional
+        Processes describing images at once (default: one per core; dlib runs one image on one
+        core, about 0.09 s each).  Each loads dlib's networks once.
     progress : bool
         Show a progress bar while describing new images.
     """
-    from PIL import Image, UnidentifiedImageError
-
     folder = _shard_folder(cache_dir) if cache_dir else None
     known = _read_shards(folder) if folder is not None and folder.is_dir() else {}
     keys = [_key(p) for p in paths]
     missing = sorted({k for k in keys if k not in known})
     bad: dict[str, str] = {}
     if missing:
-        embedder = FaceEmbedder(model_dir)
         new_paths, new_vectors, new_found = [], [], []
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=len(missing), desc="face descriptors", unit="img")
-        for start in range(0, len(missing), batch_size):
-            chips, kept = [], []
-            for key in missing[start:start + batch_size]:
-                try:
-                    with Image.open(key) as image:
-                        pixels = np.asarray(image.convert("RGB"))
-                    chips.append(embedder.chip(pixels))
-                    kept.append(key)
-                except (OSError, UnidentifiedImageError, ValueError) as error:
-                    bad[key] = f"{key}: unreadable image ({error}); left out of the descriptors"
-            if chips:
-                new_vectors.append(embedder.describe([c for c, _ in chips]))
-                new_found.extend(found for _, found in chips)
+        chunks = [missing[start:start + batch_size] for start in range(0, len(missing), batch_size)]
+        for kept, vectors, found, chunk_bad in _describe_chunks(chunks, model_dir, workers):
+            if kept:
                 new_paths.extend(kept)
+                new_vectors.append(vectors)
+                new_found.extend(found)
+            bad.update(chunk_bad)
             if bar is not None:
-                bar.update(min(batch_size, len(missing) - start))
+                bar.update(len(kept) + len(chunk_bad))
         if bar is not None:
             bar.close()
         if new_paths and folder is None:
@@ -153,6 +146,51 @@ def face_descriptors(paths: Sequence[str], cache_dir: Optional[str | Path], mode
     return Descriptors(vectors, detected, {p: bad[k] for p, k in zip(paths, keys) if k in bad})
 
 
+
+
+_WORKER_EMBEDDER: Optional[FaceEmbedder] = None
+
+
+def _start_worker(model_dir: Optional[str]) -> None:
+    global _WORKER_EMBEDDER  # one per worker process: dlib's networks load once, not per chunk
+    _WORKER_EMBEDDER = FaceEmbedder(model_dir)
+
+
+def _describe_files(keys: Sequence[str], embedder: Optional[FaceEmbedder] = None):
+    """(described paths, their vectors, detected flags, {path: reason} for unreadable files)."""
+    from PIL import Image, UnidentifiedImageError
+
+    embedder = embedder or _WORKER_EMBEDDER
+    chips, kept, bad = [], [], {}
+    for key in keys:
+        try:
+            with Image.open(key) as image:
+                pixels = np.asarray(image.convert("RGB"))
+            chips.append(embedder.chip(pixels))
+            kept.append(key)
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            bad[key] = f"{key}: unreadable image ({error}); left out of the descriptors"
+    vectors = embedder.describe([c for c, _ in chips]) if chips else np.empty((0, DIMENSIONS), np.float32)
+    return kept, vectors, [found for _, found in chips], bad
+
+
+def _describe_chunks(chunks: list[list[str]], model_dir: Optional[str], workers: Optional[int]):
+    """Describe ``chunks`` of files in this process or, when there is enough work, in a pool
+    of ``workers`` forked processes (as torch's DataLoader workers are; a spawned pool would
+    re-run a user's script that has no ``__main__`` guard).  Where fork is missing: one process."""
+    import multiprocessing
+
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers <= 1 or len(chunks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        embedder = FaceEmbedder(model_dir)
+        for chunk in chunks:
+            yield _describe_files(chunk, embedder)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("fork"),
+                             initializer=_start_worker, initargs=(model_dir,)) as pool:
+        yield from pool.map(_describe_files, chunks)
 
 
 def describe_images(images: np.ndarray, embedder: Optional[FaceEmbedder] = None,
