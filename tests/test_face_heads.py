@@ -209,3 +209,24 @@ def test_descriptors_from_a_process_pool_match_one_process(utk_sample, tmp_path)
     pooled = face_descriptors(paths + [str(broken)], None, progress=False, workers=2, batch_size=2)
     np.testing.assert_array_equal(pooled.vectors, alone.vectors)
     assert list(pooled.bad) == [str(broken)] and np.isnan(pooled.vectors[-1]).all()
+
+
+def test_face_heads_command_attaches_to_a_finished_run_and_keeps_the_cnn_report(tiny_run, hybrid_run, tmp_path):
+    from facefair.audit.card import model_card
+    from facefair.run import Run
+
+    root, _ = hybrid_run
+    run = Run(tmp_path / "run")
+    shutil.copytree(tiny_run, run.folder)
+    before = run.report()["headline"]
+    done = subprocess.run([sys.executable, "-m", "facefair", "face-heads", str(run.folder), "--weights", "race=1",
+                           "--cache-dir", str(root / "cache"), "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = run.report()
+    assert report["face_heads"]["cnn_only"]["headline"] == before
+    assert report["headline"]["race_accuracy"] != before["race_accuracy"]
+    assert report["headline"]["gender_accuracy"] == before["gender_accuracy"]   # no gender head
+    assert report["history"] and (run.eval_dir("test-cnn-only") / "predictions.csv").is_file()
+    assert "was (CNN alone): " in done.stdout
+    assert "**Face heads:** race (" in model_card(run.folder, n_boot=50)

@@ -223,6 +223,21 @@ def generalisation_section(run: Path) -> list[str]:
     return parts
 
 
+def _face_heads_lines(report: dict) -> list[str]:
+    """What the face heads change: which tasks defer to them, and the CNN alone's test figures."""
+    heads = report.get("face_heads")
+    if not heads:
+        return []
+    before = (heads.get("cnn_only") or {}).get("headline") or {}
+    after = report.get("headline") or {}
+    changed = [f"{k.replace('_accuracy', '')} {before[k]:.3f} -> {after[k]:.3f}" for k in sorted(after)
+               if k.endswith("_accuracy") and k in before and before[k] != after[k]]
+    return [f"- **Face heads:** {heads.get('heads', '')}: classifiers on dlib's face-recognition descriptors "
+            f"(`face_heads.safetensors`), fitted on the training split and blended as weight x face head + "
+            f"(1 - weight) x CNN; test accuracy, CNN alone -> with them: {', '.join(changed) or 'unchanged'} "
+            f"(docs/transfer.md)."]
+
+
 def model_card(run: str | Path, n_boot: int = 1000) -> str:
     """The card's Markdown text (runs the audit first when RUN/audit/audit.json is missing)."""
     run = Run(run)
@@ -251,6 +266,7 @@ def model_card(run: str | Path, n_boot: int = 1000) -> str:
              f"lr {train.get('lr', '?')}, seed {train.get('seed', '?')}, test-time mirroring "
              f"{'on' if train.get('tta', True) else 'off'}; device {info.get('device', '?')}.",
              _inputs_line(info.get("framing")),
+             *_face_heads_lines(report),
              "- **Files:** `model.safetensors` + `config.json` (the model, loadable with no pickle), "
              "`config.yaml` (every setting), `splits.csv` (the split).\n",
              "## Uses\n", "### Intended uses\n",

@@ -81,7 +81,9 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
     run.require(run.config_path, run.splits_path)
     config = run.config()
     cache_dir = cache_dir if cache_dir is not None else config.data.cache_dir
-    settings = settings or DEFAULTS
+    # The test report is recomputed as training computed it (its TTA and precision), so the only
+    # change from the CNN-only report is the heads.
+    settings = settings or DEFAULTS.with_options(tta=config.train.tta, bf16=config.train.bf16)
     model = load_model(run.model_source(), settings)
     weights = check_weights(weights, [t.name for t in model.tasks])
     heads = fit_for_run(run, model.tasks, weights, cache_dir, log, progress, seed)
@@ -100,10 +102,10 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
     predictions, metrics, errors = evaluate_split(model, prepared.splits["test"], model_device(model),
                                                   tta=settings.tta, amp=config.train.amp, bf16=settings.bf16,
                                                   descriptor_cache=cache_dir)
-    cnn_only = old_report.get("cnn_only") or {"headline": old_report.get("headline"),
-                                              "predictions": str(kept / run.predictions_path.name)}
+    cnn_only = (old_report.get("face_heads") or {}).get("cnn_only") or {
+        "headline": old_report.get("headline"), "predictions": str(kept / run.predictions_path.name)}
     extra = {k: v for k, v in old_report.items() if k not in ("metrics", "headline")}
-    extra.update({"face_heads": heads.info | {"heads": heads.describe()}, "cnn_only": cnn_only})
+    extra["face_heads"] = {**heads.info, "heads": heads.describe(), "cnn_only": cnn_only}
     report = write_evaluation(run.folder, predictions, metrics, extra)
     print_headline("test (CNN + face heads)", metrics)
     if cnn_only.get("headline"):
