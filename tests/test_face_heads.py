@@ -230,3 +230,17 @@ def test_face_heads_command_attaches_to_a_finished_run_and_keeps_the_cnn_report(
     assert report["history"] and (run.eval_dir("test-cnn-only") / "predictions.csv").is_file()
     assert "was (CNN alone): " in done.stdout
     assert "**Face heads:** race (" in model_card(run.folder, n_boot=50)
+
+
+@pytest.mark.parametrize("name", ["utkface-cpu.yaml", "utkface-cpu-robust.yaml", "utkface-cpu-transfer.yaml"])
+def test_shipped_configs_load_and_the_transfer_recipe_is_the_robust_one_plus_face_heads(name):
+    from pathlib import Path
+
+    from facefair.config import load_yaml_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    config = load_yaml_config(configs / name)
+    if name == "utkface-cpu-transfer.yaml":
+        robust = load_yaml_config(configs / "utkface-cpu-robust.yaml")
+        assert config.train.face_heads == {"race": 1.0, "gender": 0.5}
+        assert config.augment == robust.augment and config.model == robust.model
