@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     from facefair.audit.compare import compare_runs
     from facefair.audit.config import AuditConfig
     from facefair.audit.groups import load_predictions
+    from facefair.evaluate.ensemble import average_predictions
     from facefair.run import Run
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -119,6 +120,9 @@ def main(argv=None) -> int:
     parser.add_argument("--method", action="append", default=[], help="NAME=RUN[,RUN...]: another CNN recipe")
     parser.add_argument("--face-heads", help="RUN[,RUN...]: per reference seed, its copy with face heads at weight 1")
     parser.add_argument("--blend", action="append", default=[], help="NAME=TASK:W[,TASK:W]: a face-head blend")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also the mean of the reference's seeds (and of each blend's): one model made of "
+                             "every seed, paired with each reference seed")
     parser.add_argument("--other", required=True, help="the other dataset's name (the runs' eval-NAME folders)")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--out", required=True, help="markdown summary to write")
@@ -138,6 +142,9 @@ def main(argv=None) -> int:
     for name, runs in methods.items():
         walls = [Run(r).report().get("run", {}).get("wall_seconds_this_session") for r in runs]
         lines.append(f"| {name} | {len(runs)} | {', '.join(str(w) for w in walls)} |")
+    if args.ensemble:
+        lines.append(f"| {reference} x{len(ref_runs)} (and each blend's) | - | the mean of every seed's "
+                     f"probabilities: {len(ref_runs)}x the training and inference |")
     for name in blends:
         fits = [Run(r).report().get("face_heads", {}).get("fit_seconds") for r in face_runs]
         lines.append(f"| {name} | {len(face_runs)} | the reference's + face heads ({', '.join(map(str, fits))} s "
@@ -154,6 +161,12 @@ def main(argv=None) -> int:
                     path = Path(tmp) / f"{name}-{side}-s{k}.csv"
                     mixed.to_csv(path, index=False)
                     entries[name].append(path)
+            if args.ensemble and len(ref_runs) > 1:
+                for name in [reference, *blends]:
+                    members = [load_predictions(p)[0] for p in entries[name]]
+                    path = Path(tmp) / f"{name}-ensemble-{side}.csv"
+                    average_predictions(members).to_csv(path, index=False)
+                    entries[f"{name} x{len(members)}"] = [path] * len(ref_runs)
             table = compare_runs(entries, AuditConfig(n_boot=args.n_boot, tasks=("gender", "race")),
                                  reference=reference)
             frames[side] = {m: [load_predictions(p)[0] for p in paths] for m, paths in entries.items()}
