@@ -72,3 +72,21 @@ def tiny_run(utk_sample, tmp_path_factory) -> Path:
                           tta=False))
     train(config)
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def hybrid_run(utk_sample, tmp_path_factory):
+    """A tiny run trained with ``train.face_heads`` (real faces): race from the face head alone,
+    gender half and half."""
+    from facefair.config import DataConfig, RunConfig, TrainConfig
+    from facefair.models.multitask import ModelConfig
+    from facefair.train.loop import train
+
+    root = tmp_path_factory.mktemp("hybrid_run")
+    config = RunConfig(
+        data=DataConfig(data=str(utk_sample), cache_dir=str(root / "cache"), workers=1),
+        model=ModelConfig(backbone="mobilenetv2", image_size=48, tasks=["gender", "race", "age"]),
+        train=TrainConfig(out_dir=str(root / "run"), epochs=1, batch_size=32, progress=False, tensorboard=False,
+                          tta=False, face_heads={"race": 1.0, "gender": 0.5}))
+    report = train(config)
+    return root, report

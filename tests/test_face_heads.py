@@ -107,24 +107,6 @@ def test_file_round_trip_is_plain_arrays_and_checked_against_the_model(tmp_path)
         FaceHeads.load(broken)
 
 
-@pytest.fixture(scope="module")
-def hybrid_run(utk_sample, tmp_path_factory):
-    """A tiny run trained with ``train.face_heads`` (real faces): race from the face head alone,
-    gender half and half."""
-    from facefair.config import DataConfig, RunConfig, TrainConfig
-    from facefair.models.multitask import ModelConfig
-    from facefair.train.loop import train
-
-    root = tmp_path_factory.mktemp("hybrid_run")
-    config = RunConfig(
-        data=DataConfig(data=str(utk_sample), cache_dir=str(root / "cache"), workers=1),
-        model=ModelConfig(backbone="mobilenetv2", image_size=48, tasks=["gender", "race", "age"]),
-        train=TrainConfig(out_dir=str(root / "run"), epochs=1, batch_size=32, progress=False, tensorboard=False,
-                          tta=False, face_heads={"race": 1.0, "gender": 0.5}))
-    report = train(config)
-    return root, report
-
-
 def test_training_with_face_heads_reports_both_and_every_path_uses_them(hybrid_run, tmp_path):
     import facefair as ff
     from facefair.models.face_features import face_descriptors

@@ -35,7 +35,12 @@ def _probabilities(rows: list[dict]) -> np.ndarray:
 
 
 @pytest.mark.skipif("dlib-hog" not in available_backends(), reason="dlib not installed")
-def test_same_photo_same_probabilities_through_predict_serve_and_python(tiny_run, big_photo, tmp_path):
+@pytest.mark.parametrize("which", ["tiny_run", "hybrid_run"])
+def test_same_photo_same_probabilities_through_predict_serve_and_python(which, request, big_photo, tmp_path):
+    # hybrid_run: a model with face heads, whose race and gender also come from dlib descriptors.
+    tiny_run = request.getfixturevalue(which)
+    if which == "hybrid_run":
+        tiny_run = tiny_run[0] / "run"
     pytest.importorskip("fastapi")
     pytest.importorskip("multipart")
     from fastapi.testclient import TestClient
