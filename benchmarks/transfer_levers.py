@@ -123,6 +123,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ensemble", action="store_true",
                         help="also the mean of the reference's seeds (and of each blend's): one model made of "
                              "every seed, paired with each reference seed")
+    parser.add_argument("--external", action="append", default=[],
+                        help="NAME=PREDICTIONS_CSV: another model's predictions of the other dataset (e.g. "
+                             "`facefair third-party --split all`), each method paired with it on its tasks")
     parser.add_argument("--other", required=True, help="the other dataset's name (the runs' eval-NAME folders)")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--out", required=True, help="markdown summary to write")
@@ -170,6 +173,14 @@ def main(argv=None) -> int:
             table = compare_runs(entries, AuditConfig(n_boot=args.n_boot, tasks=("gender", "race")),
                                  reference=reference)
             frames[side] = {m: [load_predictions(p)[0] for p in paths] for m, paths in entries.items()}
+            for external in args.external if side == "other" else ():
+                name, _, csv = external.partition("=")
+                theirs = load_predictions(Path(csv))[0]
+                tasks = tuple(t for t in ("gender", "race") if f"{t}_pred" in theirs)
+                against = compare_runs({name: [Path(csv)] * len(ref_runs), **entries},
+                                       AuditConfig(n_boot=args.n_boot, tasks=tasks), reference=name)
+                lines += ["", f"Against `{name}` ({csv}) on the same faces, its tasks only ({', '.join(tasks)}):", "",
+                          *[line.replace("| CNN |", f"| {name} |") for line in markdown_table(against)]]
             lines += ["", f"## {title}", "", *[line.replace("| CNN |", f"| {reference} |")
                                               for line in markdown_table(table)],
                       "", "Race recall:", "", *recall_table(frames[side], "race"),

@@ -83,11 +83,12 @@ def test_transfer_levers_pairs_recipes_and_face_head_blends_on_both_sides(tmp_pa
     assert transfer_levers.main([
         "--reference", f"robust={runs['ref0']},{runs['ref1']}", "--method", f"capture={runs['lever0']}",
         "--face-heads", f"{runs['face0']},{runs['face1']}", "--blend", "hybrid=gender:0.5,race:1",
-        "--ensemble", "--other", "dev", "--n-boot", "50", "--out", str(out)]) == 0
+        "--ensemble", "--external", f"third=/{runs['lever0']}/eval-dev/predictions.csv", "--other", "dev", "--n-boot", "50", "--out", str(out)]) == 0
     text = out.read_text()
     assert "## dev" in text and "| hybrid | race | accuracy |" in text and "| capture | gender | accuracy |" in text
     assert "| robust | 2 | 60.0, 60.0 |" in text and "The issue's targets" in text
     assert "| hybrid x2 | race | accuracy |" in text and "| robust x2 | gender | accuracy |" in text
+    assert "Against `third`" in text
     # A blend at weight 1 is the face table's answer; the other tasks stay the CNN's.
     cnn, face = predictions(0), predictions(3)
     mixed = transfer_levers.blend(cnn, face, {"race": 1.0})
