@@ -1,6 +1,6 @@
 """Train the CPU recipe on UTKFace and write its test figures next to the issue's targets.
 
-    .venv/bin/python benchmarks/accuracy.py --config configs/utkface-cpu.yaml
+    .venv/bin/python benchmarks/accuracy.py --config configs/utkface-cpu-transfer.yaml
     .venv/bin/python benchmarks/accuracy.py --from-run runs/utkface-cpu --out OTHER.json  # score a finished run
     .venv/bin/python benchmarks/accuracy.py --from-run RUN --logit-adjust race  # after the class-prior adjustment
 
@@ -8,7 +8,9 @@ Writes benchmarks/results/accuracy.json (figures, targets, pass/fail, wall time,
 leaves the run folder (report.json, predictions.csv for `facefair audit`) in place.  Besides the
 overall figures it gives the group figures the fairness targets are about (worst-race gender
 accuracy, race x gender degree of bias, Others race recall, gender of children 0-9, age MAE of
-70+), each computed by `facefair audit`'s definitions on the run's test predictions.
+70+), each computed by `facefair audit`'s definitions on the run's test predictions; and, when
+the run was evaluated on other datasets (`facefair evaluate RUN --data ...`), their overall and
+per-group figures from `RUN/transfer/transfer.json`.
 """
 
 from __future__ import annotations
@@ -69,9 +71,29 @@ def _check(value, target, higher) -> dict:
     return {"value": value, "target": target, "met": met, "gap": None if value is None else round(value - target, 4)}
 
 
+def transfer_figures(run: Path) -> dict[str, dict[str, float]]:
+    """Per other dataset: overall accuracy per task and each race's recall (``RUN/transfer/transfer.json``,
+    written by ``facefair evaluate RUN --data``); {} when the run was not evaluated elsewhere."""
+    from facefair.run import Run
+
+    path = Run(run).transfer_dir / "transfer.json"
+    if not path.is_file():
+        return {}
+    out = {}
+    for dataset in json.loads(path.read_text())["datasets"]:
+        figures = {"faces": dataset["faces"]}
+        for row in dataset["groups"]:
+            if row["attribute"] == "overall" and row["metric"] == "accuracy":
+                figures[f"{row['task']}_accuracy"] = round(row["value_out"], 5)
+            elif row["task"] == "race" and row["attribute"] == "race" and row["metric"] == "recall":
+                figures[f"race_recall_{row['group']}"] = round(row["value_out"], 5)
+        out[dataset["name"]] = figures
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/utkface-cpu.yaml")
+    parser.add_argument("--config", default="configs/utkface-cpu-transfer.yaml")
     parser.add_argument("--data", help="override the config's dataset path")
     parser.add_argument("--out-dir", help="override the run folder")
     parser.add_argument("--out", default="benchmarks/results/accuracy.json")
@@ -114,11 +136,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{metric:44s} {check['value']!s:>8}  target {check['target']}  {verdict}")
     if wall is not None:
         print(f"wall time {wall / 60:.1f} min (includes cache build if it was not there)")
+    transfer = transfer_figures(run)
+    for name, figures_there in transfer.items():
+        print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in figures_there.items()))
     result = {"config": config_name, "run": out_dir, "wall_seconds": None if wall is None else round(wall, 1),
               "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                           "device": report["run"]["device"]},
               "split_sizes": report["run"]["split_sizes"], "best_epoch": report["run"]["best_epoch"],
               "test": figures, "groups": groups, "targets": checks,
+              **({"transfer": transfer} if transfer else {}),
               **({"post_processing": post_processing} if post_processing else {})}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

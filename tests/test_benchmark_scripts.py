@@ -102,6 +102,21 @@ def test_accuracy_scores_a_finished_run_against_the_targets(tmp_path):
     assert set(result["targets"]) == set(accuracy.TARGETS) | set(accuracy.GROUP_TARGETS)
     assert result["groups"]["children_0_9_rows"] == 60  # 0-2 and 3-9: two of nine age groups
     assert result["targets"]["gender_accuracy"]["met"] is False  # 0.8 against 0.92
+    assert "transfer" not in result
+
+
+def test_accuracy_adds_the_transfer_figures_of_a_run_evaluated_elsewhere(tmp_path):
+    from facefair.audit.transfer import transfer_audit, write_transfer
+
+    run = write_run(tmp_path / "run", 0)
+    other = predictions(5, accuracy_rate=0.6)
+    write_transfer(transfer_audit(predictions(0), {"dev": other}, sources={"dev": "dev/"}), run / "transfer")
+    accuracy.main(["--from-run", str(run), "--out", str(tmp_path / "accuracy.json")])
+    figures = json.loads((tmp_path / "accuracy.json").read_text())["transfer"]["dev"]
+    assert figures["faces"] == len(other)
+    assert figures["race_accuracy"] == pytest.approx((other["race_pred"] == other["race_true"]).mean(), abs=1e-4)
+    white = other[other["race_true"] == "White"]
+    assert figures["race_recall_White"] == pytest.approx((white["race_pred"] == "White").mean(), abs=1e-4)
 
 
 def test_augmentation_analyse_writes_its_page_and_gzipped_paired_table(tmp_path):
