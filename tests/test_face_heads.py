@@ -30,7 +30,7 @@ def _fitted(kind: str, n_classes: int, seed: int = 0):
     x = rng.normal(size=(300, DIMENSIONS)) * 2 + 1
     y = (x[:, :n_classes] + rng.normal(size=(300, n_classes))).argmax(axis=1)
     model = {"logistic": LogisticRegression(C=0.1, max_iter=2000),
-             "mlp": MLPClassifier((16,), max_iter=300, random_state=0),
+             "mlp": MLPClassifier((16,), max_iter=2000, random_state=0),
              "ridge": Ridge(alpha=1.0)}[kind]
     target = x[:, 0] * 10 + 30 if kind == "ridge" else y
     return make_pipeline(StandardScaler(), model).fit(x, target), x
