@@ -129,6 +129,8 @@ def test_evaluate_with_two_datasets_writes_the_transfer_report_and_the_card_sect
     section = card[card.index("## Generalisation"):card.index("## Limitations")]
     assert "| studio | 16 | race5 | race |" in section and "| street | 16 |" in section
     assert "**Where the model fails on studio** (16 faces" in section
+    # the command a reader can copy names the folder (it printed "Run('...')")
+    assert f"Checked with `facefair evaluate {run} --data ...`" in section
 
 
 def test_transfer_needs_the_runs_test_predictions_and_says_how(tiny_run, tmp_path):

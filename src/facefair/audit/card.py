@@ -188,7 +188,7 @@ def generalisation_section(run: Path) -> list[str]:
                         "card again to add how the model holds up on faces from elsewhere.\n"]
     reference = transfer.get("reference") or {}
     config = transfer.get("config") or {}
-    parts.append(f"Checked with `facefair evaluate {run} --data ...` against {reference.get('faces', '?')} faces of "
+    parts.append(f"Checked with `facefair evaluate {Run(run).folder} --data ...` against {reference.get('faces', '?')} faces of "
                  "the test split. A change is the other dataset minus the test split, with a 95% interval for two "
                  "independent samples (different faces, resampled independently). A group is called collapsed "
                  f"when its accuracy (recall, for a class) drops by more than {config.get('collapse_drop', '?')} "
