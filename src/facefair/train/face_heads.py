@@ -15,7 +15,8 @@ from typing import Callable, Optional, Sequence
 from facefair.run import Run
 
 #: The blend weights of the transfer recipe: race from the face head alone (the CNN's race reads
-#: capture, not faces), gender averaged (both transfer; the average beat either, docs/transfer.md).
+#: capture, not faces), gender averaged (as good as the face head alone on other faces, and no
+#: loss in distribution where the face head alone loses a point; docs/transfer.md).
 RECIPE_WEIGHTS = {"gender": 0.5, "race": 1.0}
 
 
@@ -52,7 +53,8 @@ def fit_for_run(run: Run, tasks, weights: dict[str, float], cache_dir: Optional[
     started = time.perf_counter()
     config = run.config()
     train, val = run.split_frame("train", config), run.split_frame("val", config)
-    log(f"face heads: describing {len(train)} train and {len(val)} val faces (dlib; cached in {cache_dir})")
+    log(f"face heads: describing {len(train)} train and {len(val)} val faces (dlib; "
+        f"{'cached in ' + str(cache_dir) if cache_dir else 'not cached'})")
     described = face_descriptors(train["path"].tolist() + val["path"].tolist(), cache_dir, progress=progress)
     for problem in list(described.bad.values())[:3]:
         log(f"  {problem}")
