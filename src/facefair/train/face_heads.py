@@ -116,6 +116,10 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
                                                if a is not None))
     if errors:
         log(f"  {len(errors)} test images could not be read (listed in report.json)")
+    stale = [p for p in (run.audit_json_path, run.transfer_dir) if p.exists()]
+    if stale:  # written from the CNN's predictions: the card would quote them as this model's
+        log(f"  {', '.join(str(p) for p in stale)} describe the CNN alone: run `facefair audit {run.folder}` and "
+            f"`facefair evaluate {run.folder} --data ...` again")
     return report
 
 
