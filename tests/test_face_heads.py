@@ -226,3 +226,19 @@ def test_shipped_configs_load_and_the_transfer_recipe_is_the_robust_one_plus_fac
         robust = load_yaml_config(configs / "utkface-cpu-robust.yaml")
         assert config.train.face_heads == {"race": 1.0, "gender": 0.5}
         assert config.augment == robust.augment and config.model == robust.model
+
+
+def test_train_refuses_bad_face_heads_before_the_first_epoch(utk_sample, tmp_path):
+    from facefair.config import DataConfig, RunConfig, TrainConfig
+    from facefair.models.multitask import ModelConfig
+    from facefair.train.loop import Trainer
+
+    for weights, message in (({"age": 1.0}, "classification tasks only"), ({"race": 0.0}, r"must be in \(0, 1\]")):
+        config = RunConfig(
+            data=DataConfig(data=str(utk_sample), cache_dir=str(tmp_path / "cache"), workers=1),
+            model=ModelConfig(backbone="mobilenetv2", image_size=32, tasks=["race", "age"]),
+            train=TrainConfig(out_dir=str(tmp_path / "run"), epochs=1, progress=False, tensorboard=False,
+                              face_heads=weights))
+        with pytest.raises(ValueError, match=message):
+            Trainer(config)
+        assert not (tmp_path / "run" / "model.safetensors").exists()

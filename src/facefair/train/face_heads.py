@@ -36,6 +36,25 @@ def check_weights(weights: dict[str, float], task_names: Sequence[str]) -> dict[
     return checked
 
 
+def check_before_training(weights: dict[str, float], tasks) -> None:
+    """``train.face_heads`` checked before the epochs: weights, classification tasks only, and
+    dlib with its model files present (a missing piece would otherwise surface after training)."""
+    check_weights(weights, [t.name for t in tasks])
+    _classification_only([t for t in tasks if t.name in weights])
+    from facefair.align.detectors import _import_dlib, dlib_model_path
+
+    _import_dlib()
+    for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
+        dlib_model_path(name)
+
+
+def _classification_only(tasks) -> None:
+    not_classes = [t.name for t in tasks if t.kind != "classification"]
+    if not_classes:
+        raise ValueError(f"face heads cover classification tasks only, not {', '.join(not_classes)}: identity "
+                         f"features discard much of what ages a face (MAE 7.8 years against the CNN's 4.5)")
+
+
 def fit_for_run(run: Run, tasks, weights: dict[str, float], cache_dir: Optional[str],
                 log: Callable[[str], None] = print, progress: bool = True, seed: int = 0):
     """Face heads for ``tasks`` (the model's task specs) fitted on RUN's train split, each chosen
@@ -46,10 +65,7 @@ def fit_for_run(run: Run, tasks, weights: dict[str, float], cache_dir: Optional[
     wanted = [t for t in tasks if t.name in weights]
     if not wanted:
         raise ValueError("face heads: no task to fit (give e.g. race=1 gender=0.5)")
-    not_classes = [t.name for t in wanted if t.kind != "classification"]
-    if not_classes:
-        raise ValueError(f"face heads cover classification tasks only, not {', '.join(not_classes)}: identity "
-                         f"features discard much of what ages a face (MAE 7.8 years against the CNN's 4.5)")
+    _classification_only(wanted)
     started = time.perf_counter()
     config = run.config()
     train, val = run.split_frame("train", config), run.split_frame("val", config)

@@ -98,6 +98,9 @@ class Trainer:
                     progress=config.train.progress and self.dist.is_main, write=self.dist.is_main)
             self.dist.barrier()
         self.tasks = self.data.tasks
+        if config.train.face_heads:  # refused now, not after the epochs
+            from facefair.train.face_heads import check_before_training
+            check_before_training(config.train.face_heads, self.tasks)
         self.framing = self._measure_framing() if self.dist.is_main else None
         self.method = create_method(config)
         if self.dist.enabled and type(self.method).train_step is not TrainingMethod.train_step:
