@@ -74,13 +74,13 @@ def _check(value, target, higher) -> dict:
 def transfer_figures(run: Path) -> dict[str, dict[str, float]]:
     """Per other dataset: overall accuracy per task and each race's recall (``RUN/transfer/transfer.json``,
     written by ``facefair evaluate RUN --data``); {} when the run was not evaluated elsewhere."""
-    from facefair.run import Run
+    from facefair.audit.transfer import load_transfer
 
-    path = Run(run).transfer_dir / "transfer.json"
-    if not path.is_file():
+    transfer = load_transfer(run)
+    if not transfer:
         return {}
     out = {}
-    for dataset in json.loads(path.read_text())["datasets"]:
+    for dataset in transfer["datasets"]:
         figures = {"faces": dataset["faces"]}
         for row in dataset["groups"]:
             if row["attribute"] == "overall" and row["metric"] == "accuracy":
