@@ -88,5 +88,18 @@ def hybrid_run(utk_sample, tmp_path_factory):
         model=ModelConfig(backbone="mobilenetv2", image_size=48, tasks=["gender", "race", "age"]),
         train=TrainConfig(out_dir=str(root / "run"), epochs=1, batch_size=32, progress=False, tensorboard=False,
                           tta=False, face_heads={"race": 1.0, "gender": 0.5}))
-    report = train(config)
-    return root, report
+    # Every network pass over a split, by its size: training's end must run the CNN over the test
+    # split once, for the CNN-only report and the blend alike.
+    import facefair.evaluate.report as evaluation
+
+    passes: list[int] = []
+    forward = evaluation.predict_batches
+
+    def counted(model, batches, n_rows, *args, **kwargs):
+        passes.append(n_rows)
+        return forward(model, batches, n_rows, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluation, "predict_batches", counted)
+        report = train(config)
+    return root, report, passes

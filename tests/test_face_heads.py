@@ -112,13 +112,15 @@ def test_training_with_face_heads_reports_both_and_every_path_uses_them(hybrid_r
     from facefair.models.face_features import face_descriptors
     from facefair.run import Run
 
-    root, report = hybrid_run
+    root, report, passes = hybrid_run
     run = Run(root / "run")
     assert run.face_heads_path.is_file()
     assert set(report["face_heads"]["selection"]) == {"gender", "race"}
     assert "race_accuracy" in report["face_heads"]["cnn_only"]["headline"]
     cnn_only = run.eval_dir("test-cnn-only")
     assert (cnn_only / "predictions.csv").is_file()
+    # The CNN went over the test split once; both test reports came from that one pass.
+    assert passes.count(report["run"]["split_sizes"]["test"]) == 1, passes
     # The run's test predictions: race is the face head's answer, not the CNN's.
     table = run.predictions()
     model = ff.load(run.folder)
@@ -142,7 +144,7 @@ def test_export_keeps_or_refuses_the_face_heads(hybrid_run, tmp_path):
     from facefair.export.onnx_export import export_onnx
     from facefair.run import Run
 
-    root, _ = hybrid_run
+    root, *_ = hybrid_run
     with pytest.raises(ValueError, match="ONNX cannot hold"):
         export_onnx(root / "run", tmp_path / "model.onnx")
     export_safetensors(str(root / "run"), str(tmp_path / "export"))
@@ -154,7 +156,7 @@ def test_a_tampered_heads_file_stops_loading_with_the_file_named(hybrid_run, tmp
     from facefair.models.serialization import CheckpointError
     from facefair.run import Run
 
-    root, _ = hybrid_run
+    root, *_ = hybrid_run
     copy = tmp_path / "run"
     shutil.copytree(root / "run", copy)
     Run(copy).face_heads_path.write_bytes(b"garbage")
@@ -163,7 +165,7 @@ def test_a_tampered_heads_file_stops_loading_with_the_file_named(hybrid_run, tmp
 
 
 def test_face_heads_command_checks_its_weights(hybrid_run, tmp_path):
-    root, _ = hybrid_run
+    root, *_ = hybrid_run
     for weights, message in ((["race=2"], "must be in (0, 1]"), (["age=1"], "classification tasks only"),
                              (["eyes=1"], "not one of the model's tasks"), (["race"], "is not KEY=VALUE")):
         done = subprocess.run([sys.executable, "-m", "facefair", "face-heads", str(root / "run"), "--weights",
@@ -197,7 +199,7 @@ def test_face_heads_command_attaches_to_a_finished_run_and_keeps_the_cnn_report(
     from facefair.audit.card import model_card
     from facefair.run import Run
 
-    root, _ = hybrid_run
+    root, *_ = hybrid_run
     run = Run(tmp_path / "run")
     shutil.copytree(tiny_run, run.folder)
     before = run.report()["headline"]

@@ -25,6 +25,14 @@ def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, 
     """(predictions table, metrics, unreadable-image errors) for one split; under DDP each rank
     predicts its share of the rows and all ranks get the merged result.  A model with face heads
     has its descriptors read from (and cached in) ``descriptor_cache``."""
+    outputs, errors = split_outputs(model, split, device, tta=tta, amp=amp, bf16=bf16, distributed=distributed)
+    return (*score_outputs(model, split, outputs, descriptor_cache), errors)
+
+
+def split_outputs(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None):
+    """The network's own outputs for every row of ``split`` (before any face heads) and the
+    unreadable-image errors: what :func:`score_outputs` turns into a table, more than once if a
+    caller wants the CNN alone as well as the model with its heads."""
     rows = np.arange(len(split.frame))
     if distributed is not None and distributed.enabled:
         rows = rows[distributed.rank::distributed.world_size]
@@ -32,9 +40,15 @@ def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, 
                                       rows=rows)
     if distributed is not None and distributed.enabled:
         outputs, errors = distributed.merge_rows(outputs), distributed.gather_list(errors)
+    return outputs, errors
+
+
+def score_outputs(model, split, outputs: dict[str, np.ndarray], descriptor_cache: Optional[str] = None):
+    """(predictions table, metrics) from :func:`split_outputs`, with the model's face heads (if it
+    has any) blended in."""
     outputs = blend_face_heads(model, outputs, paths=split.frame["path"].tolist(), cache_dir=descriptor_cache)
     predictions = predictions_frame(split.frame, model.tasks, outputs)
-    return predictions, all_task_metrics(predictions), errors
+    return predictions, all_task_metrics(predictions)
 
 
 def headline(metrics: dict[str, dict]) -> dict[str, float]:

@@ -25,7 +25,7 @@ from facefair.config import RunConfig, run_differences
 from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD, augment, epoch_order
 from facefair.evaluate.metrics import selection_score
 from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
-                                      write_evaluation)
+                                      score_outputs, split_outputs, write_evaluation)
 from facefair.run import Run
 from facefair.models.serialization import read_checkpoint, save_pretrained
 from facefair.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
@@ -329,10 +329,12 @@ class Trainer:
         t = self.config.train
         best = read_checkpoint(self.out_dir, self.device)
         self.model.load_state_dict(best["model_state"])
-        face_heads = _fit_face_heads(self) if t.face_heads else None
-        predictions, metrics, errors = evaluate_split(self.model, self.data.splits["test"], self.device,
-                                                      tta=t.tta, amp=t.amp, bf16=t.bf16, distributed=self.dist,
-                                                      descriptor_cache=self.config.data.cache_dir)
+        test = self.data.splits["test"]
+        # One pass of the CNN over the test split serves both the CNN-only report and the heads' blend.
+        outputs, errors = split_outputs(self.model, test, self.device, tta=t.tta, amp=t.amp, bf16=t.bf16,
+                                        distributed=self.dist)
+        face_heads = _fit_face_heads(self, outputs) if t.face_heads else None
+        predictions, metrics = score_outputs(self.model, test, outputs, self.config.data.cache_dir)
         self._note_skipped(errors)
         if not self.dist.is_main:
             return {"metrics": metrics, "headline": headline(metrics)}
@@ -367,15 +369,15 @@ class Trainer:
         return report
 
 
-def _fit_face_heads(trainer: "Trainer") -> Optional[dict]:
+def _fit_face_heads(trainer: "Trainer", test_outputs: dict) -> Optional[dict]:
     """``train.face_heads``: fit them on the train split (chosen on val) and attach them to the best
-    model before the test evaluation; the CNN-only test figures go in the report beside them."""
+    model before the test evaluation; the CNN-only test figures (from ``test_outputs``, the CNN's
+    outputs on the test split) go in the report beside them."""
     from facefair.train.face_heads import check_weights, fit_for_run
 
     t = trainer.config.train
     weights = check_weights(t.face_heads, [task.name for task in trainer.tasks])
-    cnn_predictions, cnn_metrics, _ = evaluate_split(trainer.model, trainer.data.splits["test"], trainer.device,
-                                                     tta=t.tta, amp=t.amp, bf16=t.bf16, distributed=trainer.dist)
+    cnn_predictions, cnn_metrics = score_outputs(trainer.model, trainer.data.splits["test"], test_outputs)
     heads, run = None, Run(trainer.out_dir)
     if trainer.dist.is_main:
         heads = fit_for_run(run, trainer.tasks, weights, trainer.config.data.cache_dir, progress=t.progress,
