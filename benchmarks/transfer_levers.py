@@ -16,6 +16,10 @@ same rows and seeds, Holm over every comparison of a table).
         --face-heads runs/robust-s0-face,runs/robust-s1-face,runs/robust-s2-face \\
         --blend hybrid=gender:0.5,race:1 --blend face=gender:1,race:1 \\
         --out benchmarks/results/transfer_levers.md
+
+A blend may sit on another method's CNN (``--blend capture+heads=gender:0.5,race:1@capture``) and any
+method or blend can be the one the others are paired with (``--against hybrid``): a lever on top of
+the current recipe.
 """
 
 from __future__ import annotations
@@ -41,15 +45,17 @@ def _runs(spec: str) -> tuple[str, list[Path]]:
     return name, [Path(r) for r in runs.split(",")]
 
 
-def _weights(spec: str) -> tuple[str, dict[str, float]]:
+def _weights(spec: str) -> tuple[str, tuple[dict[str, float], str]]:
+    """NAME=TASK:W[,TASK:W...][@METHOD] -> (NAME, (weights, METHOD or "" for the reference))."""
     name, sep, pairs = spec.partition("=")
+    pairs, _, on = pairs.partition("@")
     weights = {}
     for pair in pairs.split(","):
         task, _, value = pair.partition(":")
         weights[task] = float(value)
     if not sep or not weights:
-        raise SystemExit(f"{spec!r}: expected NAME=TASK:WEIGHT[,TASK:WEIGHT...]")
-    return name, weights
+        raise SystemExit(f"{spec!r}: expected NAME=TASK:WEIGHT[,TASK:WEIGHT...][@METHOD]")
+    return name, (weights, on)
 
 
 def table_of(run: Path, side: str, other: str) -> Path:
@@ -123,7 +129,10 @@ def main(argv=None) -> int:
     parser.add_argument("--reference", required=True, help="NAME=RUN[,RUN...]: the recipe every lever is paired with")
     parser.add_argument("--method", action="append", default=[], help="NAME=RUN[,RUN...]: another CNN recipe")
     parser.add_argument("--face-heads", help="RUN[,RUN...]: per reference seed, its copy with face heads at weight 1")
-    parser.add_argument("--blend", action="append", default=[], help="NAME=TASK:W[,TASK:W]: a face-head blend")
+    parser.add_argument("--blend", action="append", default=[],
+                        help="NAME=TASK:W[,TASK:W][@METHOD]: a face-head blend with the reference's CNN (or with "
+                             "METHOD's, seed by seed: the heads depend only on the split and the seed)")
+    parser.add_argument("--against", help="the method or blend every other is paired with (default: --reference)")
     parser.add_argument("--ensemble", action="store_true",
                         help="also the mean of the reference's seeds (and of each blend's): one model made of "
                              "every seed, paired with each reference seed")
@@ -142,9 +151,16 @@ def main(argv=None) -> int:
     blends = dict(_weights(b) for b in args.blend)
     if blends and len(face_runs) != len(ref_runs):
         raise SystemExit(f"--face-heads needs one run per --reference seed ({len(ref_runs)}), got {len(face_runs)}")
-    lines = [f"# Transfer levers: `{reference}` against the others, paired on the same faces", "",
+    for name, (_, on) in blends.items():
+        if on and len(methods.get(on, ())) != len(face_runs):
+            raise SystemExit(f"--blend {name}: @{on} needs a --method with one run per --face-heads run")
+    against = args.against or reference
+    if against not in [*methods, *blends]:
+        raise SystemExit(f"--against {against}: not a --reference, --method or --blend name")
+    lines = [f"# Transfer levers: `{against}` against the others, paired on the same faces", "",
              "Seeds share one split; each method's seeds are paired with the reference's seeds in order. "
-             "Blends: `w x face head + (1 - w) x CNN` per task, from the reference run of the same seed.", "",
+             f"Blends: `w x face head + (1 - w) x CNN` per task, from the CNN run (`{reference}` unless named) of "
+             "the same seed.", "",
              "| method | seeds | training wall time per seed (s) |", "|---|---|---|"]
     for name, runs in methods.items():
         walls = [Run(r).report().get("run", {}).get("wall_seconds_this_session") for r in runs]
@@ -152,17 +168,17 @@ def main(argv=None) -> int:
     if args.ensemble:
         lines.append(f"| {reference} x{len(ref_runs)} (and each blend's) | - | the mean of every seed's "
                      f"probabilities: {len(ref_runs)}x the training and inference |")
-    for name in blends:
+    for name, (_, on) in blends.items():
         fits = [Run(r).report().get("face_heads", {}).get("fit_seconds") for r in face_runs]
-        lines.append(f"| {name} | {len(face_runs)} | the reference's + face heads ({', '.join(map(str, fits))} s "
+        lines.append(f"| {name} | {len(face_runs)} | {on or reference}'s + face heads ({', '.join(map(str, fits))} s "
                      f"to describe and fit; descriptors cached) |")
     frames: dict[str, dict[str, list[pd.DataFrame]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for side, title in (("test", "the runs' test split (in distribution)"), ("other", args.other)):
             entries = {name: [table_of(r, side, args.other) for r in runs] for name, runs in methods.items()}
-            for name, weights in blends.items():
+            for name, (weights, on) in blends.items():
                 entries[name] = []
-                for k, (ref, face) in enumerate(zip(ref_runs, face_runs)):
+                for k, (ref, face) in enumerate(zip(methods[on or reference], face_runs)):
                     mixed = blend(load_predictions(table_of(ref, side, args.other))[0],
                                   load_predictions(table_of(face, side, args.other))[0], weights)
                     path = Path(tmp) / f"{name}-{side}-s{k}.csv"
@@ -175,7 +191,7 @@ def main(argv=None) -> int:
                     average_predictions(members).to_csv(path, index=False)
                     entries[f"{name} x{len(members)}"] = [path] * len(ref_runs)
             table = compare_runs(entries, AuditConfig(n_boot=args.n_boot, tasks=("gender", "race")),
-                                 reference=reference)
+                                 reference=against)
             frames[side] = {m: [load_predictions(p)[0] for p in paths] for m, paths in entries.items()}
             for external in args.external if side == "other" else ():
                 name, _, csv = external.partition("=")
@@ -185,7 +201,7 @@ def main(argv=None) -> int:
                                        AuditConfig(n_boot=args.n_boot, tasks=tasks), reference=name)
                 lines += ["", f"Against `{name}` ({csv}) on the same faces, its tasks only ({', '.join(tasks)}):", "",
                           *[line.replace("| CNN |", f"| {name} |") for line in markdown_table(against)]]
-            lines += ["", f"## {title}", "", *[line.replace("| CNN |", f"| {reference} |")
+            lines += ["", f"## {title}", "", *[line.replace("| CNN |", f"| {against} |")
                                               for line in markdown_table(table)],
                       "", "Race recall:", "", *recall_table(frames[side], "race"),
                       "", "Gender recall:", "", *recall_table(frames[side], "gender")]

@@ -74,7 +74,7 @@ def write_run(folder: Path, seed: int, conditions: tuple[str, ...] = ()) -> Path
 
 def test_transfer_levers_pairs_recipes_and_face_head_blends_on_both_sides(tmp_path):
     runs = {}
-    for name, seed in (("ref0", 0), ("ref1", 1), ("lever0", 2), ("face0", 3), ("face1", 4)):
+    for name, seed in (("ref0", 0), ("ref1", 1), ("lever0", 2), ("face0", 3), ("face1", 4), ("lever1", 5)):
         runs[name] = write_run(tmp_path / name, seed)
         other = runs[name] / "eval-dev"
         other.mkdir()
@@ -93,6 +93,22 @@ def test_transfer_levers_pairs_recipes_and_face_head_blends_on_both_sides(tmp_pa
     cnn, face = predictions(0), predictions(3)
     mixed = transfer_levers.blend(cnn, face, {"race": 1.0})
     assert mixed["race_pred"].equals(face["race_pred"]) and mixed["gender_pred"].equals(cnn["gender_pred"])
+
+    # A blend on another method's CNN, and a blend as the one every other is paired with.
+    on_lever = tmp_path / "on-lever.md"
+    assert transfer_levers.main([
+        "--reference", f"robust={runs['ref0']},{runs['ref1']}", "--method", f"capture={runs['lever0']},{runs['lever1']}",
+        "--face-heads", f"{runs['face0']},{runs['face1']}", "--blend", "hybrid=gender:0.5,race:1",
+        "--blend", "capture+heads=gender:0.5,race:1@capture", "--against", "hybrid", "--other", "dev",
+        "--n-boot", "50", "--out", str(on_lever)]) == 0
+    text = on_lever.read_text()
+    assert text.startswith("# Transfer levers: `hybrid` against")
+    assert "| capture+heads | race | accuracy |" in text and "| robust | gender | accuracy |" in text
+    assert "| capture+heads | 2 | capture's + face heads" in text
+    with pytest.raises(SystemExit, match="needs a --method"):
+        transfer_levers.main(["--reference", f"robust={runs['ref0']},{runs['ref1']}", "--face-heads",
+                              f"{runs['face0']},{runs['face1']}", "--blend", "x=race:1@nothing", "--other", "dev",
+                              "--out", str(on_lever)])
 
 
 def test_accuracy_scores_a_finished_run_against_the_targets(tmp_path):
