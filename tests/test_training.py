@@ -84,6 +84,45 @@ def test_resume_after_kill_in_the_cosine_phase_matches_uninterrupted_run(utk_sam
     Trainer(changed).fit()  # already at its last epoch: only the final evaluation runs
 
 
+def test_ema_weights_are_the_ones_validated_saved_and_resumed(utk_sample, tmp_path, monkeypatch):
+    from facefair.models.serialization import read_checkpoint
+    from facefair.train import loop as training_loop
+
+    def config(name, **overrides):
+        c = _config(utk_sample, tmp_path, name, **{"epochs": 2, "deterministic": True, "warmup_epochs": 0.5,
+                                                    "ema_decay": 0.9, **overrides})
+        c.data.limit, c.model.image_size = 120, 32
+        return c
+
+    # Every epoch scores higher than the last, so the kept model is the final epoch's.
+    scores = iter(range(100))
+    monkeypatch.setattr(training_loop, "selection_score", lambda metrics: next(scores))
+    report = train(config("straight"))
+    assert report["run"]["best_epoch"] == 2
+    last = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    assert last["ema_steps"] > 0
+    kept = read_checkpoint(tmp_path / "straight")["model_state"]
+    # The run keeps the moving average, not the last step's weights.
+    weight = next(k for k in kept if k.endswith("weight") and kept[k].ndim == 4)
+    assert not torch.allclose(last["model_state"][weight].float(), last["ema_state"][weight].float())
+    assert all(torch.equal(kept[k], last["ema_state"][k]) for k in kept)
+
+    # Killed after epoch 1 and resumed: the average carries on where it was.
+    trainer = Trainer(config("interrupted"))
+    real_epoch = trainer.train_epoch
+    monkeypatch.setattr(trainer, "train_epoch",
+                        lambda epoch: (_ for _ in ()).throw(KeyboardInterrupt) if epoch == 1 else real_epoch(epoch))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    Trainer(config("interrupted", resume=True)).fit()
+    resumed = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)
+    assert resumed["ema_steps"] == last["ema_steps"]
+    for key, value in last["ema_state"].items():
+        assert torch.allclose(value.float(), resumed["ema_state"][key].float(), atol=1e-5), key
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        Trainer(config("bad", ema_decay=1.5))
+
+
 def test_corrupt_truncated_and_missing_images_are_skipped_and_reported(utk_sample, tmp_path):
     data = tmp_path / "faces"
     shutil.copytree(utk_sample, data)

@@ -71,6 +71,9 @@ class TrainConfig:
     face_heads: dict[str, float] = _help(
         "after training, fit face heads (dlib face descriptors) for these tasks and blend them in with these "
         "weights, e.g. race=1 gender=0.5 (docs/transfer.md; empty: the CNN alone)", default_factory=dict)
+    ema_decay: float = _help("keep an exponential moving average of the weights (decay per step, e.g. 0.998, "
+                             "reached after a warm-up); validation, the saved model and the test report use "
+                             "it (0: off)", default=0.0)
     class_weights: bool = _help("inverse-frequency class weights in the classification losses", default=False)
     sampler: str = _help("none or balanced (WeightedRandomSampler over --sampler-by groups)", default="none")
     sampler_by: list[str] = _help("columns whose joint groups the balanced sampler equalises",

@@ -85,6 +85,30 @@ def fit_for_run(run: Run, tasks, weights: dict[str, float], cache_dir: Optional[
     return heads
 
 
+def fit_at_end_of_training(trainer, test_outputs: dict) -> Optional[dict]:
+    """``train.face_heads``: fit them on the train split (chosen on val) and attach them to the best
+    model before the test evaluation; the CNN-only test figures (from ``test_outputs``, the CNN's
+    outputs on the test split) go in the report beside them."""
+    from facefair.evaluate.report import headline, print_headline, score_outputs, write_evaluation
+
+    t = trainer.config.train
+    weights = check_weights(t.face_heads, [task.name for task in trainer.tasks])
+    cnn_predictions, cnn_metrics = score_outputs(trainer.model, trainer.data.splits["test"], test_outputs)
+    heads, run = None, Run(trainer.out_dir)
+    if trainer.dist.is_main:
+        heads = fit_for_run(run, trainer.tasks, weights, trainer.config.data.cache_dir, progress=t.progress,
+                            seed=t.seed)
+        write_evaluation(run.eval_dir("test-cnn-only"), cnn_predictions, cnn_metrics,
+                         {"model": "the CNN alone, before the face heads"})
+        print_headline("test (CNN alone)", cnn_metrics)
+    trainer.dist.barrier()
+    if heads is None:  # the other DDP ranks read what the main one fitted
+        from facefair.models.face_heads import FaceHeads
+        heads = FaceHeads.load(run.face_heads_path, trainer.tasks)
+    trainer.model.face_heads = heads
+    return {**heads.info, "heads": heads.describe(), "cnn_only": {"headline": headline(cnn_metrics)}}
+
+
 def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optional[str] = None,
                   settings=None, progress: bool = True, seed: int = 0, log: Callable[[str], None] = print) -> dict:
     """``facefair face-heads RUN``: fit, attach, and recompute the run's test report with them;

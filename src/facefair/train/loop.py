@@ -109,6 +109,14 @@ class Trainer:
         self.model = self.dist.sync_batchnorm(self.model, self.device)
         if config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema, self.ema_steps = None, 0
+        if config.train.ema_decay:
+            if not 0 < config.train.ema_decay < 1:
+                raise ValueError(f"ema_decay must be in (0, 1), e.g. 0.998 (0: off), not {config.train.ema_decay}")
+            from timm.utils import ModelEmaV3
+            # Warmed up (decay grows with the step count up to ema_decay), so the random first
+            # weights wash out within the short schedules this package trains.
+            self.ema = ModelEmaV3(self.model, decay=config.train.ema_decay, use_warmup=True)
         self.forward = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -171,7 +179,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "best_score": self.best_score, "history": self.history,
                 "skipped_images": self.skipped_images, "config": self.config.to_dict(), "rng": rng_state(),
-                "method_state": self.method.state_dict()}
+                "method_state": self.method.state_dict(),
+                **({"ema_state": self.ema.module.state_dict(), "ema_steps": self.ema_steps} if self.ema else {})}
 
     def resume(self) -> None:
         path = Run(self.out_dir).last_path
@@ -194,6 +203,9 @@ class Trainer:
         self.best_score, self.history = state["best_score"], state["history"]
         self.skipped_images = state.get("skipped_images", self.skipped_images)
         self.method.load_state_dict(state.get("method_state") or {})
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["ema_state"])
+            self.ema_steps = state["ema_steps"]
         set_rng_state(state)
         self.start_epoch = state["epoch"] + 1
         print(f"resumed from {path} after epoch {state['epoch'] + 1}", flush=True)
@@ -259,7 +271,15 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema_steps += 1
+            self.ema.update(self.model, step=self.ema_steps)
         return True
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The weights validation scores and the run keeps: the moving average where there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _note_skipped(self, errors: list[str]) -> None:
         for error in errors:
@@ -278,7 +298,7 @@ class Trainer:
             epoch_start = time.perf_counter()
             train_stats = self.train_epoch(epoch)
             train_seconds = time.perf_counter() - epoch_start
-            _, val_metrics, errors = evaluate_split(self.model, self.data.splits["val"], self.device,
+            _, val_metrics, errors = evaluate_split(self.scored_model, self.data.splits["val"], self.device,
                                                     tta=False, amp=t.amp, bf16=t.bf16, distributed=self.dist)
             self._note_skipped(errors)
             score = selection_score(val_metrics)
@@ -294,7 +314,7 @@ class Trainer:
                 state = self.state(epoch)
                 save_atomic(state, Run(self.out_dir).last_path)
                 if improved:  # the best epoch's model: config.json + model.safetensors, loadable with no pickle
-                    save_pretrained(state["model_state"], {**self.model.describe(), "epoch": epoch,
+                    save_pretrained(self.scored_model.state_dict(), {**self.model.describe(), "epoch": epoch,
                                                            "best_score": self.best_score, "config": state["config"],
                                                            "framing": self.framing},
                                     self.out_dir)
@@ -333,7 +353,10 @@ class Trainer:
         # One pass of the CNN over the test split serves both the CNN-only report and the heads' blend.
         outputs, errors = split_outputs(self.model, test, self.device, tta=t.tta, amp=t.amp, bf16=t.bf16,
                                         distributed=self.dist)
-        face_heads = _fit_face_heads(self, outputs) if t.face_heads else None
+        face_heads = None
+        if t.face_heads:
+            from facefair.train.face_heads import fit_at_end_of_training
+            face_heads = fit_at_end_of_training(self, outputs)
         predictions, metrics = score_outputs(self.model, test, outputs, self.config.data.cache_dir)
         self._note_skipped(errors)
         if not self.dist.is_main:
@@ -367,30 +390,6 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         return report
-
-
-def _fit_face_heads(trainer: "Trainer", test_outputs: dict) -> Optional[dict]:
-    """``train.face_heads``: fit them on the train split (chosen on val) and attach them to the best
-    model before the test evaluation; the CNN-only test figures (from ``test_outputs``, the CNN's
-    outputs on the test split) go in the report beside them."""
-    from facefair.train.face_heads import check_weights, fit_for_run
-
-    t = trainer.config.train
-    weights = check_weights(t.face_heads, [task.name for task in trainer.tasks])
-    cnn_predictions, cnn_metrics = score_outputs(trainer.model, trainer.data.splits["test"], test_outputs)
-    heads, run = None, Run(trainer.out_dir)
-    if trainer.dist.is_main:
-        heads = fit_for_run(run, trainer.tasks, weights, trainer.config.data.cache_dir, progress=t.progress,
-                            seed=t.seed)
-        write_evaluation(run.eval_dir("test-cnn-only"), cnn_predictions, cnn_metrics,
-                         {"model": "the CNN alone, before the face heads"})
-        print_headline("test (CNN alone)", cnn_metrics)
-    trainer.dist.barrier()
-    if heads is None:  # the other DDP ranks read what the main one fitted
-        from facefair.models.face_heads import FaceHeads
-        heads = FaceHeads.load(run.face_heads_path, trainer.tasks)
-    trainer.model.face_heads = heads
-    return {**heads.info, "heads": heads.describe(), "cnn_only": {"headline": headline(cnn_metrics)}}
 
 
 def train(config: RunConfig) -> dict:
