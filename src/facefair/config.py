@@ -74,6 +74,8 @@ class TrainConfig:
     ema_decay: float = _help("keep an exponential moving average of the weights (decay per step, e.g. 0.998, "
                              "reached after a warm-up); validation, the saved model and the test report use "
                              "it (0: off)", default=0.0)
+    mixstyle: float = _help("MixStyle: with this probability per batch, mix the feature statistics of images after "
+                            "the backbone stages at strides 4, 8, 16 (style randomisation; 0: off)", default=0.0)
     class_weights: bool = _help("inverse-frequency class weights in the classification losses", default=False)
     sampler: str = _help("none or balanced (WeightedRandomSampler over --sampler-by groups)", default="none")
     sampler_by: list[str] = _help("columns whose joint groups the balanced sampler equalises",

@@ -33,6 +33,7 @@ from facefair.data.prepare import PreparedData, SplitData, prepare_data
 from facefair.train.losses import MultiTaskLoss, inverse_frequency_weights, label_weights
 from facefair.train.distributed import Distributed
 from facefair.train.methods import TrainingMethod, create_method
+from facefair.train.optim import param_groups, warmup_cosine
 from facefair.train.sampling import balanced_weights
 
 log = logging.getLogger("facefair")
@@ -52,29 +53,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
     elif torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-
-
-def _param_groups(model: torch.nn.Module, lr: float, backbone_scale: float, weight_decay: float) -> list[dict]:
-    """Every trainable parameter: the backbone's at ``lr * backbone_scale``, the rest (heads, and
-    whatever a mitigation method adds) at ``lr``; no decay on biases and norm weights (1-d)."""
-    backbone = getattr(model, "backbone", None)
-    backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
-    groups: dict[tuple[bool, bool], list] = {}
-    for param in model.parameters():
-        if param.requires_grad:
-            groups.setdefault((id(param) in backbone_ids, param.ndim > 1), []).append(param)
-    return [{"params": params, "lr": lr * (backbone_scale if in_backbone else 1.0),
-             "weight_decay": weight_decay if decays else 0.0}
-            for (in_backbone, decays), params in sorted(groups.items())]
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return factor
 
 
 class Trainer:
@@ -109,6 +87,9 @@ class Trainer:
         self.model = self.dist.sync_batchnorm(self.model, self.device)
         if config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if config.train.mixstyle:  # training-time hooks on the backbone's stages; saved models lack them
+            from facefair.train.mixstyle import add_mixstyle
+            add_mixstyle(getattr(self.model, "backbone", self.model), config.train.mixstyle)
         self.ema, self.ema_steps = None, 0
         if config.train.ema_decay:
             if not 0 < config.train.ema_decay < 1:
@@ -137,7 +118,7 @@ class Trainer:
             raise ValueError(f"unknown sampler {config.train.sampler!r}: none or balanced")
         t = config.train
         self.steps_per_epoch = max(1, len(train.frame) // t.batch_size)
-        self.optimizer = torch.optim.AdamW(_param_groups(self.model, t.lr, t.backbone_lr_scale, t.weight_decay))
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.lr, t.backbone_lr_scale, t.weight_decay))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(
             int(t.warmup_epochs * self.steps_per_epoch), t.epochs * self.steps_per_epoch))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and t.amp)
