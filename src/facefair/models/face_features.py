@@ -28,18 +28,27 @@ DIMENSIONS = 128
 FALLBACK_MARGIN = 0.12
 
 
+def model_files(model_dir: Optional[str] = None) -> tuple[Path, Path]:
+    """dlib's 5-point landmark and face-recognition model files, after checking dlib imports; a
+    missing piece raises with the install step (what ``train.face_heads`` checks before its epochs)."""
+    from facefair.align.detectors import _import_dlib, dlib_model_path
+
+    _import_dlib()
+    return (dlib_model_path("shape_predictor_5_face_landmarks.dat", model_dir),
+            dlib_model_path("dlib_face_recognition_resnet_model_v1.dat", model_dir))
+
+
 class FaceEmbedder:
     """dlib's HOG detector, 5-point landmarks and face-recognition ResNet, loaded once."""
 
     def __init__(self, model_dir: Optional[str] = None):
-        from facefair.align.detectors import _import_dlib, dlib_model_path
+        import dlib
 
-        self.dlib = _import_dlib()
-        self.detector = self.dlib.get_frontal_face_detector()
-        self.landmarks = self.dlib.shape_predictor(
-            str(dlib_model_path("shape_predictor_5_face_landmarks.dat", model_dir)))
-        self.network = self.dlib.face_recognition_model_v1(
-            str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat", model_dir)))
+        landmarks, network = model_files(model_dir)
+        self.dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.landmarks = dlib.shape_predictor(str(landmarks))
+        self.network = dlib.face_recognition_model_v1(str(network))
 
     def chip(self, image: np.ndarray) -> tuple[np.ndarray, bool]:
         """The 150 px recognition chip of the largest face, and whether a face was detected."""

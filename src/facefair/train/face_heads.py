@@ -41,11 +41,9 @@ def check_before_training(weights: dict[str, float], tasks) -> None:
     dlib with its model files present (a missing piece would otherwise surface after training)."""
     check_weights(weights, [t.name for t in tasks])
     _classification_only([t for t in tasks if t.name in weights])
-    from facefair.align.detectors import _import_dlib, dlib_model_path
+    from facefair.models.face_features import model_files
 
-    _import_dlib()
-    for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
-        dlib_model_path(name)
+    model_files()
 
 
 def _classification_only(tasks) -> None:
