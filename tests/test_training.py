@@ -119,8 +119,19 @@ def test_ema_weights_are_the_ones_validated_saved_and_resumed(utk_sample, tmp_pa
     assert resumed["ema_steps"] == last["ema_steps"]
     for key, value in last["ema_state"].items():
         assert torch.allclose(value.float(), resumed["ema_state"][key].float(), atol=1e-5), key
-    with pytest.raises(ValueError, match="ema_decay must be in"):
-        Trainer(config("bad", ema_decay=1.5))
+
+
+@pytest.mark.parametrize("setting, value", [("ema_decay", 1.5), ("ema_decay", -0.1), ("mixstyle", 2.0)])
+def test_a_bad_ema_or_mixstyle_setting_stops_the_run_before_the_data_is_read(tmp_path, setting, value):
+    from facefair.config import RunConfig
+
+    with pytest.raises(ValueError, match=f"train.{setting}"):
+        RunConfig.from_dict({"train": {setting: value}})
+    # A config built in Python is checked too: the data folder does not exist, so a check that came
+    # after reading the data would fail on the folder instead.
+    config = _config(tmp_path / "no-such-folder", tmp_path, "bad", **{setting: value})
+    with pytest.raises(ValueError, match=f"train.{setting}"):
+        Trainer(config)
 
 
 def test_corrupt_truncated_and_missing_images_are_skipped_and_reported(utk_sample, tmp_path):

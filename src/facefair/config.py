@@ -106,6 +106,13 @@ class TrainConfig:
     results_csv: Optional[str] = _help("benchmark table every run appends to (default OUT_DIR/../benchmark_results.csv)",
                                        default=None)
 
+    def check(self) -> None:
+        # Checked with the other settings, so a bad value stops the run before the data is read.
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in [0, 1), e.g. 0.998 (0: off), not {self.ema_decay}")
+        if not 0 <= self.mixstyle <= 1:
+            raise ValueError(f"train.mixstyle is a probability in [0, 1] (0: off), not {self.mixstyle}")
+
 
 @dataclass
 class RunConfig:

@@ -57,6 +57,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 class Trainer:
     def __init__(self, config: RunConfig):
+        config.check()  # a config built in Python has not been through from_dict / the flags
         self.config = config
         self.out_dir = Path(config.train.out_dir)
         self.dist = Distributed.from_env(config.train.device)
@@ -92,8 +93,6 @@ class Trainer:
             add_mixstyle(getattr(self.model, "backbone", self.model), config.train.mixstyle)
         self.ema, self.ema_steps = None, 0
         if config.train.ema_decay:
-            if not 0 < config.train.ema_decay < 1:
-                raise ValueError(f"ema_decay must be in (0, 1), e.g. 0.998 (0: off), not {config.train.ema_decay}")
             from timm.utils import ModelEmaV3
             # Warmed up (decay grows with the step count up to ema_decay), so the random first
             # weights wash out within the short schedules this package trains.
