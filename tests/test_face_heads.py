@@ -174,15 +174,6 @@ def test_face_heads_command_checks_its_weights(hybrid_run, tmp_path):
     assert json.loads((root / "run" / "report.json").read_text())["face_heads"]  # untouched
 
 
-@pytest.mark.parametrize("module", ["facefair.models.face_heads", "facefair.evaluate.ensemble"])
-def test_doctests(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted and result.failed == 0
-
-
 def test_descriptors_from_a_process_pool_match_one_process(utk_sample, tmp_path):
     from facefair.models.face_features import face_descriptors
 
@@ -244,3 +235,35 @@ def test_train_refuses_bad_face_heads_before_the_first_epoch(utk_sample, tmp_pat
         with pytest.raises(ValueError, match=message):
             Trainer(config)
         assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_face_heads_on_a_finished_run_reuse_the_cnns_saved_test_outputs(tiny_run, hybrid_run, tmp_path, monkeypatch):
+    import facefair.evaluate.report as evaluation
+    from facefair.run import Run
+    from facefair.table import read_predictions
+    from facefair.train.face_heads import attach_to_run
+
+    root, *_ = hybrid_run
+    run = Run(tmp_path / "run")
+    shutil.copytree(tiny_run, run.folder)
+    cnn_table = read_predictions(run.predictions_path)
+    passes: list[int] = []
+    monkeypatch.setattr(evaluation, "predict_batches", lambda model, batches, n_rows, *a, **k: passes.append(n_rows))
+    report = attach_to_run(str(run.folder), {"race": 1.0}, cache_dir=str(root / "cache"), progress=False)
+    assert passes == []  # the CNN was not run again
+    blended = read_predictions(run.predictions_path)
+    # Gender has no head, so its answers are the CNN's to the digit; race is the head's.
+    assert blended["gender_pred"].tolist() == cnn_table["gender_pred"].tolist()
+    np.testing.assert_allclose(blended["age_pred"], cnn_table["age_pred"], rtol=1e-6)
+    assert report["face_heads"]["cnn_only"]["headline"]["race_accuracy"] != report["headline"]["race_accuracy"]
+
+    # A saved table that no longer matches the test split's rows is not trusted: the CNN runs again.
+    kept = run.eval_dir("test-cnn-only") / run.predictions_path.name
+    read_predictions(kept).head(3).to_csv(kept, index=False)
+    monkeypatch.undo()
+    forward = evaluation.predict_batches
+    monkeypatch.setattr(evaluation, "predict_batches",
+                        lambda model, batches, n_rows, *a, **k: passes.append(n_rows) or forward(model, batches, n_rows,
+                                                                                                   *a, **k))
+    attach_to_run(str(run.folder), {"race": 1.0}, cache_dir=str(root / "cache"), progress=False)
+    assert passes == [len(cnn_table)]

@@ -69,6 +69,33 @@ def prediction_columns(tasks: Sequence[TaskSpec], outputs: dict[str, np.ndarray]
     return columns
 
 
+def model_outputs(table: pd.DataFrame, tasks: Sequence[TaskSpec]) -> Optional[dict[str, np.ndarray]]:
+    """The per-task outputs a table was written from (the inverse of :func:`prediction_columns`):
+    class probabilities in ``task.classes`` order, years for a regression task; None where the
+    table lacks a task's columns.
+
+    >>> import pandas as pd
+    >>> from facefair.tasks import TaskSpec
+    >>> race = TaskSpec("race", "race", "classification", ("Asian", "White"))
+    >>> table = pd.DataFrame({"race_pred": ["White"], "race_prob_White": [0.7], "race_prob_Asian": [0.3]})
+    >>> model_outputs(table, [race])["race"].tolist()
+    [[0.3, 0.7]]
+    >>> model_outputs(table, [TaskSpec("age", "age", "regression")]) is None
+    True
+    """
+    outputs = {}
+    for task in tasks:
+        if task.kind == "regression":
+            wanted = [f"{task.name}_pred"]
+        else:
+            wanted = [f"{task.name}_prob_{name}" for name in task.classes]
+        if any(column not in table for column in wanted):
+            return None
+        values = table[wanted].to_numpy(dtype=float)
+        outputs[task.name] = values[:, 0] if task.kind == "regression" else values
+    return outputs
+
+
 def predictions_frame(frame: pd.DataFrame, tasks: Sequence[TaskSpec], outputs: dict[str, np.ndarray],
                       extra_columns: Sequence[str] = ("split", "dataset")) -> pd.DataFrame:
     """The predictions table of ``frame``'s rows (path + labels) and the model ``outputs`` per task."""

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import Callable, Optional, Sequence
+
+import numpy as np
 
 from facefair.run import Run
 
@@ -111,7 +114,7 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
                   settings=None, progress: bool = True, seed: int = 0, log: Callable[[str], None] = print) -> dict:
     """``facefair face-heads RUN``: fit, attach, and recompute the run's test report with them;
     the CNN-only test predictions move to ``RUN/eval-test-cnn-only/``."""
-    from facefair.evaluate.report import evaluate_split, headline, print_headline, write_evaluation
+    from facefair.evaluate.report import headline, print_headline, score_outputs, split_outputs, write_evaluation
     from facefair.data.prepare import prepare_data
     from facefair.inference.engine import model_device
     from facefair.inference.settings import DEFAULTS
@@ -139,9 +142,16 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
     prepared = prepare_data(config.data, [t.name for t in model.tasks], model.config.resolved_size(),
                             settings.batch_size, seed=config.train.seed, splits_wanted=("test",))
     model.face_heads = heads
-    predictions, metrics, errors = evaluate_split(model, prepared.splits["test"], model_device(model),
-                                                  tta=settings.tta, amp=config.train.amp, bf16=settings.bf16,
-                                                  descriptor_cache=cache_dir)
+    test = prepared.splits["test"]
+    outputs = _saved_cnn_outputs(kept / run.predictions_path.name, test.frame, model.tasks)
+    if outputs is None:
+        log("  the CNN's saved test predictions do not cover the test split: predicting it again")
+        outputs, errors = split_outputs(model, test, model_device(model), tta=settings.tta, amp=config.train.amp,
+                                        bf16=settings.bf16)
+        unreadable = len(errors)
+    else:  # the very outputs the CNN-only report holds, so the two reports differ by the heads alone
+        unreadable = int(np.isnan(np.column_stack(list(outputs.values()))).any(axis=1).sum())
+    predictions, metrics = score_outputs(model, test, outputs, cache_dir)
     cnn_only = (old_report.get("face_heads") or {}).get("cnn_only") or {
         "headline": old_report.get("headline"), "predictions": str(kept / run.predictions_path.name)}
     extra = {k: v for k, v in old_report.items() if k not in ("metrics", "headline")}
@@ -152,13 +162,26 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
         changed = {k: (cnn_only["headline"].get(k), v) for k, v in headline(metrics).items()}
         log("  was (CNN alone): " + ", ".join(f"{k} {a:.4f} -> {b:.4f}" for k, (a, b) in changed.items()
                                                if a is not None))
-    if errors:
-        log(f"  {len(errors)} test images could not be read (listed in report.json)")
+    if unreadable:
+        log(f"  {unreadable} test images could not be read: they have no prediction")
     stale = [p for p in (run.audit_json_path, run.transfer_dir) if p.exists()]
     if stale:  # written from the CNN's predictions: the card would quote them as this model's
         log(f"  {', '.join(str(p) for p in stale)} describe the CNN alone: run `facefair audit {run.folder}` and "
             f"`facefair evaluate {run.folder} --data ...` again")
     return report
+
+
+def _saved_cnn_outputs(path: Path, frame, tasks) -> Optional[dict]:
+    """The CNN's outputs from its saved test table, or None unless that table holds every task
+    for exactly the test split's rows, in order."""
+    from facefair.table import model_outputs, read_predictions
+
+    if not path.is_file():
+        return None
+    table = read_predictions(path)
+    if len(table) != len(frame) or table["path"].astype(str).tolist() != frame["path"].astype(str).tolist():
+        return None
+    return model_outputs(table, tasks)
 
 
 def register(subparsers) -> None:
