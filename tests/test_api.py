@@ -14,17 +14,6 @@ import pytest
 
 import facefair as ff
 
-API_MODULES = ["facefair", "facefair.api", "facefair.api.models", "facefair.api.fairness",
-               "facefair.inference.settings"]
-
-
-@pytest.mark.parametrize("module", API_MODULES)
-def test_doctests_of_the_api(module):
-    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-    result = doctest.testmod(importlib.import_module(module), optionflags=flags)
-    assert result.failed == 0
-
-
 def test_the_api_doctest_audits_a_table_and_checks_a_figure():
     """The package's own example trains nothing: it audits a small table and checks a figure."""
     finder = doctest.DocTestFinder()

@@ -1,6 +1,5 @@
 """MixStyle: feature statistics mixed between images in training, nothing changed in evaluation."""
 
-import doctest
 
 import pytest
 import torch
@@ -66,7 +65,3 @@ def test_a_run_trains_with_mixstyle_and_saves_no_trace_of_it(utk_sample, tmp_pat
     assert report["config"]["train"]["mixstyle"] == 0.5 and 0 <= report["metrics"]["gender"]["accuracy"] <= 1
     saved = read_checkpoint(tmp_path / "run")["model_state"]
     assert not any("mixstyle" in key for key in saved)
-
-
-def test_doctests():
-    assert doctest.testmod(mixstyle).failed == 0

@@ -1,9 +1,11 @@
 """Fairness audit of face-attribute predictions.
 
->>> from facefair.audit import AuditConfig, audit_predictions, load_predictions, write_audit
->>> frame, source = load_predictions("runs/utkface-cpu")            # or any predictions CSV
->>> result = audit_predictions(frame, AuditConfig(n_boot=1000), source)
->>> write_audit(result, "runs/utkface-cpu/audit")                   # audit.json, CSVs, audit.html
+Usage, given a finished run (``facefair.api.Fairness`` is the same on a table in memory)::
+
+    from facefair.audit import AuditConfig, audit_predictions, load_predictions, write_audit
+    frame, source = load_predictions("runs/utkface-cpu")            # or any predictions CSV
+    result = audit_predictions(frame, AuditConfig(n_boot=1000), source)
+    write_audit(result, "runs/utkface-cpu/audit")                   # audit.json, CSVs, audit.html
 
 ``compare_runs({"base": [...], "new": [...]})`` compares runs on the same test rows, paired
 (``write_comparison`` writes compare.csv/json/html); ``write_model_card(run)`` writes MODEL_CARD.md.

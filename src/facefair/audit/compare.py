@@ -1,8 +1,10 @@
 """Runs compared on the same test rows: paired differences, exact tests, Holm, seeds, Pareto.
 
-    >>> table = compare_runs({"baseline": ["runs/b/s0", "runs/b/s1"], "fineface": ["runs/f/s0"]},
-    ...                      AuditConfig(n_boot=1000, tasks=("gender",)), reference="baseline")
-    >>> write_comparison(table, "cmp/")       # compare.csv, compare.json, compare.html
+Usage, given finished runs that share a test split::
+
+    table = compare_runs({"baseline": ["runs/b/s0", "runs/b/s1"], "fineface": ["runs/f/s0"]},
+                         AuditConfig(n_boot=1000, tasks=("gender",)), reference="baseline")
+    write_comparison(table, "cmp/")       # compare.csv, compare.json, compare.html
 
 One row per (method, task, attribute, metric); see ``docs/audit.md`` for every column and
 ``audit/paired.py`` for how seeds and resamples are combined.

@@ -1,8 +1,10 @@
 """Robustness audit: a run's test faces under image corruptions and re-framing, per group.
 
->>> from facefair.robustness import RobustnessConfig, run_robustness
->>> result = run_robustness("runs/utkface-cpu", "runs/utkface-cpu/robustness", RobustnessConfig(limit=1000))
->>> result.table        # tidy: task, corruption, severity, attribute, group, metric, value, ci_low, ci_high, n
+Usage, given a finished run::
+
+    from facefair.robustness import RobustnessConfig, run_robustness
+    result = run_robustness("runs/utkface-cpu", "runs/utkface-cpu/robustness", RobustnessConfig(limit=1000))
+    result.table        # tidy: task, corruption, severity, attribute, group, metric, value, ci_low, ci_high, n
 
 ``robustness_table(paths, audit_config)`` does the auditing half on any model's predictions CSVs.
 Heavy dependencies (torch, the detectors, imagecorruptions) load only when a run starts.
