@@ -267,3 +267,13 @@ def test_face_heads_on_a_finished_run_reuse_the_cnns_saved_test_outputs(tiny_run
                                                                                                    *a, **k))
     attach_to_run(str(run.folder), {"race": 1.0}, cache_dir=str(root / "cache"), progress=False)
     assert passes == [len(cnn_table)]
+
+
+def test_without_dlib_the_face_embedder_names_the_install_step(monkeypatch):
+    from facefair.align.detectors import DLIB_INSTALL, MissingBackend
+    from facefair.models.face_features import FaceEmbedder
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # what an environment without dlib gives
+    with pytest.raises(MissingBackend, match="need dlib") as stopped:
+        FaceEmbedder()
+    assert DLIB_INSTALL in str(stopped.value)

@@ -42,9 +42,9 @@ class FaceEmbedder:
     """dlib's HOG detector, 5-point landmarks and face-recognition ResNet, loaded once."""
 
     def __init__(self, model_dir: Optional[str] = None):
+        landmarks, network = model_files(model_dir)  # first: a missing dlib gets its install step
         import dlib
 
-        landmarks, network = model_files(model_dir)
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.landmarks = dlib.shape_predictor(str(landmarks))
