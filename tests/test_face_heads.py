@@ -238,6 +238,7 @@ def test_train_refuses_bad_face_heads_before_the_first_epoch(utk_sample, tmp_pat
 
 
 def test_face_heads_on_a_finished_run_reuse_the_cnns_saved_test_outputs(tiny_run, hybrid_run, tmp_path, monkeypatch):
+    import facefair.data.prepare as preparing
     import facefair.evaluate.report as evaluation
     from facefair.run import Run
     from facefair.table import read_predictions
@@ -249,9 +250,12 @@ def test_face_heads_on_a_finished_run_reuse_the_cnns_saved_test_outputs(tiny_run
     cnn_table = read_predictions(run.predictions_path)
     passes: list[int] = []
     monkeypatch.setattr(evaluation, "predict_batches", lambda model, batches, n_rows, *a, **k: passes.append(n_rows))
+    prepared: list[tuple] = []
+    monkeypatch.setattr(preparing, "prepare_data", lambda *a, **k: prepared.append(a) or pytest.fail("images read"))
     report = attach_to_run(str(run.folder), {"race": 1.0}, cache_dir=str(root / "cache"), progress=False)
-    assert passes == []  # the CNN was not run again
+    assert passes == [] and prepared == []  # neither the CNN nor the image cache was needed
     blended = read_predictions(run.predictions_path)
+    assert list(blended.columns) == list(cnn_table.columns) and blended["path"].equals(cnn_table["path"])
     # Gender has no head, so its answers are the CNN's to the digit; race is the head's.
     assert blended["gender_pred"].tolist() == cnn_table["gender_pred"].tolist()
     np.testing.assert_allclose(blended["age_pred"], cnn_table["age_pred"], rtol=1e-6)

@@ -26,7 +26,7 @@ def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, 
     predicts its share of the rows and all ranks get the merged result.  A model with face heads
     has its descriptors read from (and cached in) ``descriptor_cache``."""
     outputs, errors = split_outputs(model, split, device, tta=tta, amp=amp, bf16=bf16, distributed=distributed)
-    return (*score_outputs(model, split, outputs, descriptor_cache), errors)
+    return (*score_outputs(model, split.frame, outputs, descriptor_cache), errors)
 
 
 def split_outputs(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None):
@@ -43,11 +43,11 @@ def split_outputs(model, split, device: torch.device, *, tta: bool, amp: bool, b
     return outputs, errors
 
 
-def score_outputs(model, split, outputs: dict[str, np.ndarray], descriptor_cache: Optional[str] = None):
-    """(predictions table, metrics) from :func:`split_outputs`, with the model's face heads (if it
-    has any) blended in."""
-    outputs = blend_face_heads(model, outputs, paths=split.frame["path"].tolist(), cache_dir=descriptor_cache)
-    predictions = predictions_frame(split.frame, model.tasks, outputs)
+def score_outputs(model, frame: pd.DataFrame, outputs: dict[str, np.ndarray], descriptor_cache: Optional[str] = None):
+    """(predictions table, metrics) of ``frame``'s rows (a split's path and label columns) from
+    :func:`split_outputs`, with the model's face heads (if it has any) blended in."""
+    outputs = blend_face_heads(model, outputs, paths=frame["path"].tolist(), cache_dir=descriptor_cache)
+    predictions = predictions_frame(frame, model.tasks, outputs)
     return predictions, all_task_metrics(predictions)
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 
 from facefair.run import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The blend weights of the transfer recipe: race from the face head alone (the CNN's race reads
 #: capture, not faces), gender averaged (as good as the face head alone on other faces, and no
@@ -94,7 +97,7 @@ def fit_at_end_of_training(trainer, test_outputs: dict) -> Optional[dict]:
 
     t = trainer.config.train
     weights = check_weights(t.face_heads, [task.name for task in trainer.tasks])
-    cnn_predictions, cnn_metrics = score_outputs(trainer.model, trainer.data.splits["test"], test_outputs)
+    cnn_predictions, cnn_metrics = score_outputs(trainer.model, trainer.data.splits["test"].frame, test_outputs)
     heads, run = None, Run(trainer.out_dir)
     if trainer.dist.is_main:
         heads = fit_for_run(run, trainer.tasks, weights, trainer.config.data.cache_dir, progress=t.progress,
@@ -138,20 +141,20 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
         shutil.copy2(run.predictions_path, kept / run.predictions_path.name)
         if run.report_path.is_file():
             shutil.copy2(run.report_path, kept / run.report_path.name)
-    config.data.splits_file = str(run.splits_path)
-    prepared = prepare_data(config.data, [t.name for t in model.tasks], model.config.resolved_size(),
-                            settings.batch_size, seed=config.train.seed, splits_wanted=("test",))
     model.face_heads = heads
-    test = prepared.splits["test"]
-    outputs = _saved_cnn_outputs(kept / run.predictions_path.name, test.frame, model.tasks)
+    frame, outputs = _saved_cnn_outputs(run, config, kept / run.predictions_path.name, model.tasks)
     if outputs is None:
         log("  the CNN's saved test predictions do not cover the test split: predicting it again")
+        config.data.splits_file = str(run.splits_path)
+        test = prepare_data(config.data, [t.name for t in model.tasks], model.config.resolved_size(),
+                            settings.batch_size, seed=config.train.seed, splits_wanted=("test",)).splits["test"]
+        frame = test.frame
         outputs, errors = split_outputs(model, test, model_device(model), tta=settings.tta, amp=config.train.amp,
                                         bf16=settings.bf16)
         unreadable = len(errors)
     else:  # the very outputs the CNN-only report holds, so the two reports differ by the heads alone
         unreadable = int(np.isnan(np.column_stack(list(outputs.values()))).any(axis=1).sum())
-    predictions, metrics = score_outputs(model, test, outputs, cache_dir)
+    predictions, metrics = score_outputs(model, frame, outputs, cache_dir)
     cnn_only = (old_report.get("face_heads") or {}).get("cnn_only") or {
         "headline": old_report.get("headline"), "predictions": str(kept / run.predictions_path.name)}
     extra = {k: v for k, v in old_report.items() if k not in ("metrics", "headline")}
@@ -171,17 +174,25 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
     return report
 
 
-def _saved_cnn_outputs(path: Path, frame, tasks) -> Optional[dict]:
-    """The CNN's outputs from its saved test table, or None unless that table holds every task
-    for exactly the test split's rows, in order."""
+def _saved_cnn_outputs(run: Run, config, path: Path, tasks) -> tuple[Optional["pd.DataFrame"], Optional[dict]]:
+    """The test split's rows and the CNN's outputs for them, read from its saved test table; (None,
+    None) unless that table holds every task for the rows training scored (its ``split_sizes``:
+    the test split less the images it could not read), in the split's order.  Reading them needs
+    neither the images nor the network."""
+    import pandas as pd
+
     from facefair.table import model_outputs, read_predictions
 
     if not path.is_file():
-        return None
+        return None, None
     table = read_predictions(path)
-    if len(table) != len(frame) or table["path"].astype(str).tolist() != frame["path"].astype(str).tolist():
-        return None
-    return model_outputs(table, tasks)
+    frame = run.split_frame("test", config)
+    scored = (run.report().get("run") or {}).get("split_sizes", {}).get("test", len(frame))
+    rows = pd.Index(frame["path"].astype(str)).get_indexer(table["path"].astype(str))
+    if len(table) != scored or (rows < 0).any() or (np.diff(rows) <= 0).any():
+        return None, None
+    outputs = model_outputs(table, tasks)
+    return (frame.iloc[rows].reset_index(drop=True), outputs) if outputs else (None, None)
 
 
 def register(subparsers) -> None:

@@ -337,7 +337,7 @@ class Trainer:
         if t.face_heads:
             from facefair.train.face_heads import fit_at_end_of_training
             face_heads = fit_at_end_of_training(self, outputs)
-        predictions, metrics = score_outputs(self.model, test, outputs, self.config.data.cache_dir)
+        predictions, metrics = score_outputs(self.model, test.frame, outputs, self.config.data.cache_dir)
         self._note_skipped(errors)
         if not self.dist.is_main:
             return {"metrics": metrics, "headline": headline(metrics)}
