@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from face_embedding import markdown_table, recall_table  # noqa: E402  (the benchmarks' shared tables)
-from transfer_levers import table_of, targets_table  # noqa: E402
+from transfer_levers import side_section, table_of, write_summary  # noqa: E402  (the levers' page)
 
 RECIPE_WEIGHTS = {"race": 1.0, "gender": 0.5}
 
@@ -132,13 +131,8 @@ def main(argv=None) -> int:
             table = compare_runs(entries[side], AuditConfig(n_boot=args.n_boot, tasks=("gender", "race")),
                                  reference="dlib")
             tables[side] = {m: [load_predictions(p)[0] for p in paths] for m, paths in entries[side].items()}
-            lines += ["", f"## {title}", "", *[line.replace("| CNN |", "| dlib |") for line in markdown_table(table)],
-                      "", "Race recall:", "", *recall_table(tables[side], "race")]
-    lines += ["", "## The issue's targets (mean over seeds)", "", *targets_table(tables, args.other),
-              "", f"Summary written in {time.perf_counter() - started:.0f} s."]
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-    return 0
+            lines += side_section(title, table, tables[side], "dlib")
+    return write_summary(lines, tables, args.other, started, args.out)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,22 @@ def targets_table(frames: dict[str, dict[str, list[pd.DataFrame]]], other: str) 
     return out
 
 
+def side_section(title: str, table: pd.DataFrame, frames: dict[str, list[pd.DataFrame]], reference: str) -> list[str]:
+    """One side's section of the page: every method paired with ``reference``, then recalls."""
+    return ["", f"## {title}", "", *[line.replace("| CNN |", f"| {reference} |") for line in markdown_table(table)],
+            "", "Race recall:", "", *recall_table(frames, "race"), "", "Gender recall:", "", *recall_table(frames, "gender")]
+
+
+def write_summary(lines: list[str], frames: dict[str, dict[str, list[pd.DataFrame]]], other: str, started: float,
+                  out: str) -> int:
+    """Add the targets table, write the page to ``out`` and print it."""
+    lines = [*lines, "", "## The issue's targets (mean over seeds)", "", *targets_table(frames, other),
+             "", f"Summary written in {time.perf_counter() - started:.0f} s."]
+    Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv=None) -> int:
     from facefair.audit.compare import compare_runs
     from facefair.audit.config import AuditConfig
@@ -201,15 +217,8 @@ def main(argv=None) -> int:
                                        AuditConfig(n_boot=args.n_boot, tasks=tasks), reference=name)
                 lines += ["", f"Against `{name}` ({csv}) on the same faces, its tasks only ({', '.join(tasks)}):", "",
                           *[line.replace("| CNN |", f"| {name} |") for line in markdown_table(against)]]
-            lines += ["", f"## {title}", "", *[line.replace("| CNN |", f"| {against} |")
-                                              for line in markdown_table(table)],
-                      "", "Race recall:", "", *recall_table(frames[side], "race"),
-                      "", "Gender recall:", "", *recall_table(frames[side], "gender")]
-    lines += ["", "## The issue's targets (mean over seeds)", "", *targets_table(frames, args.other),
-              "", f"Summary written in {time.perf_counter() - started:.0f} s."]
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-    return 0
+            lines += side_section(title, table, frames[side], against)
+    return write_summary(lines, frames, args.other, started, args.out)
 
 
 if __name__ == "__main__":
