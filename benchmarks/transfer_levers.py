@@ -213,10 +213,10 @@ def main(argv=None) -> int:
                 name, _, csv = external.partition("=")
                 theirs = load_predictions(Path(csv))[0]
                 tasks = tuple(t for t in ("gender", "race") if f"{t}_pred" in theirs)
-                against = compare_runs({name: [Path(csv)] * len(ref_runs), **entries},
-                                       AuditConfig(n_boot=args.n_boot, tasks=tasks), reference=name)
+                paired = compare_runs({name: [Path(csv)] * len(ref_runs), **entries},
+                                      AuditConfig(n_boot=args.n_boot, tasks=tasks), reference=name)
                 lines += ["", f"Against `{name}` ({csv}) on the same faces, its tasks only ({', '.join(tasks)}):", "",
-                          *[line.replace("| CNN |", f"| {name} |") for line in markdown_table(against)]]
+                          *[line.replace("| CNN |", f"| {name} |") for line in markdown_table(paired)]]
             lines += side_section(title, table, frames[side], against)
     return write_summary(lines, frames, args.other, started, args.out)
 

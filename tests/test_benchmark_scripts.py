@@ -91,6 +91,8 @@ def test_transfer_levers_pairs_recipes_and_face_head_blends_on_both_sides(tmp_pa
     assert "| robust | 2 | 60.0, 60.0 |" in text and "The issue's targets" in text
     assert "| hybrid x2 | race | accuracy |" in text and "| robust x2 | gender | accuracy |" in text
     assert "Against `third`" in text
+    # The other dataset's own table (after the external one) still names the reference it is paired with.
+    assert "| value (seeds: mean [min, max]) | robust | difference" in text.split("## dev")[1]
     # A blend at weight 1 is the face table's answer; the other tasks stay the CNN's.
     cnn, face = predictions(0), predictions(3)
     mixed = transfer_levers.blend(cnn, face, {"race": 1.0})
