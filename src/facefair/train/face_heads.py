@@ -142,7 +142,7 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
         if run.report_path.is_file():
             shutil.copy2(run.report_path, kept / run.report_path.name)
     model.face_heads = heads
-    frame, outputs = _saved_cnn_outputs(run, config, kept / run.predictions_path.name, model.tasks)
+    frame, outputs = _saved_cnn_outputs(run, config, old_report, kept / run.predictions_path.name, model.tasks)
     if outputs is None:
         log("  the CNN's saved test predictions do not cover the test split: predicting it again")
         config.data.splits_file = str(run.splits_path)
@@ -174,11 +174,12 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
     return report
 
 
-def _saved_cnn_outputs(run: Run, config, path: Path, tasks) -> tuple[Optional["pd.DataFrame"], Optional[dict]]:
+def _saved_cnn_outputs(run: Run, config, report: dict, path: Path,
+                       tasks) -> tuple[Optional["pd.DataFrame"], Optional[dict]]:
     """The test split's rows and the CNN's outputs for them, read from its saved test table; (None,
-    None) unless that table holds every task for the rows training scored (its ``split_sizes``:
-    the test split less the images it could not read), in the split's order.  Reading them needs
-    neither the images nor the network."""
+    None) unless that table holds every task for the rows training scored (``report``'s
+    ``split_sizes``: the test split less the images it could not read), in the split's order.
+    Reading them needs neither the images nor the network."""
     import pandas as pd
 
     from facefair.table import model_outputs, read_predictions
@@ -187,7 +188,7 @@ def _saved_cnn_outputs(run: Run, config, path: Path, tasks) -> tuple[Optional["p
         return None, None
     table = read_predictions(path)
     frame = run.split_frame("test", config)
-    scored = (run.report().get("run") or {}).get("split_sizes", {}).get("test", len(frame))
+    scored = (report.get("run") or {}).get("split_sizes", {}).get("test", len(frame))
     index = pd.Index(frame["path"].astype(str))
     if not index.is_unique:  # a path listed twice cannot be matched row for row
         return None, None
