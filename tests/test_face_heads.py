@@ -252,8 +252,11 @@ def test_face_heads_on_a_finished_run_reuse_the_cnns_saved_test_outputs(tiny_run
     monkeypatch.setattr(evaluation, "predict_batches", lambda model, batches, n_rows, *a, **k: passes.append(n_rows))
     prepared: list[tuple] = []
     monkeypatch.setattr(preparing, "prepare_data", lambda *a, **k: prepared.append(a) or pytest.fail("images read"))
+    listings, list_dataset = [], preparing.load_table
+    monkeypatch.setattr(preparing, "load_table", lambda *a, **k: listings.append(a) or list_dataset(*a, **k))
     report = attach_to_run(str(run.folder), {"race": 1.0}, cache_dir=str(root / "cache"), progress=False)
     assert passes == [] and prepared == []  # neither the CNN nor the image cache was needed
+    assert len(listings) == 1  # the heads' rows and the reuse check share one listing of the dataset
     blended = read_predictions(run.predictions_path)
     assert list(blended.columns) == list(cnn_table.columns) and blended["path"].equals(cnn_table["path"])
     # Gender has no head, so its answers are the CNN's to the digit; race is the head's.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from facefair.runtime import write_text_atomic
 
@@ -211,10 +211,17 @@ class Run:
             raise ValueError(f"{self.splits_path}: none of its paths is in the run's dataset "
                              f"({config.data.data}); was the data moved? (--data names it)")
         frame = table.assign(split=saved["split"].to_numpy())
-        if split is not None:
-            frame = frame[frame["split"] == split].reset_index(drop=True)
-            if frame.empty:
-                raise ValueError(f"{self.splits_path} has no {split!r} row")
+        return frame if split is None else self._only(frame, split)
+
+    def split_frames(self, splits: Sequence[str], config: "Optional[RunConfig]" = None) -> "dict[str, pd.DataFrame]":
+        """Several splits' rows (as :meth:`split_frame` gives each) from one listing of the dataset."""
+        frame = self.split_frame(config=config)
+        return {split: self._only(frame, split) for split in splits}
+
+    def _only(self, frame: "pd.DataFrame", split: str) -> "pd.DataFrame":
+        frame = frame[frame["split"] == split].reset_index(drop=True)
+        if frame.empty:
+            raise ValueError(f"{self.splits_path} has no {split!r} row")
         return frame
 
     # -- model ---------------------------------------------------------------------------------

@@ -60,9 +60,11 @@ def _classification_only(tasks) -> None:
 
 
 def fit_for_run(run: Run, tasks, weights: dict[str, float], cache_dir: Optional[str],
-                log: Callable[[str], None] = print, progress: bool = True, seed: int = 0):
+                log: Callable[[str], None] = print, progress: bool = True, seed: int = 0,
+                splits: "Optional[dict[str, pd.DataFrame]]" = None):
     """Face heads for ``tasks`` (the model's task specs) fitted on RUN's train split, each chosen
-    on its val split, saved to the run folder.  Returns :class:`FaceHeads`."""
+    on its val split, saved to the run folder.  ``splits``: those two splits' rows when the caller
+    has them (:meth:`Run.split_frames`).  Returns :class:`FaceHeads`."""
     from facefair.baselines.face_embedding import EmbeddingConfig, fit_heads
     from facefair.models.face_features import face_descriptors
 
@@ -72,7 +74,8 @@ def fit_for_run(run: Run, tasks, weights: dict[str, float], cache_dir: Optional[
     _classification_only(wanted)
     started = time.perf_counter()
     config = run.config()
-    train, val = run.split_frame("train", config), run.split_frame("val", config)
+    splits = splits or run.split_frames(("train", "val"), config)
+    train, val = splits["train"], splits["val"]
     log(f"face heads: describing {len(train)} train and {len(val)} val faces (dlib; "
         f"{'cached in ' + str(cache_dir) if cache_dir else 'not cached'})")
     described = face_descriptors(train["path"].tolist() + val["path"].tolist(), cache_dir, progress=progress)
@@ -132,7 +135,9 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
     settings = settings or DEFAULTS.with_options(tta=config.train.tta, bf16=config.train.bf16)
     model = load_model(run.model_source(), settings)
     weights = check_weights(weights, [t.name for t in model.tasks])
-    heads = fit_for_run(run, model.tasks, weights, cache_dir, log, progress, seed)
+    # One listing of the dataset for the heads' rows and the reuse check (seconds on 20k files).
+    splits = run.split_frames(("train", "val", "test"), config)
+    heads = fit_for_run(run, model.tasks, weights, cache_dir, log, progress, seed, splits)
     old_report = run.report()
     kept = run.eval_dir("test-cnn-only")
     if run.predictions_path.is_file() and not (kept / run.predictions_path.name).is_file() \
@@ -142,7 +147,7 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
         if run.report_path.is_file():
             shutil.copy2(run.report_path, kept / run.report_path.name)
     model.face_heads = heads
-    frame, outputs = _saved_cnn_outputs(run, config, old_report, kept / run.predictions_path.name, model.tasks)
+    frame, outputs = _saved_cnn_outputs(splits["test"], old_report, kept / run.predictions_path.name, model.tasks)
     if outputs is None:
         log("  the CNN's saved test predictions do not cover the test split: predicting it again")
         config.data.splits_file = str(run.splits_path)
@@ -174,10 +179,10 @@ def attach_to_run(run_dir: str, weights: dict[str, float], *, cache_dir: Optiona
     return report
 
 
-def _saved_cnn_outputs(run: Run, config, report: dict, path: Path,
+def _saved_cnn_outputs(frame: "pd.DataFrame", report: dict, path: Path,
                        tasks) -> tuple[Optional["pd.DataFrame"], Optional[dict]]:
-    """The test split's rows and the CNN's outputs for them, read from its saved test table; (None,
-    None) unless that table holds every task for the rows training scored (``report``'s
+    """The test split's rows (``frame``) and the CNN's outputs for them, read from its saved test
+    table; (None, None) unless that table holds every task for the rows training scored (``report``'s
     ``split_sizes``: the test split less the images it could not read), in the split's order.
     Reading them needs neither the images nor the network."""
     import pandas as pd
@@ -187,7 +192,6 @@ def _saved_cnn_outputs(run: Run, config, report: dict, path: Path,
     if not path.is_file():
         return None, None
     table = read_predictions(path)
-    frame = run.split_frame("test", config)
     scored = (report.get("run") or {}).get("split_sizes", {}).get("test", len(frame))
     index = pd.Index(frame["path"].astype(str))
     if not index.is_unique:  # a path listed twice cannot be matched row for row
