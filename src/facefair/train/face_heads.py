@@ -73,8 +73,7 @@ def fit_for_run(run: Run, tasks, weights: dict[str, float], cache_dir: Optional[
         raise ValueError("face heads: no task to fit (give e.g. race=1 gender=0.5)")
     _classification_only(wanted)
     started = time.perf_counter()
-    config = run.config()
-    splits = splits or run.split_frames(("train", "val"), config)
+    splits = splits or run.split_frames(("train", "val"))
     train, val = splits["train"], splits["val"]
     log(f"face heads: describing {len(train)} train and {len(val)} val faces (dlib; "
         f"{'cached in ' + str(cache_dir) if cache_dir else 'not cached'})")
