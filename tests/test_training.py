@@ -121,6 +121,67 @@ def test_ema_weights_are_the_ones_validated_saved_and_resumed(utk_sample, tmp_pa
         assert torch.allclose(value.float(), resumed["ema_state"][key].float(), atol=1e-5), key
 
 
+def test_swa_holds_the_lr_averages_the_last_epochs_and_recomputes_batchnorm(utk_sample, tmp_path, monkeypatch):
+    from facefair.models.serialization import read_checkpoint
+    from facefair.train import loop as training_loop
+
+    def config(name, **overrides):
+        c = _config(utk_sample, tmp_path, name, **{"epochs": 3, "deterministic": True, "warmup_epochs": 0.5,
+                                                    "swa_epochs": 2, "swa_lr_scale": 0.2, **overrides})
+        c.data.limit, c.model.image_size = 120, 32
+        return c
+
+    scores = iter(range(100))
+    monkeypatch.setattr(training_loop, "selection_score", lambda metrics: next(scores))
+    trainer = Trainer(config("straight"))
+    real_epoch, weights = trainer.train_epoch, []
+
+    def epoch_and_snapshot(epoch):
+        stats = real_epoch(epoch)
+        weights.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+        return stats
+
+    monkeypatch.setattr(trainer, "train_epoch", epoch_and_snapshot)
+    report = trainer.fit()
+    assert report["run"]["best_epoch"] == 3
+    # The cosine ends after epoch 1 (3 - 2 SWA epochs) and the rate is then held at 0.2 x lr.
+    assert [h["lr"] for h in report["history"]] == pytest.approx([2e-4] * 3)
+    kept = read_checkpoint(tmp_path / "straight")["model_state"]
+    # The kept weights are the mean of epochs 2 and 3, not of epoch 1 and not the last epoch's ...
+    conv = next(k for k in kept if k.endswith("weight") and kept[k].ndim == 4)
+    assert torch.allclose(kept[conv].float(), (weights[1][conv].float() + weights[2][conv].float()) / 2, atol=1e-6)
+    assert not torch.allclose(kept[conv].float(), weights[2][conv].float())
+    # ... and its BatchNorm statistics were recomputed for the averaged weights, not carried over.
+    stats = next(k for k in kept if k.endswith("running_mean"))
+    assert not torch.allclose(kept[stats], weights[2][stats]) and not torch.allclose(kept[stats], weights[1][stats])
+    last = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    assert int(last["swa_state"]["n_averaged"]) == 2
+
+    # Killed after epoch 2 (one epoch averaged) and resumed: the average carries on where it was.
+    trainer = Trainer(config("interrupted"))
+    real_epoch = trainer.train_epoch
+    monkeypatch.setattr(trainer, "train_epoch",
+                        lambda epoch: (_ for _ in ()).throw(KeyboardInterrupt) if epoch == 2 else real_epoch(epoch))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert int(torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)["swa_state"]["n_averaged"]) == 1
+    Trainer(config("interrupted", resume=True)).fit()
+    resumed = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)
+    for key, value in last["swa_state"].items():
+        assert torch.allclose(value.float(), resumed["swa_state"][key].float(), atol=1e-5), key
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"swa_epochs": 3}, "swa_epochs"), ({"swa_epochs": -1}, "swa_epochs"),
+    ({"swa_epochs": 1, "swa_lr_scale": 0.0}, "swa_lr_scale"),
+    ({"swa_epochs": 1, "ema_decay": 0.99}, "choose one")])
+def test_a_bad_swa_setting_stops_the_run_before_the_data_is_read(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict({"train": {"epochs": 3, **overrides}})
+    with pytest.raises(ValueError, match=message):
+        Trainer(_config(tmp_path / "no-such-folder", tmp_path, "bad", epochs=3, **overrides))
+
+
 @pytest.mark.parametrize("setting, value", [("ema_decay", 1.5), ("ema_decay", -0.1), ("mixstyle", 2.0)])
 def test_a_bad_ema_or_mixstyle_setting_stops_the_run_before_the_data_is_read(tmp_path, setting, value):
     from facefair.config import RunConfig

@@ -27,6 +27,7 @@ from facefair.evaluate.metrics import selection_score
 from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
                                       score_outputs, split_outputs, write_evaluation)
 from facefair.run import Run
+from facefair.runtime import autocast_context
 from facefair.models.serialization import read_checkpoint, save_pretrained
 from facefair.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from facefair.data.prepare import PreparedData, SplitData, prepare_data
@@ -97,6 +98,12 @@ class Trainer:
             # Warmed up (decay grows with the step count up to ema_decay), so the random first
             # weights wash out within the short schedules this package trains.
             self.ema = ModelEmaV3(self.model, decay=config.train.ema_decay, use_warmup=True)
+        self.swa = None
+        if config.train.swa_epochs:
+            from facefair.train.swa import WeightAverage
+            self.swa = WeightAverage(self.model, config.train.epochs - config.train.swa_epochs, self.device,
+                                     autocast_context(self.device, config.train.amp, config.train.bf16),
+                                     seed=config.train.seed)
         self.forward = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -119,7 +126,8 @@ class Trainer:
         self.steps_per_epoch = max(1, len(train.frame) // t.batch_size)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.lr, t.backbone_lr_scale, t.weight_decay))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(
-            int(t.warmup_epochs * self.steps_per_epoch), t.epochs * self.steps_per_epoch))
+            int(t.warmup_epochs * self.steps_per_epoch), (t.epochs - t.swa_epochs) * self.steps_per_epoch,
+            final=t.swa_lr_scale if t.swa_epochs else 0.0))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and t.amp)
         self.start_epoch, self.best_score, self.history = 0, -math.inf, []
         self.skipped_images = list(self.data.skipped_images)
@@ -160,7 +168,8 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "best_score": self.best_score, "history": self.history,
                 "skipped_images": self.skipped_images, "config": self.config.to_dict(), "rng": rng_state(),
                 "method_state": self.method.state_dict(),
-                **({"ema_state": self.ema.module.state_dict(), "ema_steps": self.ema_steps} if self.ema else {})}
+                **({"ema_state": self.ema.module.state_dict(), "ema_steps": self.ema_steps} if self.ema else {}),
+                **({"swa_state": self.swa.state_dict()} if self.swa else {})}
 
     def resume(self) -> None:
         path = Run(self.out_dir).last_path
@@ -186,6 +195,8 @@ class Trainer:
         if self.ema is not None:
             self.ema.module.load_state_dict(state["ema_state"])
             self.ema_steps = state["ema_steps"]
+        if self.swa is not None:
+            self.swa.load_state_dict(state["swa_state"])
         set_rng_state(state)
         self.start_epoch = state["epoch"] + 1
         print(f"resumed from {path} after epoch {state['epoch'] + 1}", flush=True)
@@ -258,7 +269,10 @@ class Trainer:
 
     @property
     def scored_model(self) -> torch.nn.Module:
-        """The weights validation scores and the run keeps: the moving average where there is one."""
+        """The weights validation scores and the run keeps: the moving average where there is one,
+        the SWA average once it has begun."""
+        if self.swa is not None and self.swa.started:
+            return self.swa.module
         return self.ema.module if self.ema is not None else self.model
 
     def _note_skipped(self, errors: list[str]) -> None:
@@ -278,6 +292,8 @@ class Trainer:
             epoch_start = time.perf_counter()
             train_stats = self.train_epoch(epoch)
             train_seconds = time.perf_counter() - epoch_start
+            if self.swa is not None and self.swa.average(self.model, epoch, self.data.splits["train"], self.config.augment):
+                log.info("epoch %d: weights averaged into the SWA model (%d epochs so far)", epoch + 1, self.swa.count)
             _, val_metrics, errors = evaluate_split(self.scored_model, self.data.splits["val"], self.device,
                                                     tta=False, amp=t.amp, bf16=t.bf16, distributed=self.dist)
             self._note_skipped(errors)

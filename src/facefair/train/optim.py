@@ -21,10 +21,17 @@ def param_groups(model: torch.nn.Module, lr: float, backbone_scale: float, weigh
             for (in_backbone, decays), params in sorted(groups.items())]
 
 
-def warmup_cosine(warmup_steps: int, total_steps: int):
+def warmup_cosine(warmup_steps: int, total_steps: int, final: float = 0.0):
+    """The lr factor at each step: linear warm-up, a cosine down to ``final`` at ``total_steps``,
+    then ``final`` held (the constant phase of stochastic weight averaging).
+
+    >>> f = warmup_cosine(2, 6, final=0.2)
+    >>> [round(f(step), 2) for step in range(8)]
+    [0.5, 1.0, 1.0, 0.88, 0.6, 0.32, 0.2, 0.2]
+    """
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return factor
