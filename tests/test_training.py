@@ -21,6 +21,15 @@ def _config(data, tmp_path, name="run", **train_overrides) -> RunConfig:
                              "progress": False, "tensorboard": False, "tta": False, **train_overrides}))
 
 
+def _fit_killed_at(trainer: Trainer, epoch: int, monkeypatch) -> None:
+    """``trainer.fit()`` killed as epoch ``epoch`` (0-based) starts: the epochs before it are on disk."""
+    real_epoch = trainer.train_epoch
+    monkeypatch.setattr(trainer, "train_epoch",
+                        lambda e: (_ for _ in ()).throw(KeyboardInterrupt) if e == epoch else real_epoch(e))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+
+
 def test_one_epoch_smoke_run_on_real_faces(utk_sample, tmp_path, mobilenet_weights):
     config = _config(utk_sample, tmp_path)
     config.model.weights = str(mobilenet_weights)
@@ -108,12 +117,7 @@ def test_ema_weights_are_the_ones_validated_saved_and_resumed(utk_sample, tmp_pa
     assert all(torch.equal(kept[k], last["ema_state"][k]) for k in kept)
 
     # Killed after epoch 1 and resumed: the average carries on where it was.
-    trainer = Trainer(config("interrupted"))
-    real_epoch = trainer.train_epoch
-    monkeypatch.setattr(trainer, "train_epoch",
-                        lambda epoch: (_ for _ in ()).throw(KeyboardInterrupt) if epoch == 1 else real_epoch(epoch))
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+    _fit_killed_at(Trainer(config("interrupted")), 1, monkeypatch)
     Trainer(config("interrupted", resume=True)).fit()
     resumed = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)
     assert resumed["ema_steps"] == last["ema_steps"]
@@ -158,12 +162,7 @@ def test_swa_holds_the_lr_averages_the_last_epochs_and_recomputes_batchnorm(utk_
     assert int(last["swa_state"]["n_averaged"]) == 2
 
     # Killed after epoch 2 (one epoch averaged) and resumed: the average carries on where it was.
-    trainer = Trainer(config("interrupted"))
-    real_epoch = trainer.train_epoch
-    monkeypatch.setattr(trainer, "train_epoch",
-                        lambda epoch: (_ for _ in ()).throw(KeyboardInterrupt) if epoch == 2 else real_epoch(epoch))
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+    _fit_killed_at(Trainer(config("interrupted")), 2, monkeypatch)
     assert int(torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)["swa_state"]["n_averaged"]) == 1
     Trainer(config("interrupted", resume=True)).fit()
     resumed = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)
