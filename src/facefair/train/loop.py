@@ -293,7 +293,7 @@ class Trainer:
             train_stats = self.train_epoch(epoch)
             train_seconds = time.perf_counter() - epoch_start
             if self.swa is not None and self.swa.average(self.model, epoch, self.data.splits["train"], self.config.augment):
-                log.info("epoch %d: weights averaged into the SWA model (%d epochs so far)", epoch + 1, self.swa.count)
+                log.info("epoch %d: weights averaged into the SWA model (%d epochs in the average)", epoch + 1, self.swa.count)
             _, val_metrics, errors = evaluate_split(self.scored_model, self.data.splits["val"], self.device,
                                                     tta=False, amp=t.amp, bf16=t.bf16, distributed=self.dist)
             self._note_skipped(errors)
