@@ -49,7 +49,8 @@ def test_two_process_gloo_run_matches_single_process(utk_sample, tmp_path, mobil
     data = _partly_labelled(utk_sample, tmp_path)
     # ImageNet weights: a randomly initialised BatchNorm net at 32 px is so ill-conditioned that
     # float noise (thread counts, reduction order) alone moves its first-epoch loss by percents.
-    extra = ("--weights", str(mobilenet_weights), "--lr", "1e-4")
+    # SWA over the last epoch: under torchrun every rank must compute the same averaged model.
+    extra = ("--weights", str(mobilenet_weights), "--lr", "1e-4", "--swa-epochs", "1")
     single, _ = _train([sys.executable], tmp_path, "single", data, extra)
     ddp, log = _train([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"],
                       tmp_path, "ddp", data, extra)
@@ -64,6 +65,10 @@ def test_two_process_gloo_run_matches_single_process(utk_sample, tmp_path, mobil
     b = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model_state"]
     for key in (k for k in a if k.endswith("running_var")):  # the synchronised statistics
         assert torch.allclose(a[key], b[key], rtol=0.05, atol=1e-3), key
+    # SWA ran under torchrun (its BatchNorm pass is a collective); its exactness is checked in float64 below.
+    a = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["swa_state"]
+    b = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["swa_state"]
+    assert int(a["n_averaged"]) == int(b["n_averaged"]) == 1
     # Both evaluated the whole test split (sharded across ranks in the DDP run).
     assert single["metrics"]["gender"]["n"] == ddp["metrics"]["gender"]["n"]
     assert abs(single["metrics"]["age"]["mae"] - ddp["metrics"]["age"]["mae"]) < 0.5
@@ -211,3 +216,62 @@ def test_several_optimizer_steps_in_two_processes_compute_the_single_process_net
     assert distributed["losses"] == pytest.approx(losses, rel=1e-6)
     for name, output in _probe(model).items():
         assert torch.allclose(output, distributed["outputs"][name], rtol=1e-7, atol=1e-9), name
+
+
+class _Images:
+    """A train split as ``WeightAverage`` reads it: ``frame``, and ``batches.iterate`` in batches of
+    ``batch_size`` (float64 images here, which the patched ``augment`` passes through)."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int):
+        self.images, self.batch_size, self.batches = images, batch_size, self
+        self.frame = pd.DataFrame({"path": [f"{i}.jpg" for i in range(len(images))]})
+
+    def iterate(self, order, drop_last=False):
+        stop = len(order) - (len(order) % self.batch_size if drop_last else 0)
+        for start in range(0, stop, self.batch_size):
+            positions = order[start:start + self.batch_size]
+            yield self.images[positions], positions, []
+
+
+def _swa_images() -> torch.Tensor:
+    # 130 rows: 4 full global batches of 32 and 2 rows over, which neither side may count.
+    return torch.randn(130, 3, 32, 32, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+
+
+def _averaged(model, distributed, per_rank_batch: int) -> dict:
+    import facefair.data.batches as batches
+    from facefair.data.augment_config import AugmentConfig
+    from facefair.train.swa import WeightAverage
+
+    batches.augment = lambda images, device, generator, config: images  # the pass's batching, not the warp
+    average = WeightAverage(model, 0, torch.device("cpu"), torch.autocast("cpu", enabled=False), seed=0,
+                            distributed=distributed, per_rank_batch=per_rank_batch)
+    average.average(model, 0, _Images(_swa_images(), per_rank_batch), AugmentConfig())
+    return average.module.state_dict()
+
+
+def _swa_worker(rank, port, out):
+    import torch.distributed as dist
+
+    from facefair.train.distributed import Distributed
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    context = Distributed(rank, 2, rank)
+    state = _averaged(context.sync_batchnorm(_bn_model(), torch.device("cpu")), context, 16)
+    if rank == 0:
+        torch.save(state, out)
+    dist.destroy_process_group()
+
+
+def test_swa_batchnorm_statistics_in_two_processes_are_the_single_process_ones(tmp_path, monkeypatch):
+    """The averaged model's BatchNorm pass, sharded over 2 processes with synchronised BatchNorm,
+    computes one process's statistics over the same full batches (float64: exact to rounding)."""
+    from facefair.data import batches
+    from facefair.train.distributed import Distributed
+
+    monkeypatch.setattr(batches, "augment", batches.augment)  # _averaged replaces it in this process too
+    distributed = _two_processes(_swa_worker, tmp_path / "swa.pt")
+    single = _averaged(_bn_model(), Distributed(), 32)
+    stats = [k for k in single if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(int(single[k]) == 4 for k in single if k.endswith("num_batches_tracked"))
+    for key in stats:
+        assert torch.allclose(single[key], distributed[key], rtol=1e-9, atol=1e-12), key

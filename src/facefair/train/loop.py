@@ -103,7 +103,7 @@ class Trainer:
             from facefair.train.swa import WeightAverage
             self.swa = WeightAverage(self.model, config.train.epochs - config.train.swa_epochs, self.device,
                                      autocast_context(self.device, config.train.amp, config.train.bf16),
-                                     seed=config.train.seed)
+                                     seed=config.train.seed, distributed=self.dist, per_rank_batch=self.batch_size)
         self.forward = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
