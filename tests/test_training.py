@@ -170,6 +170,19 @@ def test_swa_holds_the_lr_averages_the_last_epochs_and_recomputes_batchnorm(utk_
         assert torch.allclose(value.float(), resumed["swa_state"][key].float(), atol=1e-5), key
 
 
+def test_resume_force_adding_a_weight_average_starts_it_instead_of_failing(utk_sample, tmp_path):
+    def config(name, **overrides):
+        c = _config(utk_sample, tmp_path, name, **{"epochs": 2, "warmup_epochs": 0.5, **overrides})
+        c.data.limit, c.model.image_size = 120, 32
+        return c
+
+    for name, added, key in (("swa", {"swa_epochs": 1}, "swa_state"), ("ema", {"ema_decay": 0.9}, "ema_state")):
+        train(config(name))  # no average in its last.pt
+        report = train(config(name, epochs=3, resume=True, force=True, **added))
+        assert len(report["history"]) == 3
+        assert key in torch.load(tmp_path / name / "last.pt", weights_only=True)
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"swa_epochs": 3}, "swa_epochs"), ({"swa_epochs": -1}, "swa_epochs"),
     ({"swa_epochs": 1, "swa_lr_scale": 0.0}, "swa_lr_scale"),

@@ -192,10 +192,11 @@ class Trainer:
         self.best_score, self.history = state["best_score"], state["history"]
         self.skipped_images = state.get("skipped_images", self.skipped_images)
         self.method.load_state_dict(state.get("method_state") or {})
+        # --force may add an average the saved run lacks: it starts now, from the resumed weights.
         if self.ema is not None:
-            self.ema.module.load_state_dict(state["ema_state"])
-            self.ema_steps = state["ema_steps"]
-        if self.swa is not None:
+            self.ema.module.load_state_dict(state.get("ema_state", state["model_state"]))
+            self.ema_steps = state.get("ema_steps", 0)
+        if self.swa is not None and "swa_state" in state:
             self.swa.load_state_dict(state["swa_state"])
         set_rng_state(state)
         self.start_epoch = state["epoch"] + 1
