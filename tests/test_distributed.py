@@ -238,15 +238,15 @@ def _swa_images() -> torch.Tensor:
     return torch.randn(130, 3, 32, 32, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
 
 
-def _averaged(model, distributed, per_rank_batch: int) -> dict:
+def _averaged(model, distributed, per_rank_batch: int, images=None, sample_weights=None) -> dict:
     import facefair.data.batches as batches
     from facefair.data.augment_config import AugmentConfig
     from facefair.train.swa import WeightAverage
 
     batches.augment = lambda images, device, generator, config: images  # the pass's batching, not the warp
     average = WeightAverage(model, 0, torch.device("cpu"), torch.autocast("cpu", enabled=False), seed=0,
-                            distributed=distributed, per_rank_batch=per_rank_batch)
-    average.average(model, 0, _Images(_swa_images(), per_rank_batch), AugmentConfig())
+                            distributed=distributed, per_rank_batch=per_rank_batch, sample_weights=sample_weights)
+    average.average(model, 0, _Images(_swa_images() if images is None else images, per_rank_batch), AugmentConfig())
     return average.module.state_dict()
 
 
@@ -275,3 +275,24 @@ def test_swa_batchnorm_statistics_in_two_processes_are_the_single_process_ones(t
     assert stats and all(int(single[k]) == 4 for k in single if k.endswith("num_batches_tracked"))
     for key in stats:
         assert torch.allclose(single[key], distributed[key], rtol=1e-9, atol=1e-12), key
+
+
+def test_swa_batchnorm_pass_draws_the_rows_the_balanced_sampler_draws(monkeypatch):
+    """Under ``--sampler balanced`` training never sees a zero-weight row, so the average's
+    BatchNorm statistics may not be computed over one either (they were, before the pass took the
+    sampler's weights)."""
+    import numpy as np
+
+    from facefair.data import batches
+    from facefair.train.distributed import Distributed
+
+    monkeypatch.setattr(batches, "augment", batches.augment)  # _averaged replaces it
+    images = _swa_images()
+    images[65:] += 1000.0  # rows the sampler never draws, unmistakable in the statistics
+    weights = np.r_[np.ones(65), np.zeros(65)]
+
+    def largest_running_mean(sample_weights):
+        state = _averaged(_bn_model(), Distributed(), 32, images=images, sample_weights=sample_weights)
+        return max(float(v.abs().max()) for k, v in state.items() if k.endswith("running_mean"))
+
+    assert largest_running_mean(None) > 100 > largest_running_mean(weights)

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from facefair.config import RunConfig, run_differences
-from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD, augment, epoch_order
+from facefair.data.batches import IMAGENET_MEAN, IMAGENET_STD, augment
 from facefair.evaluate.metrics import selection_score
 from facefair.evaluate.report import (append_benchmark_row, evaluate_split, headline, print_headline,
                                       score_outputs, split_outputs, write_evaluation)
@@ -35,7 +35,7 @@ from facefair.train.losses import MultiTaskLoss, inverse_frequency_weights, labe
 from facefair.train.distributed import Distributed
 from facefair.train.methods import TrainingMethod, create_method
 from facefair.train.optim import param_groups, warmup_cosine
-from facefair.train.sampling import balanced_weights
+from facefair.train.sampling import balanced_weights, epoch_batches
 
 log = logging.getLogger("facefair")
 
@@ -98,12 +98,17 @@ class Trainer:
             # Warmed up (decay grows with the step count up to ema_decay), so the random first
             # weights wash out within the short schedules this package trains.
             self.ema = ModelEmaV3(self.model, decay=config.train.ema_decay, use_warmup=True)
+        if config.train.sampler not in ("none", "balanced"):
+            raise ValueError(f"unknown sampler {config.train.sampler!r}: none or balanced")
+        self.sample_weights = (balanced_weights(self.data.splits["train"].frame, config.train.sampler_by)
+                               if config.train.sampler == "balanced" else None)
         self.swa = None
         if config.train.swa_epochs:
             from facefair.train.swa import WeightAverage
             self.swa = WeightAverage(self.model, config.train.epochs - config.train.swa_epochs, self.device,
                                      autocast_context(self.device, config.train.amp, config.train.bf16),
-                                     seed=config.train.seed, distributed=self.dist, per_rank_batch=self.batch_size)
+                                     seed=config.train.seed, distributed=self.dist, per_rank_batch=self.batch_size,
+                                     sample_weights=self.sample_weights)
         self.forward = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -118,10 +123,6 @@ class Trainer:
                                      global_sum=self.dist.sum_tensor if self.dist.enabled else None,
                                      world_size=self.dist.world_size).to(self.device)
         self.label_weights = label_weights(train.frame, self.tasks, self.device)  # --downweight
-        self.sample_weights = (balanced_weights(train.frame, config.train.sampler_by)
-                               if config.train.sampler == "balanced" else None)
-        if config.train.sampler not in ("none", "balanced"):
-            raise ValueError(f"unknown sampler {config.train.sampler!r}: none or balanced")
         t = config.train
         self.steps_per_epoch = max(1, len(train.frame) // t.batch_size)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.lr, t.backbone_lr_scale, t.weight_decay))
@@ -207,16 +208,14 @@ class Trainer:
         t = self.config.train
         train = self.data.splits["train"]
         self.model.train()
-        order = self.dist.shard(epoch_order(len(train.frame), epoch, t.seed, shuffle=True, weights=self.sample_weights),
-                                self.batch_size)
         generator = torch.Generator().manual_seed(t.seed * 100_003 + epoch + 7_919 * self.dist.rank)
         targets = {k: torch.from_numpy(v) for k, v in train.targets.items()}
         sums: dict[str, float] = {}
         steps, seen, consecutive_bad = 0, 0, 0
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{t.epochs}",
                    disable=not (t.progress and self.dist.is_main), dynamic_ncols=True, leave=False)
-        drop_last = len(order) >= self.batch_size
-        for images, positions, errors in train.batches.iterate(order, drop_last=drop_last):
+        for images, positions, errors in epoch_batches(train, epoch, seed=t.seed, weights=self.sample_weights,
+                                                       distributed=self.dist, per_rank_batch=self.batch_size):
             self._note_skipped(errors)
             if len(positions) == 0:
                 continue
