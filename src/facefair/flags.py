@@ -41,6 +41,16 @@ def add_device_flag(parser: argparse.ArgumentParser, default: str = "auto") -> N
     parser.add_argument("--device", default=default, help=DEVICE_HELP)
 
 
+ADAPT_BN_HELP = ("re-estimate the network's BatchNorm statistics over these faces (their images, not their labels) "
+                 "before predicting them: test-time adaptation to a source unlike the training photos, for a set "
+                 "of at least 64 cropped faces from one source (answers then depend on the set); docs/transfer.md "
+                 "has what it did over three seeds")
+
+
+def add_adapt_bn_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--adapt-bn", action="store_true", help=ADAPT_BN_HELP)
+
+
 def add_trust_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from facefair.inference.settings import DEFAULTS, InferenceSettings
+from facefair.inference.settings import ADAPT_PHOTOS, DEFAULTS, InferenceSettings
 from facefair.run import PREDICTIONS
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class PredictConfig:
     batch_size: int = DEFAULTS.batch_size
     tta: bool = DEFAULTS.tta
     bf16: Optional[bool] = DEFAULTS.bf16     # None: as the model was trained, where the CPU computes bf16 natively
+    adapt_bn: bool = DEFAULTS.adapt_bn       # re-estimate BatchNorm statistics over these faces first (cropped faces)
     thresholds: Optional[str] = None         # thresholds.json from `facefair mitigate thresholds`
     group_column: Optional[str] = None       # column with each face's group for thresholds
     logit_adjust: Optional[str] = None       # adjustment.json from `facefair mitigate logit-adjust`
@@ -76,6 +77,8 @@ class PredictConfig:
                 raise ValueError(f"{', '.join(given)} only apply to raw photos: add --detect BACKEND")
         elif self.decode_workers is not None:
             raise ValueError("--decode-workers is for cropped faces; with --detect use --detect-workers")
+        elif self.adapt_bn:
+            raise ValueError(ADAPT_PHOTOS)
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         self.settings()  # bad values (a negative --max-side ...) are one-line errors before any work
@@ -230,7 +233,9 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
         failed = int(frame["error"].notna().sum())
         predicted = len(paths) - failed
         print(f"{predicted} images predicted in {seconds:.1f} s ({predicted / seconds:.0f} "
-              f"img/s, {precision}) -> {out / PREDICTIONS_NAME}"
+              f"img/s, {precision}"
+              + (", BatchNorm statistics re-estimated on these faces (--adapt-bn)" if settings.adapt_bn else "")
+              + f") -> {out / PREDICTIONS_NAME}"
               + (f"; {failed} unreadable (see the error column)" if failed else ""), flush=True)
         for _, row in frame[frame["error"].notna()].head(5).iterrows():  # the first few by name, here too
             print(f"  skipped {row['path']}: {row['error']}", flush=True)
@@ -269,7 +274,8 @@ def config_from_args(args) -> PredictConfig:
 def register(subparsers) -> None:
 
     from facefair.align.cli import add_detect_flags
-    from facefair.flags import add_bf16_flag, add_chip_flags, add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
+    from facefair.flags import (add_adapt_bn_flag, add_bf16_flag, add_chip_flags, add_device_flag, add_layout_flags,
+                                add_trust_flag, add_tta_flag)
 
     d = PredictConfig("", "")
     parser = subparsers.add_parser(
@@ -286,6 +292,7 @@ def register(subparsers) -> None:
     add_device_flag(parser, d.device)
     add_tta_flag(parser)
     add_bf16_flag(parser, d.bf16)
+    add_adapt_bn_flag(parser)
     parser.add_argument("--thresholds", help="group-specific decision thresholds (thresholds.json from "
                                              "`facefair mitigate thresholds`) applied to its binary task")
     parser.add_argument("--group-column", help="column that gives each face's group for --thresholds (default: the "

@@ -45,6 +45,8 @@ AUDIT_DIR = "audit"
 AUDIT_JSON = "audit.json"
 AUDIT_HTML = "audit.html"
 TRANSFER_DIR = "transfer"
+#: Suffix of the folders that `evaluate --adapt-bn` writes (test-time BatchNorm adaptation).
+ADAPTED_SUFFIX = "-adapt-bn"
 #: The audit's tidy tables, beside audit.json and audit.html.
 AUDIT_TABLES = ("group_metrics.csv", "gaps.csv", "calibration.csv", "confusion_matrices.csv")
 
@@ -131,9 +133,16 @@ class Run:
         """Where ``facefair evaluate RUN --data ...`` compares other datasets with the test split."""
         return self.folder / TRANSFER_DIR
 
-    def eval_dir(self, split: str) -> Path:
-        """Where ``facefair evaluate`` puts one split's predictions and report (``all``: another dataset)."""
-        return self.folder / f"eval-{split}"
+    @property
+    def adapted_transfer_dir(self) -> Path:
+        """:attr:`transfer_dir` of ``evaluate --adapt-bn``, beside the model's own."""
+        return self.folder / (TRANSFER_DIR + ADAPTED_SUFFIX)
+
+    def eval_dir(self, split: str, *, adapt_bn: bool = False) -> Path:
+        """Where ``facefair evaluate`` puts one split's (or another dataset's) predictions and report;
+        with ``adapt_bn`` (``evaluate --adapt-bn``) a folder beside it, so adapted figures never
+        replace the model's own."""
+        return self.folder / f"eval-{split}{ADAPTED_SUFFIX if adapt_bn else ''}"
 
     def own_files(self) -> list[Path]:
         """Every file that training, evaluation, the audit and the card write into the run itself:

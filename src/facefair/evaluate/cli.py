@@ -10,6 +10,7 @@ def _evaluate(args) -> int:
     from facefair.audit.compare import unique_names
     from facefair.evaluate.run import dataset_name, evaluate_run
     from facefair.inference.settings import InferenceSettings
+    from facefair.run import Run
 
     common = dict(kind=args.kind, image_root=args.image_root, trust_checkpoint=args.trust_checkpoint,
                   detect=args.detect, framing_check=args.framing_check, settings=InferenceSettings.from_object(args))
@@ -23,7 +24,7 @@ def _evaluate(args) -> int:
     evaluated = {}
     for data, name in zip(args.data, names):
         if args.out is None:
-            out = Path(args.run) / f"eval-{name}"
+            out = Run(args.run).eval_dir(name, adapt_bn=args.adapt_bn)
         else:
             out = Path(args.out) if len(args.data) == 1 else Path(args.out) / name
         print(f"== {name} ({data})", flush=True)
@@ -60,9 +61,11 @@ def _transfer(args, reference, evaluated: dict) -> None:
     config = TransferConfig(collapse_drop=args.collapse_drop, collapse_below=args.collapse_below,
                             audit=AuditConfig(n_boot=args.n_boot))
     tables = {name: load_predictions(out)[0] for name, (_, out) in evaluated.items()}
-    result = transfer_audit(inside, tables, config, sources={n: str(d) for n, (d, _) in evaluated.items()},
+    adapted = " (--adapt-bn: BatchNorm statistics re-estimated on these faces)" if args.adapt_bn else ""
+    result = transfer_audit(inside, tables, config, sources={n: f"{d}{adapted}" for n, (d, _) in evaluated.items()},
                             inside_source=f"the run's test split ({inside_source})")
-    out = Run(args.out or args.run).transfer_dir
+    folder = Run(args.out or args.run)
+    out = folder.adapted_transfer_dir if args.adapt_bn else folder.transfer_dir
     write_transfer(result, out)
     for dataset in result["datasets"]:
         print("\n".join(headline_lines(dataset)), flush=True)
@@ -75,7 +78,8 @@ def register(subparsers) -> None:
     from facefair.align.cli import add_detect_flags
     from facefair.audit.config import AuditConfig
     from facefair.audit.config import TransferConfig as TransferDefaults
-    from facefair.flags import add_bf16_flag, add_chip_flags, add_device_flag, add_layout_flags, add_trust_flag, add_tta_flag
+    from facefair.flags import (add_adapt_bn_flag, add_bf16_flag, add_chip_flags, add_device_flag, add_layout_flags,
+                                add_trust_flag, add_tta_flag)
     from facefair.inference.settings import DEFAULTS
 
     parser = subparsers.add_parser(
@@ -98,6 +102,7 @@ def register(subparsers) -> None:
     add_device_flag(parser, DEFAULTS.device)
     add_tta_flag(parser)
     add_bf16_flag(parser, DEFAULTS.bf16)
+    add_adapt_bn_flag(parser)
     add_trust_flag(parser)
     parser.add_argument("--no-framing-check", dest="framing_check", action="store_false",
                         help="--data of cropped faces: skip measuring (with a face detector, on a sample) whether "

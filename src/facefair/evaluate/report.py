@@ -21,15 +21,20 @@ from facefair.run import Run
 
 
 def evaluate_split(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None,
-                   descriptor_cache: Optional[str] = None):
+                   descriptor_cache: Optional[str] = None, adapt_bn: bool = False):
     """(predictions table, metrics, unreadable-image errors) for one split; under DDP each rank
     predicts its share of the rows and all ranks get the merged result.  A model with face heads
-    has its descriptors read from (and cached in) ``descriptor_cache``."""
-    outputs, errors = split_outputs(model, split, device, tta=tta, amp=amp, bf16=bf16, distributed=distributed)
+    has its descriptors read from (and cached in) ``descriptor_cache``.  ``adapt_bn``: the CNN's
+    BatchNorm statistics re-estimated over the split first (not under DDP)."""
+    if adapt_bn and distributed is not None and distributed.enabled:
+        raise ValueError("--adapt-bn re-estimates statistics over the whole split; evaluate in one process")
+    outputs, errors = split_outputs(model, split, device, tta=tta, amp=amp, bf16=bf16, distributed=distributed,
+                                    adapt_bn=adapt_bn)
     return (*score_outputs(model, split.frame, outputs, descriptor_cache), errors)
 
 
-def split_outputs(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None):
+def split_outputs(model, split, device: torch.device, *, tta: bool, amp: bool, bf16: bool, distributed=None,
+                  adapt_bn: bool = False):
     """The network's own outputs for every row of ``split`` (before any face heads) and the
     unreadable-image errors: what :func:`score_outputs` turns into a table, more than once if a
     caller wants the CNN alone as well as the model with its heads."""
@@ -37,7 +42,7 @@ def split_outputs(model, split, device: torch.device, *, tta: bool, amp: bool, b
     if distributed is not None and distributed.enabled:
         rows = rows[distributed.rank::distributed.world_size]
     outputs, errors = predict_batches(model, split.batches, len(split.frame), device, tta=tta, amp=amp, bf16=bf16,
-                                      rows=rows)
+                                      rows=rows, adapt_bn=adapt_bn)
     if distributed is not None and distributed.enabled:
         outputs, errors = distributed.merge_rows(outputs), distributed.gather_list(errors)
     return outputs, errors

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 from facefair.evaluate.metrics import all_task_metrics
 from facefair.evaluate.report import evaluate_split, print_headline, write_evaluation
 from facefair.table import predictions_frame
-from facefair.inference.settings import DEFAULTS, InferenceSettings
+from facefair.inference.settings import ADAPT_PHOTOS, DEFAULTS, InferenceSettings
 from facefair.labels import RACE_SCHEMES, map_race, shared_scheme
 from facefair.run import Run
 from facefair.data.prepare import load_table, prepare_data, whole_table_split
@@ -57,9 +57,12 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
     model = load_model(run.model_source(), settings, trust_checkpoint=trust_checkpoint)
     torch_device = model_device(model)
     size = model.config.resolved_size()
-    out = Path(out_dir) if out_dir else run.eval_dir(dataset_name(data) if data is not None else split)
+    out = Path(out_dir) if out_dir else run.eval_dir(dataset_name(data) if data is not None else split,
+                                                     adapt_bn=settings.adapt_bn)
     if detect is not None and data is None:
         raise ValueError("--detect applies to --data (raw photos of another dataset); a run's own splits are its chips")
+    if detect is not None and settings.adapt_bn:
+        raise ValueError(ADAPT_PHOTOS)
     extra: dict = {}
     if data is not None:
         race = next((t for t in model.tasks if t.name == "race"), None)
@@ -102,7 +105,7 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
         # The inference defaults' precision, as in predict and serve (not the training config's).
         predictions, metrics, errors = evaluate_split(model, chosen, torch_device, tta=settings.tta,
                                                       amp=config.train.amp, bf16=settings.bf16,
-                                                      descriptor_cache=config.data.cache_dir)
+                                                      descriptor_cache=config.data.cache_dir, adapt_bn=settings.adapt_bn)
     schemes = extra.get("race_scheme") or {}
     if schemes.get("compared_on") and schemes["compared_on"] != schemes["model"]:
         from facefair.table import collapse_race_scheme
@@ -112,9 +115,13 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
         metrics = all_task_metrics(predictions)
     report = write_evaluation(out, predictions, metrics, {**extra,
         "run": str(run.folder), "split": split, "data": config.data.data, "tta": settings.tta,
+        "adapt_bn": settings.adapt_bn,
         "skipped_images": {"count": len(skipped) + len(errors), "items": skipped + errors},
         "data_problems": {"count": len(problems), "items": [str(p) for p in problems]}})
     print_headline(split, metrics)
+    if settings.adapt_bn:
+        print(f"--adapt-bn: BatchNorm statistics re-estimated on these {len(predictions)} faces before predicting them",
+              flush=True)
     print(f"report: {Run(out).report_path}", flush=True)
     return report
 

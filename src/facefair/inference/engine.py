@@ -34,15 +34,21 @@ def predict_tensor(model, x: torch.Tensor, tta: bool = TTA_DEFAULT) -> dict[str,
 
 @torch.no_grad()
 def predict_batches(model, batches, n_rows: int, device: torch.device, *, tta: bool = TTA_DEFAULT, amp: bool = True,
-                    bf16: Optional[bool] = DEFAULTS.bf16, progress=None, rows: Optional[np.ndarray] = None
-                    ) -> tuple[dict[str, np.ndarray], list[str]]:
+                    bf16: Optional[bool] = DEFAULTS.bf16, progress=None, rows: Optional[np.ndarray] = None,
+                    adapt_bn: bool = DEFAULTS.adapt_bn) -> tuple[dict[str, np.ndarray], list[str]]:
     """Probabilities (classification) or years (age) for every row (or just ``rows``); rows whose
     image could not be read, or that were not asked for, stay NaN; read errors are returned.
 
     ``amp``: fp16 autocast on CUDA; ``bf16``: bfloat16 autocast on the CPU (``None``: as the model
-    was trained, where the CPU computes bfloat16 natively; see :func:`resolve_bf16`)."""
+    was trained, where the CPU computes bfloat16 natively; see :func:`resolve_bf16`).  ``adapt_bn``:
+    the network's BatchNorm statistics are first re-estimated over these rows' faces
+    (:mod:`facefair.inference.adapt`; ``model`` itself is not changed)."""
     model.eval()
     bf16 = resolve_bf16(bf16, model)
+    if adapt_bn:
+        from facefair.inference.adapt import adapt_batchnorm
+        model = adapt_batchnorm(model, batches, np.arange(n_rows) if rows is None else rows, device, tta=tta,
+                                autocast=autocast_context(device, amp, bf16))
     outputs = {t.name: np.full((n_rows, t.num_classes) if t.kind == "classification" else (n_rows,), np.nan,
                                dtype=np.float32) for t in model.tasks}
     errors: list[str] = []
@@ -110,7 +116,7 @@ def predict_arrays(model, images: np.ndarray, settings: InferenceSettings = DEFA
 
     batches = ArrayBatches(images, np.arange(len(images)), settings.batch_size)
     outputs, _ = predict_batches(model, batches, len(images), model_device(model), tta=settings.tta,
-                                 bf16=settings.bf16, rows=rows, progress=progress)
+                                 bf16=settings.bf16, rows=rows, progress=progress, adapt_bn=settings.adapt_bn)
     return blend_face_heads(model, outputs, images=images, model_dir=settings.model_dir)
 
 
@@ -137,7 +143,7 @@ def predict_files(model, paths: Sequence[str], settings: InferenceSettings = DEF
     bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
     model = model.to(memory_format=torch.channels_last)  # batches arrive channels-last
     outputs, errors = predict_batches(model, batches, len(paths), device, tta=settings.tta, bf16=settings.bf16,
-                                      progress=bar)
+                                      progress=bar, adapt_bn=settings.adapt_bn)
     bar.close()
     outputs = blend_face_heads(model, outputs, paths=paths, cache_dir=descriptor_cache, model_dir=settings.model_dir,
                                progress=progress)

@@ -44,6 +44,11 @@ class InferenceSettings:
         Faces whose box is smaller than this (original pixels) are skipped.
     upsample, threshold, model_dir
         Detector knobs (see :class:`facefair.align.detectors.DetectorConfig`).
+    adapt_bn : bool
+        Re-estimate the network's BatchNorm statistics over the faces being predicted before
+        predicting them (test-time adaptation, :mod:`facefair.inference.adapt`): for a set of at
+        least 64 cropped faces from one source, whose answers then depend on that set.  Off by
+        default; refused where faces arrive one at a time (``serve``) or as raw photos.
     """
 
     device: str = "auto"
@@ -57,6 +62,7 @@ class InferenceSettings:
     upsample: int = 1
     threshold: Optional[float] = None
     model_dir: Optional[str] = None
+    adapt_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -83,6 +89,10 @@ class InferenceSettings:
         """The settings an object (a command's config or parsed arguments) carries, defaults for the rest."""
         return cls(**{f.name: getattr(source, f.name) for f in fields(cls) if hasattr(source, f.name)})
 
+
+#: Why ``adapt_bn`` refuses raw photos, and the two steps that adapt to them.
+ADAPT_PHOTOS = ("--adapt-bn needs cropped faces, not raw photos: cut them once with `facefair predict PHOTOS "
+                "--detect BACKEND --save-chips CHIPS`, then predict or evaluate the CHIPS folder with --adapt-bn")
 
 #: The defaults every command and the Python API start from.
 DEFAULTS = InferenceSettings()

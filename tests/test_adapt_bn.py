@@ -1,0 +1,104 @@
+"""Test-time BatchNorm adaptation (``--adapt-bn``): the statistics it computes, what it refuses, and
+``evaluate --adapt-bn`` on real faces beside the model's own figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+
+def _model():
+    from facefair.models.multitask import ModelConfig, MultiTaskModel
+    from facefair.tasks import make_tasks
+    torch.manual_seed(0)
+    return MultiTaskModel(ModelConfig(backbone="mobilenetv2", image_size=32, dropout=0.0),
+                          make_tasks(["gender", "race"], "race5"), load_weights=False).eval()
+
+
+def _faces(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+
+
+def _first_batchnorm(model):
+    return next(m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+
+
+def test_statistics_are_every_faces_and_mirrors_mean_with_a_small_last_batch_and_the_model_is_untouched():
+    from facefair.data.batches import ArrayBatches, to_float
+    from facefair.inference.adapt import adapt_batchnorm
+
+    model, faces = _model(), _faces(100)  # batches of 64 and 36: unequal, as real sets are
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adapted = adapt_batchnorm(model, ArrayBatches(faces, np.arange(100), 64), np.arange(100), torch.device("cpu"),
+                              tta=True, autocast=torch.autocast("cpu", enabled=False))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # the caller's model keeps its training statistics
+    layer = _first_batchnorm(adapted)
+    assert not layer.training and not adapted.training
+    # What the first BatchNorm normalises: the stem convolution's output, over every face and its mirror.
+    x = to_float(torch.from_numpy(faces), torch.device("cpu"))
+    stem = next(m for m in adapted.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        features = torch.cat([stem(x), stem(torch.flip(x, dims=[3]))])
+    expected = features.mean(dim=(0, 2, 3))
+    assert torch.allclose(layer.running_mean, expected, atol=1e-5)
+    assert not torch.allclose(_first_batchnorm(model).running_mean, expected, atol=1e-3)
+
+
+def test_predictions_move_with_the_set_and_too_few_faces_are_refused():
+    from facefair.inference.engine import predict_arrays
+    from facefair.inference.settings import DEFAULTS
+
+    model = _model()
+    faces = _faces(80)
+    bright = np.clip(faces.astype(int) // 2 + 128, 0, 255).astype(np.uint8)  # a shifted source
+    plain = predict_arrays(model, bright, DEFAULTS)
+    adapted = predict_arrays(model, bright, DEFAULTS.with_options(adapt_bn=True))
+    assert not np.allclose(plain["race"], adapted["race"])
+    assert np.allclose(plain["race"], predict_arrays(model, bright, DEFAULTS)["race"])  # the model was not changed
+    with pytest.raises(ValueError, match="at least 64 faces from one source.*got 10 faces.*without --adapt-bn"):
+        predict_arrays(model, bright[:10], DEFAULTS.with_options(adapt_bn=True))
+
+
+def test_raw_photos_are_refused_with_the_two_steps_that_adapt_to_them(tmp_path):
+    from facefair.predict import PredictConfig
+
+    with pytest.raises(ValueError, match="--save-chips CHIPS`, then predict or evaluate the CHIPS folder"):
+        PredictConfig("run", "photos", detect="mtcnn", adapt_bn=True).check()
+
+
+def test_evaluate_adapt_bn_writes_beside_the_models_own_figures(tiny_run, utk_sample, tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+
+    from facefair.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    faces = sorted(utk_sample.iterdir())[:80]
+    for i, face in enumerate(faces):
+        target = tmp_path / "studio" / Path(*(("female", "asian") if i % 2 else ("male", "caucasian"))) / face.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(face, target)
+    studio = str(tmp_path / "studio")
+    common = ["--no-tta", "--no-framing-check", "--n-boot", "30"]
+    assert main(["evaluate", str(run), "--data", studio, *common]) == 0
+    assert main(["evaluate", str(run), "--data", studio, "--adapt-bn", *common]) == 0
+    assert "--adapt-bn: BatchNorm statistics re-estimated on these 80 faces" in capsys.readouterr().out
+    plain, adapted = run / "eval-studio", run / "eval-studio-adapt-bn"
+    assert json.loads((plain / "report.json").read_text())["adapt_bn"] is False
+    assert json.loads((adapted / "report.json").read_text())["adapt_bn"] is True
+    own, moved = pd.read_csv(plain / "predictions.csv"), pd.read_csv(adapted / "predictions.csv")
+    assert list(own["path"]) == list(moved["path"]) and not np.allclose(own["race_prob_White"], moved["race_prob_White"])
+    # the transfer report of each stays its own, and the adapted one says what was done
+    assert (run / "transfer" / "transfer.json").is_file()
+    assert "--adapt-bn" in (run / "transfer-adapt-bn" / "transfer.html").read_text()
+    assert "--adapt-bn" not in (run / "transfer" / "transfer.html").read_text()
+    # raw photos are refused before any work, naming the steps that do adapt to them
+    assert main(["evaluate", str(run), "--data", studio, "--adapt-bn", "--detect", "dlib", *common]) == 2
+    assert "--save-chips" in capsys.readouterr().err
