@@ -17,7 +17,8 @@ same rows and seeds, Holm over every comparison of a table).
         --blend hybrid=gender:0.5,race:1 --blend face=gender:1,race:1 \\
         --out benchmarks/results/transfer_levers.md
 
-A blend may sit on another method's CNN (``--blend capture+heads=gender:0.5,race:1@capture``) and any
+A method may be test-time BatchNorm adaptation of finished runs (``--adapted adabn=runs/robust-s0,...``:
+their ``facefair evaluate --adapt-bn`` tables of both sets).  A blend may sit on another method's CNN (``--blend capture+heads=gender:0.5,race:1@capture``) and any
 method or blend can be the one the others are paired with (``--against hybrid``): a lever on top of
 the current recipe.
 """
@@ -58,13 +59,19 @@ def _weights(spec: str) -> tuple[str, tuple[dict[str, float], str]]:
     return name, (weights, on)
 
 
-def table_of(run: Path, side: str, other: str) -> Path:
+def table_of(run: Path, side: str, other: str, adapt_bn: bool = False) -> Path:
+    """The run's predictions of its test split or of ``other``; ``adapt_bn``: those of
+    ``facefair evaluate --adapt-bn`` (the CNN's BatchNorm statistics re-estimated on each set)."""
     from facefair.run import Run
 
-    folder = Run(run) if side == "test" else Run(Run(run).eval_dir(other))
+    if side == "test":
+        folder = Run(Run(run).eval_dir("test", adapt_bn=True)) if adapt_bn else Run(run)
+    else:
+        folder = Run(Run(run).eval_dir(other, adapt_bn=adapt_bn))
     if not folder.predictions_path.is_file():
-        raise SystemExit(f"{folder.predictions_path} not found: train the run and `facefair evaluate RUN --data` "
-                         f"the other dataset first")
+        flag = " --adapt-bn" if adapt_bn else ""
+        raise SystemExit(f"{folder.predictions_path} not found: train the run, then `facefair evaluate RUN{flag}` "
+                         f"(its test split) and `facefair evaluate RUN --data OTHER{flag}`")
     return folder.predictions_path
 
 
@@ -144,6 +151,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", required=True, help="NAME=RUN[,RUN...]: the recipe every lever is paired with")
     parser.add_argument("--method", action="append", default=[], help="NAME=RUN[,RUN...]: another CNN recipe")
+    parser.add_argument("--adapted", action="append", default=[],
+                        help="NAME=RUN[,RUN...]: runs evaluated with --adapt-bn on both sets (RUN/eval-test-adapt-bn, "
+                             "RUN/eval-OTHER-adapt-bn): test-time BatchNorm adaptation as a method")
     parser.add_argument("--face-heads", help="RUN[,RUN...]: per reference seed, its copy with face heads at weight 1")
     parser.add_argument("--blend", action="append", default=[],
                         help="NAME=TASK:W[,TASK:W][@METHOD]: a face-head blend with the reference's CNN (or with "
@@ -162,7 +172,8 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     reference, ref_runs = _runs(args.reference)
-    methods = dict([(reference, ref_runs)] + [_runs(m) for m in args.method])
+    methods = dict([(reference, ref_runs)] + [_runs(m) for m in args.method + args.adapted])
+    adapted = {_runs(m)[0] for m in args.adapted}
     face_runs = [Path(r) for r in args.face_heads.split(",")] if args.face_heads else []
     blends = dict(_weights(b) for b in args.blend)
     if blends and len(face_runs) != len(ref_runs):
@@ -191,11 +202,12 @@ def main(argv=None) -> int:
     frames: dict[str, dict[str, list[pd.DataFrame]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for side, title in (("test", "the runs' test split (in distribution)"), ("other", args.other)):
-            entries = {name: [table_of(r, side, args.other) for r in runs] for name, runs in methods.items()}
+            entries = {name: [table_of(r, side, args.other, name in adapted) for r in runs]
+                       for name, runs in methods.items()}
             for name, (weights, on) in blends.items():
                 entries[name] = []
                 for k, (ref, face) in enumerate(zip(methods[on or reference], face_runs)):
-                    mixed = blend(load_predictions(table_of(ref, side, args.other))[0],
+                    mixed = blend(load_predictions(table_of(ref, side, args.other, on in adapted))[0],
                                   load_predictions(table_of(face, side, args.other))[0], weights)
                     path = Path(tmp) / f"{name}-{side}-s{k}.csv"
                     mixed.to_csv(path, index=False)

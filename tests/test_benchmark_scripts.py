@@ -115,6 +115,33 @@ def test_transfer_levers_pairs_recipes_and_face_head_blends_on_both_sides(tmp_pa
                               "--out", str(on_lever)])
 
 
+def test_transfer_levers_reads_adapted_tables_for_an_adapted_method_and_its_blends(tmp_path):
+    runs = {}
+    for name, seed in (("ref0", 0), ("ref1", 1), ("face0", 3), ("face1", 4)):
+        runs[name] = write_run(tmp_path / name, seed)
+        (runs[name] / "eval-dev").mkdir()
+        predictions(seed + 20, accuracy_rate=0.6).to_csv(runs[name] / "eval-dev" / "predictions.csv", index=False)
+    for name in ("ref0", "ref1"):  # `evaluate --adapt-bn` of both sets: a CNN right about every face
+        for folder in ("eval-test-adapt-bn", "eval-dev-adapt-bn"):
+            (runs[name] / folder).mkdir()
+            predictions(7, accuracy_rate=1.0).to_csv(runs[name] / folder / "predictions.csv", index=False)
+    out = tmp_path / "adapted.md"
+    both = f"{runs['ref0']},{runs['ref1']}"
+    assert transfer_levers.main([
+        "--reference", f"robust={both}", "--adapted", f"adabn={both}", "--face-heads",
+        f"{runs['face0']},{runs['face1']}", "--blend", "adabn+heads=gender:0.5,race:1@adabn", "--other", "dev",
+        "--n-boot", "50", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| adabn | gender | accuracy |" in text and "| adabn+heads | gender | accuracy |" in text
+    # The adapted tables are the perfect ones, on both sides; the blend's gender averages them in.
+    adapted_rows = [line for line in text.splitlines() if line.startswith("| adabn | gender | accuracy |")]
+    assert len(adapted_rows) == 2 and all("1.000" in line for line in adapted_rows)
+    (runs["ref1"] / "eval-dev-adapt-bn" / "predictions.csv").unlink()
+    with pytest.raises(SystemExit, match="evaluate RUN --data OTHER --adapt-bn"):
+        transfer_levers.main(["--reference", f"robust={both}", "--adapted", f"adabn={both}", "--other", "dev",
+                              "--n-boot", "50", "--out", str(out)])
+
+
 def test_feature_sources_refits_the_heads_per_source_and_pairs_them_with_dlibs(tiny_run, hybrid_run, tmp_path,
                                                                               monkeypatch):
     pytest.importorskip("dlib", reason="the face heads need dlib (`pip install -e .[align]`)")
