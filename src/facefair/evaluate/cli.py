@@ -61,7 +61,7 @@ def _transfer(args, reference, evaluated: dict) -> None:
     config = TransferConfig(collapse_drop=args.collapse_drop, collapse_below=args.collapse_below,
                             audit=AuditConfig(n_boot=args.n_boot))
     tables = {name: load_predictions(out)[0] for name, (_, out) in evaluated.items()}
-    adapted = " (--adapt-bn: BatchNorm statistics re-estimated on these faces)" if args.adapt_bn else ""
+    adapted = ", --adapt-bn: BatchNorm statistics re-estimated on these faces" if args.adapt_bn else ""
     result = transfer_audit(inside, tables, config, sources={n: f"{d}{adapted}" for n, (d, _) in evaluated.items()},
                             inside_source=f"the run's test split ({inside_source})")
     folder = Run(args.out or args.run)
