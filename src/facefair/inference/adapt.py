@@ -11,6 +11,7 @@ faces from one source, never for one upload at a time; the weights are not chang
 from __future__ import annotations
 
 import copy
+
 import numpy as np
 import torch
 

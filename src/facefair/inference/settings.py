@@ -48,7 +48,7 @@ class InferenceSettings:
         Re-estimate the network's BatchNorm statistics over the faces being predicted before
         predicting them (test-time adaptation, :mod:`facefair.inference.adapt`): for a set of at
         least 64 cropped faces from one source, whose answers then depend on that set.  Off by
-        default; refused where faces arrive one at a time (``serve``) or as raw photos.
+        default; refused for raw photos, and not offered by ``serve`` (one upload at a time).
     """
 
     device: str = "auto"
