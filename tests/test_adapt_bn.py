@@ -102,3 +102,27 @@ def test_evaluate_adapt_bn_writes_beside_the_models_own_figures(tiny_run, utk_sa
     # raw photos are refused before any work, naming the steps that do adapt to them
     assert main(["evaluate", str(run), "--data", studio, "--adapt-bn", "--detect", "dlib", *common]) == 2
     assert "--save-chips" in capsys.readouterr().err
+
+
+def test_predict_adapt_bn_says_so_and_refuses_a_handful_of_faces(tiny_run, utk_sample, tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+
+    from facefair.cli import main
+
+    faces = sorted(utk_sample.iterdir())
+    for name, count in (("many", 70), ("few", 10)):
+        (tmp_path / name).mkdir()
+        for face in faces[:count]:
+            shutil.copy(face, tmp_path / name / face.name)
+    common = ["--no-tta", "--no-framing-check", "--no-progress"]
+    assert main(["predict", str(tiny_run), str(tmp_path / "many"), "--out", str(tmp_path / "plain"), *common]) == 0
+    assert main(["predict", str(tiny_run), str(tmp_path / "many"), "--out", str(tmp_path / "adapted"), "--adapt-bn",
+                 *common]) == 0
+    assert "BatchNorm statistics re-estimated on these faces (--adapt-bn)" in capsys.readouterr().out
+    plain, adapted = (pd.read_csv(tmp_path / out / "predictions.csv") for out in ("plain", "adapted"))
+    assert len(adapted) == 70 and not np.allclose(plain["gender_prob_Male"], adapted["gender_prob_Male"])
+    assert main(["predict", str(tiny_run), str(tmp_path / "few"), "--out", str(tmp_path / "few-out"), "--adapt-bn",
+                 *common]) == 2
+    assert "at least 64 faces from one source" in capsys.readouterr().err
