@@ -17,8 +17,9 @@ same rows and seeds, Holm over every comparison of a table).
         --blend hybrid=gender:0.5,race:1 --blend face=gender:1,race:1 \\
         --out benchmarks/results/transfer_levers.md
 
-A method may be test-time BatchNorm adaptation of finished runs (``--adapted adabn=runs/robust-s0,...``:
-their ``facefair evaluate --adapt-bn`` tables of both sets).  A blend may sit on another method's CNN (``--blend capture+heads=gender:0.5,race:1@capture``) and any
+A method may be test-time BatchNorm adaptation of finished runs (``--adapted
+adabn=runs/robust-s0,...``: their ``facefair evaluate --adapt-bn`` tables of both sets).  A blend
+may sit on another method's CNN (``--blend capture+heads=gender:0.5,race:1@capture``) and any
 method or blend can be the one the others are paired with (``--against hybrid``): a lever on top of
 the current recipe.
 """
