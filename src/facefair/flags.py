@@ -41,10 +41,13 @@ def add_device_flag(parser: argparse.ArgumentParser, default: str = "auto") -> N
     parser.add_argument("--device", default=default, help=DEVICE_HELP)
 
 
+#: Fewer faces than this give statistics too noisy to replace the training set's (``--adapt-bn``);
+#: here, not in facefair.inference.adapt, so the help text says it without importing torch.
+ADAPT_MIN_FACES = 64
 ADAPT_BN_HELP = ("re-estimate the network's BatchNorm statistics over these faces (their images, not their labels) "
                  "before predicting them: test-time adaptation to a source unlike the training photos, for a set "
-                 "of at least 64 cropped faces from one source (answers then depend on the set); docs/transfer.md "
-                 "has what it did over three seeds")
+                 f"of at least {ADAPT_MIN_FACES} cropped faces from one source (answers then depend on the set); "
+                 "docs/transfer.md has what it did over three seeds")
 
 
 def add_adapt_bn_flag(parser: argparse.ArgumentParser) -> None:

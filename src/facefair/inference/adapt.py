@@ -15,10 +15,9 @@ import copy
 import numpy as np
 import torch
 
-__all__ = ["MIN_FACES", "adapt_batchnorm"]
+from facefair.flags import ADAPT_MIN_FACES as MIN_FACES
 
-#: Fewer faces than this give statistics too noisy to replace the training set's.
-MIN_FACES = 64
+__all__ = ["MIN_FACES", "adapt_batchnorm"]
 
 
 @torch.no_grad()
