@@ -173,8 +173,9 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     reference, ref_runs = _runs(args.reference)
-    methods = dict([(reference, ref_runs)] + [_runs(m) for m in args.method + args.adapted])
-    adapted = {_runs(m)[0] for m in args.adapted}
+    adapted_methods = dict(_runs(m) for m in args.adapted)
+    methods = {reference: ref_runs, **dict(_runs(m) for m in args.method), **adapted_methods}
+    adapted = set(adapted_methods)
     face_runs = [Path(r) for r in args.face_heads.split(",")] if args.face_heads else []
     blends = dict(_weights(b) for b in args.blend)
     if blends and len(face_runs) != len(ref_runs):
