@@ -123,6 +123,12 @@ def test_predict_adapt_bn_says_so_and_refuses_a_handful_of_faces(tiny_run, utk_s
     assert "BatchNorm statistics re-estimated on these faces (--adapt-bn)" in capsys.readouterr().out
     plain, adapted = (pd.read_csv(tmp_path / out / "predictions.csv") for out in ("plain", "adapted"))
     assert len(adapted) == 70 and not np.allclose(plain["gender_prob_Male"], adapted["gender_prob_Male"])
+    # the table alone cannot say its answers depend on the set: the record beside it does
+    records = {out: json.loads((tmp_path / out / "predict.json").read_text()) for out in ("plain", "adapted")}
+    assert records["adapted"]["settings"]["adapt_bn"] is True and records["adapted"]["adapted_on"] == 70
+    assert records["plain"]["settings"]["adapt_bn"] is False and records["plain"]["adapted_on"] is None
+    assert records["adapted"]["counts"] == {"images": 70, "predicted": 70, "unreadable": 0}
+    assert records["adapted"]["source"] == str((tmp_path / "many").resolve())
     assert main(["predict", str(tiny_run), str(tmp_path / "few"), "--out", str(tmp_path / "few-out"), "--adapt-bn",
                  *common]) == 2
     assert "at least 64 faces from one source" in capsys.readouterr().err

@@ -3,7 +3,9 @@ meaning the same in both modes, OUT/predictions.csv (+ OUT/no_face.csv) inside a
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,6 +74,9 @@ def test_detect_mtcnn_with_thresholds_and_bf16(tiny_run, utkface_dir, tmp_path):
     probabilities = frame[[c for c in frame if c.startswith("race_prob_")]].to_numpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-3)
     assert list(pd.read_csv(out / "no_face.csv")["path"].map(os.path.basename)) == ["noface_000.jpg"]
+    record = json.loads((out / "predict.json").read_text())
+    assert record["detect"] == "mtcnn" and record["thresholds"] == str(Path(thresholds).resolve())
+    assert record["counts"] == {"photos": 3, "faces": len(frame), "without_face": 1}
 
 
 @pytest.mark.parametrize("argv, message", [

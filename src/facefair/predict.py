@@ -1,4 +1,5 @@
-"""``facefair predict``: a trained model over new images -> OUT/predictions.csv.
+"""``facefair predict``: a trained model over new images -> OUT/predictions.csv, and OUT/predict.json
+saying how it was made.
 
 Cropped faces (a folder, a CSV with an image column, or one image) are classified as they are;
 with ``--detect BACKEND`` the same sources are raw photos, and every face found is aligned
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 PREDICTIONS_NAME = PREDICTIONS
 NO_FACE_NAME = "no_face.csv"
 FRAMING_NAME = "framing.json"
+#: What produced OUT/predictions.csv: the model, the source, every inference setting and the counts.
+RECORD_NAME = "predict.json"
 
 
 @dataclass
@@ -187,8 +190,8 @@ def _say_padding(model, config: PredictConfig) -> None:
 
 
 def run_predict(config: PredictConfig) -> "pd.DataFrame":
-    """Predict, write ``OUT/predictions.csv`` (and ``OUT/no_face.csv`` with ``detect``), print counts
-    and speed; returns the predictions."""
+    """Predict, write ``OUT/predictions.csv``, ``OUT/predict.json`` (and ``OUT/no_face.csv`` with
+    ``detect``), print counts and speed; returns the predictions."""
     from facefair.align.framing import framing_report
     from facefair.inference.engine import precision_name
     from facefair.inference.sources import list_images, load_model, predict_paths
@@ -229,6 +232,7 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     if config.logit_adjust is not None:
         frame = _apply_logit_adjust(frame, Path(config.logit_adjust))
     write_predictions(frame, out / PREDICTIONS_NAME)
+    _write_record(out, config, settings, precision, seconds, frame, no_face, len(paths))
     if no_face is None:
         failed = int(frame["error"].notna().sum())
         predicted = len(paths) - failed
@@ -253,6 +257,46 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
                              f"its reason in {out / NO_FACE_NAME})")
     _say_notes(frame)
     return frame
+
+
+def _write_record(out: Path, config: PredictConfig, settings: InferenceSettings, precision: str, seconds: float,
+                  frame: "pd.DataFrame", no_face: "Optional[pd.DataFrame]", images: int) -> Path:
+    """``OUT/predict.json``: how the table beside it was made, so a reader of the CSV alone can tell
+    an answer that depends on the set predicted with it (``adapt_bn``) or on post-processing
+    (``thresholds``, ``logit_adjust``) from the model's own."""
+    from dataclasses import asdict
+
+    from facefair import __version__
+    from facefair.runtime import write_text_atomic
+
+    def resolved(value: Optional[str]) -> Optional[str]:
+        return str(Path(value).resolve()) if value else None
+
+    if no_face is None:
+        unreadable = int(frame["error"].notna().sum())
+        counts = {"images": images, "predicted": images - unreadable, "unreadable": unreadable}
+    else:
+        counts = {"photos": images, "faces": len(frame), "without_face": len(no_face)}
+    record = {
+        "facefair": __version__,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": resolved(config.checkpoint),
+        "source": resolved(config.source),
+        "image_root": resolved(config.image_root),
+        "detect": config.detect,
+        "settings": asdict(settings),
+        "precision": precision,
+        # The answers of an adapted run depend on which faces were predicted together.
+        "adapted_on": counts.get("predicted", counts.get("faces")) if settings.adapt_bn else None,
+        "thresholds": resolved(config.thresholds),
+        "group_column": config.group_column,
+        "logit_adjust": resolved(config.logit_adjust),
+        "counts": counts,
+        "seconds": round(seconds, 2),
+    }
+    path = out / RECORD_NAME
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+    return path
 
 
 def _say_notes(frame: "pd.DataFrame") -> None:
@@ -283,10 +327,11 @@ def register(subparsers) -> None:
         description="Predict with a trained model: a folder of images, a CSV with an image column, or one image. "
                     "The images are cropped faces unless --detect names a face detector; then each face in each "
                     "photo is aligned FairFace's way and predicted (one row per face). Writes "
-                    f"OUT/{PREDICTIONS_NAME} (and OUT/{NO_FACE_NAME} with --detect).")
+                    f"OUT/{PREDICTIONS_NAME}, OUT/{RECORD_NAME} (the model, source, settings and counts) and, with "
+                    f"--detect, OUT/{NO_FACE_NAME}.")
     parser.add_argument("checkpoint", help="a run folder (or its best.pt), or an exported model folder")
     parser.add_argument("source", help="folder of images, CSV with an image column, or one image")
-    parser.add_argument("--out", default=d.out, help=f"output folder ({PREDICTIONS_NAME}, {NO_FACE_NAME})")
+    parser.add_argument("--out", default=d.out, help=f"output folder ({PREDICTIONS_NAME}, {RECORD_NAME}, {NO_FACE_NAME})")
     parser.add_argument("--image-root", help="folder a CSV source's image paths are relative to (default: the CSV's)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="faces per forward pass")
     add_device_flag(parser, d.device)
