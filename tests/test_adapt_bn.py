@@ -1,5 +1,6 @@
-"""Test-time BatchNorm adaptation (``--adapt-bn``): the statistics it computes, what it refuses, and
-``evaluate --adapt-bn`` on real faces beside the model's own figures."""
+"""Test-time BatchNorm adaptation (``--adapt-bn``): the statistics it computes, what it refuses, raw
+photos adapted over every face found, and ``evaluate --adapt-bn`` on real faces beside the model's
+own figures."""
 
 from __future__ import annotations
 
@@ -63,11 +64,51 @@ def test_predictions_move_with_the_set_and_too_few_faces_are_refused():
         predict_arrays(model, bright[:10], DEFAULTS.with_options(adapt_bn=True))
 
 
-def test_raw_photos_are_refused_with_the_two_steps_that_adapt_to_them(tmp_path):
-    from facefair.predict import PredictConfig
+class _KnownFaces:
+    """Two faces where the photos below put them (the photo path is under test, not a detector)."""
 
-    with pytest.raises(ValueError, match="--save-chips CHIPS`, then predict or evaluate the CHIPS folder"):
-        PredictConfig("run", "photos", detect="mtcnn", adapt_bn=True).check()
+    from facefair.align.detectors import DetectorConfig
+    config = DetectorConfig()
+    origins = ((10, 10), (150, 10))
+
+    def detect(self, image: np.ndarray):
+        from facefair.align.chips import MTCNN5_TEMPLATE
+        from facefair.align.detectors import Face
+        return [Face((x, y, x + 100, y + 100), 1.0, np.array([x, y]) + MTCNN5_TEMPLATE * 100, "mtcnn5")
+                for x, y in self.origins]
+
+
+def test_raw_photos_adapt_over_every_face_found_before_any_is_predicted(utk_sample, tmp_path):
+    from PIL import Image
+
+    from facefair.align.pipeline import iter_photos
+    from facefair.data.images import resize_face
+    from facefair.inference.engine import predict_arrays
+    from facefair.inference.photos import align_config, predict_photos_detailed
+    from facefair.inference.settings import DEFAULTS
+
+    model, detector = _model(), _KnownFaces()
+    faces = sorted(utk_sample.glob("*.jpg"))
+    photos = []
+    for i in range(34):  # 68 faces in all, in batches of 16: no batch alone has the 64 adaptation needs
+        canvas = Image.new("RGB", (260, 120), (200, 200, 190))
+        for k, (x, y) in enumerate(detector.origins):
+            canvas.paste(Image.open(faces[(2 * i + k) % len(faces)]).convert("RGB").resize((100, 100)), (x, y))
+        photos.append(str(tmp_path / f"photo_{i:02d}.jpg"))
+        canvas.save(photos[-1], quality=95)
+    settings = DEFAULTS.with_options(batch_size=16, tta=False, adapt_bn=True)
+    adapted, no_face = predict_photos_detailed(model, photos, detector, settings, progress=False)
+    plain, _ = predict_photos_detailed(model, photos, detector, settings.with_options(adapt_bn=False), progress=False)
+    assert len(adapted) == 68 and no_face.empty
+    # the same as adapting over the 68 chips at once: the set is every face of every photo
+    chips = np.stack([resize_face(chip, 32) for photo in iter_photos(photos, detector.config,
+                      align_config(model, settings), detector=detector) for chip in photo.chips])
+    expected = predict_arrays(model, chips, settings)["race"]
+    race = adapted[[f"race_prob_{c}" for c in model.tasks[1].classes]].to_numpy()
+    np.testing.assert_allclose(race, expected, atol=1e-5)
+    assert not np.allclose(race, plain[[f"race_prob_{c}" for c in model.tasks[1].classes]].to_numpy(), atol=1e-3)
+    with pytest.raises(ValueError, match="at least 64 faces from one source.*got 20 faces"):
+        predict_photos_detailed(model, photos[:10], detector, settings, progress=False)
 
 
 def test_evaluate_adapt_bn_writes_beside_the_models_own_figures(tiny_run, utk_sample, tmp_path, capsys):
@@ -99,9 +140,6 @@ def test_evaluate_adapt_bn_writes_beside_the_models_own_figures(tiny_run, utk_sa
     assert (run / "transfer" / "transfer.json").is_file()
     assert "--adapt-bn" in (run / "transfer-adapt-bn" / "transfer.html").read_text()
     assert "--adapt-bn" not in (run / "transfer" / "transfer.html").read_text()
-    # raw photos are refused before any work, naming the steps that do adapt to them
-    assert main(["evaluate", str(run), "--data", studio, "--adapt-bn", "--detect", "dlib", *common]) == 2
-    assert "--save-chips" in capsys.readouterr().err
 
 
 def test_predict_adapt_bn_says_so_and_refuses_a_handful_of_faces(tiny_run, utk_sample, tmp_path, capsys):

@@ -46,7 +46,8 @@ def add_device_flag(parser: argparse.ArgumentParser, default: str = "auto") -> N
 ADAPT_MIN_FACES = 64
 ADAPT_BN_HELP = ("re-estimate the network's BatchNorm statistics over these faces (their images, not their labels) "
                  "before predicting them: test-time adaptation to a source unlike the training photos, for a set "
-                 f"of at least {ADAPT_MIN_FACES} cropped faces from one source (answers then depend on the set); "
+                 f"of at least {ADAPT_MIN_FACES} faces from one source (with --detect: every face found in the photos; "
+                 "answers then depend on the set); "
                  "docs/transfer.md has what it did over three seeds")
 
 

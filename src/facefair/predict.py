@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from facefair.inference.settings import ADAPT_PHOTOS, DEFAULTS, InferenceSettings
+from facefair.inference.settings import DEFAULTS, InferenceSettings
 from facefair.run import PREDICTIONS
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class PredictConfig:
     batch_size: int = DEFAULTS.batch_size
     tta: bool = DEFAULTS.tta
     bf16: Optional[bool] = DEFAULTS.bf16     # None: as the model was trained, where the CPU computes bf16 natively
-    adapt_bn: bool = DEFAULTS.adapt_bn       # re-estimate BatchNorm statistics over these faces first (cropped faces)
+    adapt_bn: bool = DEFAULTS.adapt_bn       # re-estimate BatchNorm statistics over these faces first
     thresholds: Optional[str] = None         # thresholds.json from `facefair mitigate thresholds`
     group_column: Optional[str] = None       # column with each face's group for thresholds
     logit_adjust: Optional[str] = None       # adjustment.json from `facefair mitigate logit-adjust`
@@ -80,8 +80,6 @@ class PredictConfig:
                 raise ValueError(f"{', '.join(given)} only apply to raw photos: add --detect BACKEND")
         elif self.decode_workers is not None:
             raise ValueError("--decode-workers is for cropped faces; with --detect use --detect-workers")
-        elif self.adapt_bn:
-            raise ValueError(ADAPT_PHOTOS)
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         self.settings()  # bad values (a negative --max-side ...) are one-line errors before any work

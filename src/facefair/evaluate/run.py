@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 from facefair.evaluate.metrics import all_task_metrics
 from facefair.evaluate.report import evaluate_split, print_headline, write_evaluation
 from facefair.table import predictions_frame
-from facefair.inference.settings import ADAPT_PHOTOS, DEFAULTS, InferenceSettings
+from facefair.inference.settings import DEFAULTS, InferenceSettings
 from facefair.labels import RACE_SCHEMES, map_race, shared_scheme
 from facefair.run import Run
 from facefair.data.prepare import load_table, prepare_data, whole_table_split
@@ -61,8 +61,6 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
                                                      adapt_bn=settings.adapt_bn)
     if detect is not None and data is None:
         raise ValueError("--detect applies to --data (raw photos of another dataset); a run's own splits are its chips")
-    if detect is not None and settings.adapt_bn:
-        raise ValueError(ADAPT_PHOTOS)
     extra: dict = {}
     if data is not None:
         race = next((t for t in model.tasks if t.name == "race"), None)

@@ -160,7 +160,10 @@ def predict_photos_detailed(model, photo_paths: Sequence[str], detector: Detecto
     detector : Detector, DetectorConfig or str
         A built detector (runs in this process), a config or a backend name (``workers`` processes).
     settings : InferenceSettings
-        ``max_side``, ``chip_size``, ``padding``, ``min_face``, ``batch_size``, ``tta``, ``bf16``.
+        ``max_side``, ``chip_size``, ``padding``, ``min_face``, ``batch_size``, ``tta``, ``bf16``;
+        with ``adapt_bn`` the network's BatchNorm statistics are re-estimated over every face found
+        in all the photos before any is predicted, so their chips are held in memory until then
+        (about 37 KB a face at 112 px).
     chip_dir : str or Path, optional
         Also write each aligned chip there (``face_name_align`` names it).
 
@@ -192,7 +195,8 @@ def predict_photos_detailed(model, photo_paths: Sequence[str], detector: Detecto
             pending.records.append({"path": photo.path, "face_index": index, "faces_in_photo": len(photo.faces),
                                     **face_record(face), "face_name_align": name})
             pending.images.append(resize_face(chip, size))
-        if len(pending.images) >= settings.batch_size:
+        # Adapting BatchNorm needs every face of the set before the first is predicted.
+        if len(pending.images) >= settings.batch_size and not settings.adapt_bn:
             parts.append(_run_batch(model, pending, settings))
             pending = _Pending()
         bar.set_postfix(faces=sum(len(p) for p in parts) + len(pending.images), no_face=len(skipped))

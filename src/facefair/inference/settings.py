@@ -47,8 +47,9 @@ class InferenceSettings:
     adapt_bn : bool
         Re-estimate the network's BatchNorm statistics over the faces being predicted before
         predicting them (test-time adaptation, :mod:`facefair.inference.adapt`): for a set of at
-        least 64 cropped faces from one source, whose answers then depend on that set.  Off by
-        default; refused for raw photos, and not offered by ``serve`` (one upload at a time).
+        least 64 faces from one source (cropped faces, or every face found in raw photos), whose
+        answers then depend on that set.  Off by default; not offered by ``serve`` (one upload at
+        a time).
     """
 
     device: str = "auto"
@@ -89,10 +90,6 @@ class InferenceSettings:
         """The settings an object (a command's config or parsed arguments) carries, defaults for the rest."""
         return cls(**{f.name: getattr(source, f.name) for f in fields(cls) if hasattr(source, f.name)})
 
-
-#: Why ``adapt_bn`` refuses raw photos, and the two steps that adapt to them.
-ADAPT_PHOTOS = ("--adapt-bn needs cropped faces, not raw photos: cut them once with `facefair predict PHOTOS "
-                "--detect BACKEND --save-chips CHIPS`, then predict or evaluate the CHIPS folder with --adapt-bn")
 
 #: The defaults every command and the Python API start from.
 DEFAULTS = InferenceSettings()

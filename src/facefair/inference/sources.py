@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from facefair.inference.settings import ADAPT_PHOTOS, DEFAULTS, InferenceSettings
+from facefair.inference.settings import DEFAULTS, InferenceSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,8 +108,6 @@ def predict_paths(model, paths: list[str], settings: InferenceSettings = DEFAULT
 
     if detect is None:
         return Predictions(predict_files(model, paths, settings, workers=decode_workers, progress=progress))
-    if settings.adapt_bn:
-        raise ValueError(ADAPT_PHOTOS)
     from facefair.inference.photos import detector_config, predict_photos_detailed
 
     device = model_device(model)
