@@ -170,3 +170,25 @@ def test_predict_adapt_bn_says_so_and_refuses_a_handful_of_faces(tiny_run, utk_s
     assert main(["predict", str(tiny_run), str(tmp_path / "few"), "--out", str(tmp_path / "few-out"), "--adapt-bn",
                  *common]) == 2
     assert "at least 64 faces from one source" in capsys.readouterr().err
+
+
+def test_evaluate_detect_adapts_over_every_face_found_and_scores_each_photos_largest(tiny_run, utk_sample, tmp_path,
+                                                                                     capsys):
+    import shutil
+
+    from photo_compose import compose_set
+
+    from facefair.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    faces = sorted(utk_sample.glob("*.jpg"))
+    for i, folder in enumerate(("female/asian", "male/caucasian")):
+        compose_set(faces, tmp_path / "photos" / folder, photos=20, faces_per_photo=(2, 2), seed=i)
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "photos"), "--detect", "dlib-hog", "--adapt-bn",
+                 "--no-tta", "--no-framing-check", "--n-boot", "30"]) == 0
+    report = json.loads((run / "eval-photos-adapt-bn" / "report.json").read_text())
+    detect = report["detect"]
+    assert report["adapt_bn"] is True and detect["faces_found"] > detect["faces"] >= 30
+    assert report["metrics"]["gender"]["n"] == detect["faces"]  # one face scored per photo
+    assert f"re-estimated on these {detect['faces_found']} faces" in capsys.readouterr().out

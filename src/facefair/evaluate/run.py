@@ -118,7 +118,9 @@ def evaluate_run(run_dir: str, *, split: str = "test", out_dir: Optional[str] = 
         "data_problems": {"count": len(problems), "items": [str(p) for p in problems]}})
     print_headline(split, metrics)
     if settings.adapt_bn:
-        print(f"--adapt-bn: BatchNorm statistics re-estimated on these {len(predictions)} faces before predicting them",
+        # With --detect the set adapted on is every face found, not only the largest one scored per photo.
+        adapted_on = extra["detect"]["faces_found"] if "detect" in extra else len(predictions)
+        print(f"--adapt-bn: BatchNorm statistics re-estimated on these {adapted_on} faces before predicting them",
               flush=True)
     print(f"report: {Run(out).report_path}", flush=True)
     return report
@@ -176,6 +178,7 @@ def _detected_predictions(data_config, model, detect: "str | DetectorConfig", se
     print(f"{detector.backend}: a face in {len(frame)} of {len(table.frame)} photos (padding {padding:g}); "
           f"{len(no_face)} without one -> {out / 'no_face.csv'}", flush=True)
     summary = {"backend": detector.backend, "padding": padding, "photos": len(table.frame), "faces": len(frame),
+               "faces_found": len(faces),
                "max_side": settings.max_side, "chip_size": settings.chip_size,
                "no_face": {"count": len(no_face), "items": no_face.rename(columns={"path": "source"})
                            .to_dict("records")[:50]}}
