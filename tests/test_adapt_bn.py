@@ -67,9 +67,11 @@ def test_predictions_move_with_the_set_and_too_few_faces_are_refused():
 class _KnownFaces:
     """Two faces where the photos below put them (the photo path is under test, not a detector)."""
 
-    from facefair.align.detectors import DetectorConfig
-    config = DetectorConfig()
     origins = ((10, 10), (150, 10))
+
+    def __init__(self):
+        from facefair.align.detectors import DetectorConfig
+        self.config = DetectorConfig()  # what the photo path reads off a built detector
 
     def detect(self, image: np.ndarray):
         from facefair.align.chips import MTCNN5_TEMPLATE
