@@ -230,10 +230,10 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     if config.logit_adjust is not None:
         frame = _apply_logit_adjust(frame, Path(config.logit_adjust))
     write_predictions(frame, out / PREDICTIONS_NAME)
-    _write_record(out, config, settings, precision, seconds, frame, no_face, len(paths))
+    counts = _counts(frame, no_face, len(paths))
+    _write_record(out, config, settings, precision, seconds, counts)
     if no_face is None:
-        failed = int(frame["error"].notna().sum())
-        predicted = len(paths) - failed
+        failed, predicted = counts["unreadable"], counts["predicted"]
         print(f"{predicted} images predicted in {seconds:.1f} s ({predicted / seconds:.0f} "
               f"img/s, {precision}"
               + (", BatchNorm statistics re-estimated on these faces (--adapt-bn)" if settings.adapt_bn else "")
@@ -257,8 +257,17 @@ def run_predict(config: PredictConfig) -> "pd.DataFrame":
     return frame
 
 
+def _counts(frame: "pd.DataFrame", no_face: "Optional[pd.DataFrame]", images: int) -> dict[str, int]:
+    """What was predicted: images, predicted and unreadable (cropped faces), or photos, faces and
+    photos without a face (``--detect``)."""
+    if no_face is None:
+        unreadable = int(frame["error"].notna().sum())
+        return {"images": images, "predicted": images - unreadable, "unreadable": unreadable}
+    return {"photos": images, "faces": len(frame), "without_face": len(no_face)}
+
+
 def _write_record(out: Path, config: PredictConfig, settings: InferenceSettings, precision: str, seconds: float,
-                  frame: "pd.DataFrame", no_face: "Optional[pd.DataFrame]", images: int) -> Path:
+                  counts: dict[str, int]) -> Path:
     """``OUT/predict.json``: how the table beside it was made, so a reader of the CSV alone can tell
     an answer that depends on the set predicted with it (``adapt_bn``) or on post-processing
     (``thresholds``, ``logit_adjust``) from the model's own."""
@@ -270,11 +279,6 @@ def _write_record(out: Path, config: PredictConfig, settings: InferenceSettings,
     def resolved(value: Optional[str]) -> Optional[str]:
         return str(Path(value).resolve()) if value else None
 
-    if no_face is None:
-        unreadable = int(frame["error"].notna().sum())
-        counts = {"images": images, "predicted": images - unreadable, "unreadable": unreadable}
-    else:
-        counts = {"photos": images, "faces": len(frame), "without_face": len(no_face)}
     record = {
         "facefair": __version__,
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -285,7 +289,7 @@ def _write_record(out: Path, config: PredictConfig, settings: InferenceSettings,
         "settings": asdict(settings),
         "precision": precision,
         # The answers of an adapted run depend on which faces were predicted together.
-        "adapted_on": counts.get("predicted", counts.get("faces")) if settings.adapt_bn else None,
+        "adapted_on": (counts["faces"] if config.detect else counts["predicted"]) if settings.adapt_bn else None,
         "thresholds": resolved(config.thresholds),
         "group_column": config.group_column,
         "logit_adjust": resolved(config.logit_adjust),
